@@ -1,0 +1,3 @@
+from tgtrader.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,260 @@
+"""Symbol trading rules from Binance `exchangeInfo`, and the rounding/validation every order passes.
+
+Nothing leaves the core unless `SymbolRules.check_order` returns no violations, and every
+violation names the Binance filter and the numbers, so a trader can see what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
+from typing import Any, Mapping
+
+from tgtrader.types import OrderType, Side
+
+ZERO = Decimal(0)
+
+
+def _dec(value: Any, default: str = "0") -> Decimal:
+    if value is None:
+        return Decimal(default)
+    return Decimal(str(value))
+
+
+def fmt_decimal(value: Decimal) -> str:
+    """Plain notation without exponent or trailing zeros (Binance accepts and prints this)."""
+    text = format(value.normalize(), "f")
+    return text if text != "-0" else "0"
+
+
+@dataclass(frozen=True, slots=True)
+class FilterViolation:
+    filter: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.filter}: {self.message}"
+
+
+@dataclass(frozen=True)
+class SymbolRules:
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    status: str = "TRADING"
+    tick_size: Decimal = Decimal("0.01")
+    min_price: Decimal = ZERO
+    max_price: Decimal = ZERO  # 0 means no limit (Binance convention)
+    step_size: Decimal = Decimal("0.00001")
+    min_qty: Decimal = ZERO
+    max_qty: Decimal = ZERO
+    market_step_size: Decimal = ZERO
+    market_min_qty: Decimal = ZERO
+    market_max_qty: Decimal = ZERO
+    min_notional: Decimal = ZERO
+    max_notional: Decimal = ZERO
+    apply_min_to_market: bool = True
+    apply_max_to_market: bool = False
+    bid_multiplier_up: Decimal = ZERO  # 0 means the PERCENT_PRICE_BY_SIDE filter is absent
+    bid_multiplier_down: Decimal = ZERO
+    ask_multiplier_up: Decimal = ZERO
+    ask_multiplier_down: Decimal = ZERO
+    max_num_orders: int = 200
+    order_types: frozenset[str] = field(
+        default_factory=lambda: frozenset(t.value for t in OrderType)
+    )
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def from_exchange_info(cls, symbol_info: Mapping[str, Any]) -> "SymbolRules":
+        """Build from one entry of exchangeInfo["symbols"] (ints or ccxt-style strings both work)."""
+        kwargs: dict[str, Any] = {
+            "symbol": symbol_info["symbol"],
+            "base_asset": symbol_info["baseAsset"],
+            "quote_asset": symbol_info["quoteAsset"],
+            "status": symbol_info.get("status", "TRADING"),
+        }
+        if "orderTypes" in symbol_info:
+            kwargs["order_types"] = frozenset(symbol_info["orderTypes"])
+        for flt in symbol_info.get("filters", []):
+            kind = flt.get("filterType")
+            if kind == "PRICE_FILTER":
+                kwargs.update(
+                    tick_size=_dec(flt.get("tickSize")),
+                    min_price=_dec(flt.get("minPrice")),
+                    max_price=_dec(flt.get("maxPrice")),
+                )
+            elif kind == "LOT_SIZE":
+                kwargs.update(
+                    step_size=_dec(flt.get("stepSize")),
+                    min_qty=_dec(flt.get("minQty")),
+                    max_qty=_dec(flt.get("maxQty")),
+                )
+            elif kind == "MARKET_LOT_SIZE":
+                kwargs.update(
+                    market_step_size=_dec(flt.get("stepSize")),
+                    market_min_qty=_dec(flt.get("minQty")),
+                    market_max_qty=_dec(flt.get("maxQty")),
+                )
+            elif kind == "NOTIONAL":
+                kwargs.update(
+                    min_notional=_dec(flt.get("minNotional")),
+                    max_notional=_dec(flt.get("maxNotional")),
+                    apply_min_to_market=_bool(flt.get("applyMinToMarket", True)),
+                    apply_max_to_market=_bool(flt.get("applyMaxToMarket", False)),
+                )
+            elif kind == "MIN_NOTIONAL":  # the pre-2023 filter
+                kwargs.update(
+                    min_notional=_dec(flt.get("minNotional")),
+                    apply_min_to_market=_bool(flt.get("applyToMarket", True)),
+                )
+            elif kind == "PERCENT_PRICE_BY_SIDE":
+                kwargs.update(
+                    bid_multiplier_up=_dec(flt.get("bidMultiplierUp")),
+                    bid_multiplier_down=_dec(flt.get("bidMultiplierDown")),
+                    ask_multiplier_up=_dec(flt.get("askMultiplierUp")),
+                    ask_multiplier_down=_dec(flt.get("askMultiplierDown")),
+                )
+            elif kind == "PERCENT_PRICE":  # the pre-2023 filter: one band for both sides
+                up, down = _dec(flt.get("multiplierUp")), _dec(flt.get("multiplierDown"))
+                kwargs.update(
+                    bid_multiplier_up=up,
+                    bid_multiplier_down=down,
+                    ask_multiplier_up=up,
+                    ask_multiplier_down=down,
+                )
+            elif kind == "MAX_NUM_ORDERS":
+                kwargs["max_num_orders"] = int(flt.get("maxNumOrders", 200))
+        return cls(**kwargs)
+
+    # ------------------------------------------------------------ rounding
+
+    def round_price(self, price: Decimal, side: Side | None = None) -> Decimal:
+        """Round to the tick. Buys round down and sells up (never worse than asked); None rounds to nearest."""
+        if self.tick_size <= 0:
+            return price
+        mode = ROUND_HALF_EVEN if side is None else (ROUND_DOWN if side is Side.BUY else ROUND_UP)
+        ticks = (price / self.tick_size).to_integral_value(rounding=mode)
+        return (ticks * self.tick_size).quantize(self.tick_size)
+
+    def round_qty(self, qty: Decimal, market: bool = False) -> Decimal:
+        """Round a quantity DOWN to the step: rounding never spends more than was asked."""
+        step = self.market_step_size if market and self.market_step_size > 0 else self.step_size
+        if step <= 0:
+            return qty
+        steps = (qty / step).to_integral_value(rounding=ROUND_DOWN)
+        return (steps * step).quantize(step)
+
+    def is_on_tick(self, price: Decimal) -> bool:
+        return self.tick_size <= 0 or (price % self.tick_size) == 0
+
+    # ------------------------------------------------------------ validation
+
+    def check_order(
+        self,
+        side: Side,
+        order_type: OrderType,
+        qty: Decimal,
+        price: Decimal | None = None,
+        reference_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> list[FilterViolation]:
+        """Every filter this order breaks. `reference_price` (weighted average) feeds the percent bands and market notional."""
+        problems: list[FilterViolation] = []
+        if self.status != "TRADING":
+            problems.append(FilterViolation("STATUS", f"{self.symbol} is {self.status}, not TRADING"))
+        if order_type.value not in self.order_types:
+            problems.append(FilterViolation("ORDER_TYPE", f"{order_type.value} is not allowed on {self.symbol}"))
+        is_market = order_type is OrderType.MARKET
+        for label, px in (("price", price), ("stop price", stop_price)):
+            if px is None or is_market:
+                continue
+            if px <= 0:
+                problems.append(FilterViolation("PRICE_FILTER", f"{label} {fmt_decimal(px)} must be positive"))
+                continue
+            if self.min_price > 0 and px < self.min_price:
+                problems.append(
+                    FilterViolation("PRICE_FILTER", f"{label} {fmt_decimal(px)} is below minPrice {fmt_decimal(self.min_price)}")
+                )
+            if self.max_price > 0 and px > self.max_price:
+                problems.append(
+                    FilterViolation("PRICE_FILTER", f"{label} {fmt_decimal(px)} is above maxPrice {fmt_decimal(self.max_price)}")
+                )
+            if not self.is_on_tick(px):
+                problems.append(
+                    FilterViolation("PRICE_FILTER", f"{label} {fmt_decimal(px)} is not a multiple of tickSize {fmt_decimal(self.tick_size)}")
+                )
+        if not is_market and price is None:
+            problems.append(FilterViolation("PRICE_FILTER", f"{order_type.value} needs a price"))
+
+        step, min_q, max_q, name = self.step_size, self.min_qty, self.max_qty, "LOT_SIZE"
+        if is_market and (self.market_step_size > 0 or self.market_max_qty > 0):
+            step = self.market_step_size if self.market_step_size > 0 else self.step_size
+            min_q = max(self.market_min_qty, self.min_qty)
+            max_q = self.market_max_qty if self.market_max_qty > 0 else self.max_qty
+            name = "MARKET_LOT_SIZE"
+        if qty <= 0:
+            problems.append(FilterViolation(name, f"quantity {fmt_decimal(qty)} must be positive"))
+        else:
+            if min_q > 0 and qty < min_q:
+                problems.append(FilterViolation(name, f"quantity {fmt_decimal(qty)} is below minQty {fmt_decimal(min_q)}"))
+            if max_q > 0 and qty > max_q:
+                problems.append(FilterViolation(name, f"quantity {fmt_decimal(qty)} is above maxQty {fmt_decimal(max_q)}"))
+            if step > 0 and (qty % step) != 0:
+                problems.append(
+                    FilterViolation(name, f"quantity {fmt_decimal(qty)} is not a multiple of stepSize {fmt_decimal(step)}")
+                )
+
+        notional_price = price if not is_market else reference_price
+        if notional_price is not None and qty > 0:
+            notional = notional_price * qty
+            check_min = not is_market or self.apply_min_to_market
+            check_max = not is_market or self.apply_max_to_market
+            if check_min and self.min_notional > 0 and notional < self.min_notional:
+                problems.append(
+                    FilterViolation(
+                        "NOTIONAL",
+                        f"order value {fmt_decimal(notional)} {self.quote_asset} is below minNotional {fmt_decimal(self.min_notional)}",
+                    )
+                )
+            if check_max and self.max_notional > 0 and notional > self.max_notional:
+                problems.append(
+                    FilterViolation(
+                        "NOTIONAL",
+                        f"order value {fmt_decimal(notional)} {self.quote_asset} is above maxNotional {fmt_decimal(self.max_notional)}",
+                    )
+                )
+
+        if reference_price is not None and price is not None and not is_market and reference_price > 0:
+            up, down = (
+                (self.bid_multiplier_up, self.bid_multiplier_down)
+                if side is Side.BUY
+                else (self.ask_multiplier_up, self.ask_multiplier_down)
+            )
+            if up > 0 and price > reference_price * up:
+                problems.append(
+                    FilterViolation(
+                        "PERCENT_PRICE_BY_SIDE",
+                        f"{side.value.lower()} price {fmt_decimal(price)} is above {fmt_decimal(up)} x average price {fmt_decimal(reference_price)}",
+                    )
+                )
+            if down > 0 and price < reference_price * down:
+                problems.append(
+                    FilterViolation(
+                        "PERCENT_PRICE_BY_SIDE",
+                        f"{side.value.lower()} price {fmt_decimal(price)} is below {fmt_decimal(down)} x average price {fmt_decimal(reference_price)}",
+                    )
+                )
+        return problems
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes"}
+    return bool(value)
+
+
+def rules_from_exchange_info(payload: Mapping[str, Any]) -> dict[str, SymbolRules]:
+    """All symbols of an exchangeInfo response, keyed by symbol."""
+    return {s["symbol"]: SymbolRules.from_exchange_info(s) for s in payload.get("symbols", [])}
