@@ -1,0 +1,362 @@
+"""Smart maker-first limit order ("order chasing") as a pure state machine.
+
+Buys (sells) at the best bid (ask) as LIMIT_MAKER. On every timer step without a complete fill it
+cancel-replaces the order one tick closer to the spread, never past `limit_price` (max for buys,
+min for sells) and never crossing the book (a maker order must rest). At the limit it either keeps
+resting or, with `market_fallback`, cancels and sends the remainder as a MARKET order once the
+cancel is confirmed (so the two can never both fill). A -2010 "would immediately match" rejection
+re-prices at the current book. The tick comes from the symbol rules.
+
+Events in: start(bid, ask, ts), on_tick, on_timer(ts), on_order_update, on_fill, cancel().
+Intents out: PlaceOrder / ReplaceOrder / CancelOrder. `report()` gives average price,
+maker/taker split and fees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from tgtrader.core.accounting import fee_in_quote
+from tgtrader.core.rules import SymbolRules
+from tgtrader.types import (
+    CancelOrder,
+    Fill,
+    Intent,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    PlaceOrder,
+    ReplaceOrder,
+    Side,
+    Tick,
+)
+
+ZERO = Decimal(0)
+
+
+def is_would_match(reason: str) -> bool:
+    """True for Binance's LIMIT_MAKER rejection (-2010 'Order would immediately match and take.')."""
+    text = reason.lower()
+    return "would immediately match" in text or "wouldmatch" in text or "would match" in text
+
+
+@dataclass(frozen=True, slots=True)
+class ChaseReport:
+    symbol: str
+    side: Side
+    requested_qty: Decimal
+    filled_qty: Decimal
+    avg_price: Decimal | None
+    maker_qty: Decimal
+    taker_qty: Decimal
+    fees_quote: Decimal
+    status: str  # "working", "filled", "partial", "cancelled", "rejected"
+    steps: int
+    message: str = ""
+
+
+@dataclass
+class _Leg:
+    qty: Decimal
+    price: Decimal | None
+    order_type: str
+    filled: Decimal = ZERO
+    final: bool = False
+
+
+@dataclass
+class Chase:
+    symbol: str
+    side: Side
+    qty: Decimal
+    rules: SymbolRules
+    cid_prefix: str  # e.g. "tg-c5-" or a grid's start prefix "tg-g3-xB"
+    owner: str
+    limit_price: Decimal | None = None  # buys never above it, sells never below it
+    step_ms: int = 5_000
+    market_fallback: bool = True
+    max_steps: int = 0  # 0: chase until the limit
+    fee_rate: Decimal = Decimal("0.001")
+
+    state: str = "new"  # new, working, cancelling, market, done
+    status: str = "working"
+    message: str = ""
+    seq: int = 0
+    steps: int = 0
+    current: str | None = None
+    placed_ts: int = 0
+    bid: Decimal | None = None
+    ask: Decimal | None = None
+    legs: dict[str, _Leg] = field(default_factory=dict)
+    filled: Decimal = ZERO
+    filled_quote: Decimal = ZERO
+    maker_qty: Decimal = ZERO
+    taker_qty: Decimal = ZERO
+    fees_quote: Decimal = ZERO
+    user_cancel: bool = False
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def done(self) -> bool:
+        return self.state == "done"
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.rules.round_qty(max(self.qty - self.filled, ZERO))
+
+    @property
+    def tick(self) -> Decimal:
+        return self.rules.tick_size if self.rules.tick_size > 0 else Decimal("1E-8")
+
+    def _next_cid(self) -> str:
+        self.seq += 1
+        return f"{self.cid_prefix}{self.seq}"
+
+    def _live(self) -> list[str]:
+        return [cid for cid, leg in self.legs.items() if not leg.final]
+
+    def _tradable(self, qty: Decimal, price: Decimal | None, market: bool = False) -> bool:
+        if qty <= 0:
+            return False
+        ref = price if price is not None else (self.ask if self.side is Side.BUY else self.bid)
+        otype = OrderType.MARKET if market else OrderType.LIMIT_MAKER
+        return not self.rules.check_order(self.side, otype, qty, None if market else price, reference_price=ref)
+
+    def _clamp(self, price: Decimal) -> Decimal:
+        """Keep a maker price on our side of the book and within the limit, on tick."""
+        if self.side is Side.BUY:
+            if self.ask is not None:
+                price = min(price, self.ask - self.tick)
+            if self.limit_price is not None:
+                price = min(price, self.limit_price)
+            return self.rules.round_price(price, Side.BUY)
+        if self.bid is not None:
+            price = max(price, self.bid + self.tick)
+        if self.limit_price is not None:
+            price = max(price, self.limit_price)
+        return self.rules.round_price(price, Side.SELL)
+
+    def _book_price(self, fallback: Decimal | None) -> Decimal | None:
+        if self.side is Side.BUY:
+            base = self.bid if self.bid is not None else (self.ask - self.tick if self.ask is not None else fallback)
+        else:
+            base = self.ask if self.ask is not None else (self.bid + self.tick if self.bid is not None else fallback)
+        if base is None:
+            base = self.limit_price
+        return None if base is None else self._clamp(base)
+
+    def _place(self, price: Decimal, ts: int) -> PlaceOrder:
+        cid = self._next_cid()
+        qty = self.remaining
+        self.legs[cid] = _Leg(qty, price, OrderType.LIMIT_MAKER.value)
+        self.current = cid
+        self.placed_ts = ts
+        return PlaceOrder(self.symbol, cid, self.side, OrderType.LIMIT_MAKER, qty, price, None, None, self.owner)
+
+    def _finish(self, status: str, message: str = "") -> None:
+        self.state = "done"
+        self.status = status
+        self.message = message
+        self.current = None
+
+    def _go_market(self) -> list[Intent]:
+        qty = self.rules.round_qty(max(self.qty - self.filled, ZERO), market=True)
+        if not self.market_fallback or not self._tradable(qty, None, market=True):
+            self._finish("partial" if self.filled > 0 else "cancelled", "limit reached, remainder not sent")
+            return []
+        cid = self._next_cid()
+        self.legs[cid] = _Leg(qty, None, OrderType.MARKET.value)
+        self.current = cid
+        self.state = "market"
+        return [PlaceOrder(self.symbol, cid, self.side, OrderType.MARKET, qty, None, None, None, self.owner)]
+
+    # ------------------------------------------------------------ events
+
+    def start(self, ts: int, bid: Decimal | None = None, ask: Decimal | None = None) -> list[Intent]:
+        if self.state != "new":
+            return []
+        self.bid, self.ask = bid if bid is not None else self.bid, ask if ask is not None else self.ask
+        price = self._book_price(None)
+        if price is None or not self._tradable(self.remaining, price):
+            self._finish("rejected", "no book price or quantity below the symbol filters")
+            return []
+        self.state = "working"
+        return [self._place(price, ts)]
+
+    def on_tick(self, tick: Tick) -> list[Intent]:
+        if tick.symbol == self.symbol:
+            if tick.bid is not None:
+                self.bid = tick.bid
+            if tick.ask is not None:
+                self.ask = tick.ask
+            if tick.bid is None and tick.ask is None and tick.last is not None:
+                self.bid = self.ask = None  # only a trade price: fall back to it in _book_price
+        return []
+
+    def on_timer(self, ts: int) -> list[Intent]:
+        if self.state != "working" or self.current is None or ts - self.placed_ts < self.step_ms:
+            return []
+        leg = self.legs[self.current]
+        assert leg.price is not None
+        if self.side is Side.BUY:
+            target = max(leg.price + self.tick, self.bid if self.bid is not None else ZERO)
+        else:
+            target = min(leg.price - self.tick, self.ask if self.ask is not None else leg.price - self.tick)
+        new_price = self._clamp(target)
+        at_limit = new_price == leg.price or (self.max_steps and self.steps >= self.max_steps)
+        if at_limit:
+            if self.market_fallback:
+                self.state = "cancelling"
+                return [CancelOrder(self.symbol, self.current, self.owner)]
+            self.placed_ts = ts
+            return []
+        if not self._tradable(self.remaining, new_price):
+            self.state = "cancelling"
+            return [CancelOrder(self.symbol, self.current, self.owner)]
+        self.steps += 1
+        old = self.current
+        place = self._place(new_price, ts)
+        return [ReplaceOrder(CancelOrder(self.symbol, old, self.owner), place)]
+
+    def cancel(self) -> list[Intent]:
+        """The user aborts: cancel what rests, report what filled."""
+        if self.done:
+            return []
+        self.user_cancel = True
+        live = self._live()
+        if not live:
+            self._finish("partial" if self.filled > 0 else "cancelled", "cancelled by user")
+            return []
+        self.state = "cancelling"
+        return [CancelOrder(self.symbol, cid, self.owner) for cid in live]
+
+    def on_order_update(self, upd: OrderUpdate) -> list[Intent]:
+        leg = self.legs.get(upd.client_order_id)
+        if leg is None or leg.final or self.done and upd.status.is_final:
+            if leg is not None and upd.status.is_final:
+                leg.final = True
+            return []
+        if not upd.status.is_final:
+            return []
+        leg.final = True
+        if upd.status is OrderStatus.FILLED:
+            return []  # quantities come with the fills
+        intents: list[Intent] = []
+        if upd.status is OrderStatus.REJECTED and upd.client_order_id == self.current:
+            if self.state == "working" and is_would_match(upd.reject_reason):
+                # the book moved through our price: rest one tick behind the new book
+                if self.side is Side.BUY:
+                    if self.ask is None or (leg.price is not None and self.ask > leg.price):
+                        self.ask = leg.price
+                else:
+                    if self.bid is None or (leg.price is not None and self.bid < leg.price):
+                        self.bid = leg.price
+                price = self._book_price(leg.price)
+                if price is not None and self._tradable(self.remaining, price):
+                    return [self._place(price, upd.ts_ms or self.placed_ts)]
+            live = self._live()
+            if live:
+                self.current = live[-1]
+                return []
+            if self.state == "market" or not self.market_fallback:
+                self._finish("partial" if self.filled > 0 else "rejected", upd.reject_reason)
+                return []
+            return self._go_market()
+        if self._live():
+            return []
+        # nothing rests any more
+        if self.filled >= self.qty or not self._tradable(self.remaining, self._book_price(None), market=False) and not self._tradable(self.remaining, None, market=True):
+            self._finish("filled" if self.filled >= self.qty else "partial", "")
+            return []
+        if self.user_cancel:
+            self._finish("partial" if self.filled > 0 else "cancelled", "cancelled by user")
+        elif self.state == "cancelling":
+            intents += self._go_market()
+        elif self.state == "market":
+            self._finish("partial" if self.filled > 0 else "cancelled", f"market order {upd.status.value}")
+        else:  # the exchange cancelled/expired our resting order: rest again at the book
+            price = self._book_price(leg.price)
+            if price is not None and self._tradable(self.remaining, price):
+                intents.append(self._place(price, upd.ts_ms or self.placed_ts))
+            else:
+                self._finish("partial" if self.filled > 0 else "cancelled", "order ended on the exchange")
+        return intents
+
+    def on_fill(self, fill: Fill, fee_quote: Decimal | None = None) -> list[Intent]:
+        leg = self.legs.get(fill.client_order_id)
+        if leg is None:
+            return []
+        fee = fee_quote if fee_quote is not None else fee_in_quote(
+            fill, self.rules.base_asset, self.rules.quote_asset, fee_rate=self.fee_rate
+        )
+        leg.filled += fill.qty
+        if leg.filled >= leg.qty:
+            leg.final = True
+        self.filled += fill.qty
+        self.filled_quote += fill.notional
+        self.fees_quote += fee
+        if fill.is_maker:
+            self.maker_qty += fill.qty
+        else:
+            self.taker_qty += fill.qty
+        if self.filled >= self.qty or self.remaining <= 0:
+            live = [cid for cid in self._live()]
+            self._finish("filled")
+            for cid in live:
+                self.legs[cid].final = True
+            return [CancelOrder(self.symbol, cid, self.owner) for cid in live]
+        # a late fill on an old leg: shrink the resting order so the total never exceeds qty
+        if self.current and fill.client_order_id != self.current and self.state == "working":
+            cur = self.legs[self.current]
+            if not cur.final and cur.qty - cur.filled > self.remaining:
+                old = self.current
+                cur.final = True
+                if self._tradable(self.remaining, cur.price) and cur.price is not None:
+                    return [ReplaceOrder(CancelOrder(self.symbol, old, self.owner), self._place(cur.price, self.placed_ts))]
+                self.state = "cancelling"
+                self.market_fallback = False
+                cur.final = False
+                return [CancelOrder(self.symbol, old, self.owner)]
+        return []
+
+    # ------------------------------------------------------------ results
+
+    def report(self) -> ChaseReport:
+        avg = self.filled_quote / self.filled if self.filled > 0 else None
+        return ChaseReport(
+            self.symbol, self.side, self.qty, self.filled, avg, self.maker_qty, self.taker_qty,
+            self.fees_quote, self.status if self.done else "working", self.steps, self.message,
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        s = lambda v: None if v is None else str(v)  # noqa: E731
+        return {
+            "symbol": self.symbol, "side": self.side.value, "qty": str(self.qty), "cid_prefix": self.cid_prefix,
+            "owner": self.owner, "limit_price": s(self.limit_price), "step_ms": self.step_ms,
+            "market_fallback": self.market_fallback, "max_steps": self.max_steps, "fee_rate": str(self.fee_rate),
+            "state": self.state, "status": self.status, "message": self.message, "seq": self.seq,
+            "steps": self.steps, "current": self.current, "placed_ts": self.placed_ts,
+            "bid": s(self.bid), "ask": s(self.ask),
+            "legs": {k: [str(v.qty), s(v.price), v.order_type, str(v.filled), v.final] for k, v in self.legs.items()},
+            "filled": str(self.filled), "filled_quote": str(self.filled_quote), "maker_qty": str(self.maker_qty),
+            "taker_qty": str(self.taker_qty), "fees_quote": str(self.fees_quote), "user_cancel": self.user_cancel,
+        }
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any], rules: SymbolRules) -> "Chase":
+        o = lambda v: None if v is None else Decimal(v)  # noqa: E731
+        c = cls(
+            d["symbol"], Side(d["side"]), Decimal(d["qty"]), rules, d["cid_prefix"], d["owner"], o(d["limit_price"]),
+            int(d["step_ms"]), bool(d["market_fallback"]), int(d["max_steps"]), Decimal(d["fee_rate"]),
+        )
+        c.state, c.status, c.message = d["state"], d["status"], d["message"]
+        c.seq, c.steps, c.current, c.placed_ts = int(d["seq"]), int(d["steps"]), d["current"], int(d["placed_ts"])
+        c.bid, c.ask = o(d["bid"]), o(d["ask"])
+        c.legs = {k: _Leg(Decimal(v[0]), o(v[1]), v[2], Decimal(v[3]), bool(v[4])) for k, v in d["legs"].items()}
+        for name in ("filled", "filled_quote", "maker_qty", "taker_qty", "fees_quote"):
+            setattr(c, name, Decimal(d[name]))
+        c.user_cancel = bool(d["user_cancel"])
+        return c
