@@ -1,0 +1,242 @@
+"""The SQLite database: one aiosqlite connection, one writer, forward migrations.
+
+Why one connection: SQLite allows one writer at a time anyway, and a single connection
+serialised by an asyncio.Lock never sees SQLITE_BUSY between our own tasks. `busy_timeout`
+still covers other processes (e.g. `tgtrader doctor` while the bot runs).
+
+Reads outside `transaction()` run on the same connection, so a read issued by another task
+while a transaction is open sees that transaction's uncommitted rows. Writers that need
+atomicity group their writes in one `async with db.transaction():` block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable
+
+import aiosqlite
+
+from tgtrader.errors import StoreError
+from tgtrader.store.codec import now_ms
+from tgtrader.store.migrations import MIGRATIONS, latest_version
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+
+class Database:
+    """Use `db = await Database.open(path)`; repositories are attributes (`db.orders`, ...)."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path | None):
+        from tgtrader.store.fills import FillRepo
+        from tgtrader.store.grids import GridRepo
+        from tgtrader.store.kv import KvRepo
+        from tgtrader.store.orders import OrderRepo
+        from tgtrader.store.outbox import OutboxRepo
+        from tgtrader.store.stops import StopRepo
+
+        self.conn = conn
+        self.path = path
+        self.journal_mode = ""
+        self._lock = asyncio.Lock()
+        self._tx_owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+        self._closed = False
+        self.grids = GridRepo(self)
+        self.orders = OrderRepo(self)
+        self.fills = FillRepo(self)
+        self.stops = StopRepo(self)
+        self.outbox = OutboxRepo(self)
+        self.kv = KvRepo(self)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> "Database":
+        """Open (creating the file and its directory if needed) and migrate to the latest schema.
+
+        Raises StoreError, with one line and without modifying the file, if it is not a
+        tgtrader database, is from a newer tgtrader, or the location is not writable.
+        """
+        memory = str(path) == ":memory:"
+        p = None if memory else Path(path).expanduser()
+        if p is not None:
+            _precheck(p)
+        try:
+            conn = await aiosqlite.connect(":memory:" if p is None else str(p), isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {p}: {exc}") from None
+        db = cls(conn, p)
+        try:
+            await db._setup(busy_timeout_ms)
+        except BaseException as exc:
+            await conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(_describe(p, exc)) from None
+            raise
+        return db
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.conn.close()
+
+    async def __aenter__(self) -> "Database":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _setup(self, busy_timeout_ms: int) -> None:
+        await self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        # Read-only inspection first: a foreign, corrupt or newer file must not be touched.
+        tables = {r[0] for r in await self.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        current = 0
+        if "schema_version" in tables:
+            row = await self.fetchone("SELECT MAX(version) FROM schema_version")
+            current = int(row[0] or 0) if row else 0
+        elif tables - {"sqlite_sequence"}:
+            raise StoreError(
+                f"{self.path} is a SQLite database but not a tgtrader one (no schema_version table); left untouched"
+            )
+        if current > latest_version():
+            raise StoreError(
+                f"{self.path} has schema version {current}, newer than this tgtrader understands "
+                f"({latest_version()}); upgrade tgtrader. The file was left untouched."
+            )
+        row = await self.fetchone("PRAGMA journal_mode = WAL")
+        self.journal_mode = str(row[0]).lower() if row else ""
+        await self.conn.execute("PRAGMA synchronous = NORMAL")
+        await self.conn.execute("PRAGMA foreign_keys = ON")
+        await self._migrate(current)
+
+    async def _migrate(self, current: int) -> None:
+        for version in range(current + 1, latest_version() + 1):
+            migration = MIGRATIONS[version - 1]
+            async with self.transaction() as conn:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version ("
+                    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
+                )
+                for statement in migration.statements:
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_version(version, name, applied_ms) VALUES (?, ?, ?)",
+                    (version, migration.name, now_ms()),
+                )
+
+    # ------------------------------------------------------------------ transactions
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any exception.
+
+        Re-entrant for the task that holds it: a nested block becomes a SAVEPOINT, so
+        repository methods (which open their own transaction) compose inside a caller's block.
+        """
+        task = asyncio.current_task()
+        if self._tx_owner is not None and self._tx_owner is task:
+            self._depth += 1
+            name = f"sp{self._depth}"
+            try:
+                await self.conn.execute(f"SAVEPOINT {name}")
+                try:
+                    yield self.conn
+                except BaseException:
+                    await self.conn.execute(f"ROLLBACK TO {name}")
+                    await self.conn.execute(f"RELEASE {name}")
+                    raise
+                await self.conn.execute(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+            return
+
+        async with self._lock:
+            self._tx_owner = task
+            try:
+                try:
+                    await self.conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    raise StoreError(_describe(self.path, exc)) from None
+                try:
+                    yield self.conn
+                    await self.conn.execute("COMMIT")
+                except BaseException as exc:
+                    if self.conn.in_transaction:
+                        await self.conn.execute("ROLLBACK")
+                    if isinstance(exc, sqlite3.OperationalError):
+                        raise StoreError(_describe(self.path, exc)) from None
+                    raise
+            finally:
+                self._tx_owner = None
+
+    # ------------------------------------------------------------------ helpers
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """One write statement in its own transaction (joins the caller's if one is open); returns rowcount."""
+        async with self.transaction() as conn:
+            cur = await conn.execute(sql, tuple(params))
+            count = cur.rowcount
+            await cur.close()
+            return count
+
+    async def insert(self, sql: str, params: Iterable[Any] = ()) -> tuple[int, int]:
+        """An INSERT in a transaction; returns (rowcount, lastrowid)."""
+        async with self.transaction() as conn:
+            cur = await conn.execute(sql, tuple(params))
+            result = (cur.rowcount, cur.lastrowid or 0)
+            await cur.close()
+            return result
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        async with self.conn.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        async with self.conn.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def schema_version(self) -> int:
+        row = await self.fetchone("SELECT MAX(version) FROM schema_version")
+        return int(row[0] or 0) if row else 0
+
+    async def quick_check(self) -> str:
+        """SQLite's `PRAGMA quick_check`: 'ok' or the first problem found."""
+        row = await self.fetchone("PRAGMA quick_check")
+        return str(row[0]) if row else "no answer"
+
+
+def _precheck(path: Path) -> None:
+    """Refuse, without touching anything, a path we cannot or must not use."""
+    if path.is_dir():
+        raise StoreError(f"database path {path} is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create database directory {path.parent}: {exc.strerror or exc}") from None
+    if path.exists():
+        try:
+            with path.open("rb") as fh:
+                header = fh.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise StoreError(f"cannot read database {path}: {exc.strerror or exc}") from None
+        if header and header != SQLITE_HEADER:  # an empty file is a valid empty database
+            raise StoreError(f"{path} is not a tgtrader database (file is not a database); left untouched")
+        if not os.access(path, os.W_OK):
+            raise StoreError(f"database {path} is not writable")
+    elif not os.access(path.parent, os.W_OK):
+        raise StoreError(f"database directory {path.parent} is not writable")
+
+
+def _describe(path: Path | None, exc: sqlite3.Error) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    where = str(path) if path is not None else ":memory:"
+    if "not a database" in text or "malformed" in text:
+        return f"{where} is not a usable tgtrader database ({text}); left untouched"
+    if "readonly" in text or "unable to open" in text:
+        return f"database {where} is not writable ({text})"
+    return f"database {where}: {text}"

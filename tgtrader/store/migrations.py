@@ -1,0 +1,118 @@
+"""Forward-only schema migrations, applied in order by `Database.open`.
+
+Rules (several people add to this file):
+- APPEND new migrations at the end of MIGRATIONS; never edit or reorder one that has shipped,
+  because databases in the field already recorded it as applied.
+- A migration's version is its position (1-based); `schema_version` holds one row per applied version.
+- Money columns are TEXT holding `str(Decimal)`: never REAL, never NUMERIC (both would go through float).
+- Each migration runs in its own transaction together with its `schema_version` row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        name="initial schema: grids, orders, fills, stops, alert outbox, kv",
+        statements=(
+            """
+            CREATE TABLE grids (
+                id          INTEGER PRIMARY KEY AUTOINCREMENT,
+                symbol      TEXT    NOT NULL,
+                config      TEXT    NOT NULL,          -- JSON, Decimals as strings
+                state       TEXT    NOT NULL,
+                runtime     TEXT,                      -- JSON blob owned by the engine
+                created_ms  INTEGER NOT NULL,
+                updated_ms  INTEGER NOT NULL
+            )
+            """,
+            "CREATE INDEX grids_state ON grids(state)",
+            """
+            CREATE TABLE orders (
+                client_order_id    TEXT PRIMARY KEY,
+                symbol             TEXT    NOT NULL,
+                side               TEXT    NOT NULL,
+                type               TEXT    NOT NULL,
+                price              TEXT,
+                stop_price         TEXT,
+                qty                TEXT    NOT NULL,
+                executed_qty       TEXT    NOT NULL DEFAULT '0',
+                status             TEXT    NOT NULL,
+                owner              TEXT    NOT NULL DEFAULT '',
+                exchange_order_id  INTEGER,
+                created_ms         INTEGER NOT NULL,
+                updated_ms         INTEGER NOT NULL
+            )
+            """,
+            "CREATE INDEX orders_symbol_status ON orders(symbol, status)",
+            "CREATE INDEX orders_owner ON orders(owner)",
+            """
+            CREATE TABLE fills (
+                id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+                symbol             TEXT    NOT NULL,
+                trade_id           INTEGER NOT NULL,
+                client_order_id    TEXT    NOT NULL,
+                exchange_order_id  INTEGER,
+                side               TEXT    NOT NULL,
+                price              TEXT    NOT NULL,
+                qty                TEXT    NOT NULL,
+                fee                TEXT    NOT NULL,
+                fee_asset          TEXT    NOT NULL,
+                is_maker           INTEGER NOT NULL,
+                ts_ms              INTEGER NOT NULL,
+                UNIQUE(symbol, trade_id)
+            )
+            """,
+            "CREATE INDEX fills_client_order_id ON fills(client_order_id)",
+            """
+            CREATE TABLE stops (
+                id                     INTEGER PRIMARY KEY AUTOINCREMENT,
+                symbol                 TEXT    NOT NULL,
+                kind                   TEXT    NOT NULL,   -- soft | hard | tp
+                trigger_price          TEXT    NOT NULL,
+                qty                    TEXT    NOT NULL,
+                state                  TEXT    NOT NULL,
+                hard_client_order_id   TEXT,
+                owner                  TEXT    NOT NULL DEFAULT '',
+                created_ms             INTEGER NOT NULL,
+                updated_ms             INTEGER NOT NULL
+            )
+            """,
+            "CREATE INDEX stops_symbol_state ON stops(symbol, state)",
+            """
+            CREATE TABLE outbox (
+                id               INTEGER PRIMARY KEY AUTOINCREMENT,
+                chat_id          INTEGER,                -- NULL: every allowed chat
+                kind             TEXT    NOT NULL,
+                text             TEXT    NOT NULL,
+                created_ms       INTEGER NOT NULL,
+                attempts         INTEGER NOT NULL DEFAULT 0,
+                next_attempt_ms  INTEGER NOT NULL,
+                sent_ms          INTEGER,
+                last_error       TEXT
+            )
+            """,
+            "CREATE INDEX outbox_due ON outbox(sent_ms, next_attempt_ms)",
+            """
+            CREATE TABLE kv (
+                key    TEXT PRIMARY KEY,
+                value  TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
+    # Append new migrations here.
+]
+
+
+def latest_version() -> int:
+    """The schema version this code writes and understands."""
+    return len(MIGRATIONS)
