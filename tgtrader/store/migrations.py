@@ -109,6 +109,47 @@ MIGRATIONS: list[Migration] = [
             """,
         ),
     ),
+    Migration(
+        name="paper exchange state: balances, orders, trades, counters",
+        statements=(
+            """
+            CREATE TABLE paper_balances (
+                account  TEXT NOT NULL,
+                asset    TEXT NOT NULL,
+                free     TEXT NOT NULL,
+                locked   TEXT NOT NULL,
+                PRIMARY KEY (account, asset)
+            )
+            """,
+            """
+            CREATE TABLE paper_orders (
+                account          TEXT    NOT NULL,
+                symbol           TEXT    NOT NULL,
+                client_order_id  TEXT    NOT NULL,
+                order_id         INTEGER NOT NULL,
+                status           TEXT    NOT NULL,
+                data             TEXT    NOT NULL,   -- JSON of EngineOrder.to_row(), Decimals as strings
+                PRIMARY KEY (account, symbol, client_order_id)
+            )
+            """,
+            "CREATE INDEX paper_orders_status ON paper_orders(status)",
+            """
+            CREATE TABLE paper_trades (
+                account   TEXT    NOT NULL,
+                symbol    TEXT    NOT NULL,
+                trade_id  INTEGER NOT NULL,
+                data      TEXT    NOT NULL,          -- JSON of matching.fill_to_row()
+                PRIMARY KEY (symbol, trade_id)
+            )
+            """,
+            """
+            CREATE TABLE paper_state (
+                key    TEXT PRIMARY KEY,
+                value  TEXT NOT NULL                 -- JSON (id counters, last prices)
+            )
+            """,
+        ),
+    ),
     # Append new migrations here.
 ]
 
