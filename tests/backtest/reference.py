@@ -1,0 +1,109 @@
+"""A plain-Python reference of the grid fill model: a loop over the path vertices with a resting-order book.
+
+Written independently of the vectorized engine (no crossing arithmetic): every vertex is a "trade"; a
+resting buy fills when the new price is at or below its limit, a resting sell when it is at or above;
+fills of one move go in path order and their counter orders rest from the next vertex on, like the
+paper exchange in candle replay. Triggers split the move at the trigger price.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RefResult:
+    fills: list[tuple[int, str, int, float, float]] = field(default_factory=list)
+    buys: int = 0
+    sells: int = 0
+    round_trips: int = 0
+    quote: float = 0.0
+    base: float = 0.0
+    fees: float = 0.0
+    grid_profit: float = 0.0
+    final_equity: float = 0.0
+    max_drawdown_pct: float = 0.0
+    equity: list[float] = field(default_factory=list)
+    stop: str | None = None
+    stop_candle: int | None = None
+
+
+def reference_backtest(
+    candles: list[tuple[float, float, float, float]],
+    levels: list[float],
+    investment: float,
+    fee: float = 0.001,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+    qty: float | None = None,
+) -> RefResult:
+    n_int = len(levels) - 1
+    path: list[float] = []
+    for o, h, lo, c in candles:
+        path += [o, lo, h, c] if c >= o else [o, h, lo, c]
+    p0 = path[0]
+    holding = [levels[i] >= p0 for i in range(n_int)]
+    nh = sum(holding)
+    if qty is None:
+        qty = investment / (sum(levels[i] for i in range(n_int) if not holding[i]) + p0 * nh)
+    q = qty
+    r = RefResult()
+    r.quote = investment - q * nh * p0 - q * nh * p0 * fee
+    r.base = q * nh
+    r.fees = q * nh * p0 * fee
+    bought = [False] * n_int  # holding because of a grid buy (its sell is a round trip)
+    # orders: interval -> (side, level index)
+    book = {i: ("SELL", i + 1) if holding[i] else ("BUY", i) for i in range(n_int)}
+    peak = investment
+    stopped = False
+    for v in range(1, len(path)):
+        cur = path[v]
+        candle = v // 4
+        trigger = None
+        if not stopped and stop_loss is not None and cur <= stop_loss:
+            trigger, cur = "stop_loss", stop_loss
+        elif not stopped and take_profit is not None and cur >= take_profit:
+            trigger, cur = "take_profit", take_profit
+        if not stopped:
+            buys = sorted(
+                (lv for i, (s, lv) in book.items() if s == "BUY" and cur <= levels[lv]), reverse=True
+            )
+            sells = sorted(lv for i, (s, lv) in book.items() if s == "SELL" and cur >= levels[lv])
+            for lv in buys:
+                px = levels[lv]
+                r.quote -= q * px * (1 + fee)
+                r.fees += q * px * fee
+                r.base += q
+                r.buys += 1
+                bought[lv] = True
+                book[lv] = ("SELL", lv + 1)
+                r.fills.append((candle, "BUY", lv, px, q))
+            for lv in sells:
+                px = levels[lv]
+                i = lv - 1
+                r.quote += q * px * (1 - fee)
+                r.fees += q * px * fee
+                r.base -= q
+                r.sells += 1
+                if bought[i]:
+                    r.round_trips += 1
+                    lo_px = levels[i]
+                    r.grid_profit += q * (px - lo_px) - fee * q * (px + lo_px)
+                bought[i] = False
+                book[i] = ("BUY", i)
+                r.fills.append((candle, "SELL", lv, px, q))
+            if trigger is not None:
+                proceeds = r.base * cur
+                r.quote += proceeds * (1 - fee)
+                r.fees += proceeds * fee
+                r.base = 0.0
+                r.stop, r.stop_candle = trigger, candle
+                stopped = True
+                book = {}
+        if v % 4 == 3:
+            eq = r.quote + r.base * path[v]
+            r.equity.append(eq)
+            peak = max(peak, eq)
+            r.max_drawdown_pct = max(r.max_drawdown_pct, (peak - eq) / peak * 100)
+    r.final_equity = r.quote + r.base * path[-1]
+    return r

@@ -1,0 +1,419 @@
+"""Vectorized grid backtest: the documented fill model, computed with numpy and no loop over candles.
+
+Fill model (shared with the grid engine and the paper-exchange candle replay; see PLAN.md / issue 6):
+- N intervals, N+1 levels from `lower` to `upper` (arithmetic or geometric; the last level is exactly `upper`).
+- P0 = first candle's open. Interval i = [L_i, L_i+1] starts HOLDING if L_i >= P0 (owns q base, sell at
+  L_i+1), else WAITING (buy at L_i). q = investment / (sum L_i over waiting + P0 * n_holding). The holding
+  base is bought at P0 at the start and pays the fee.
+- Each candle is a path open -> low -> high -> close (close >= open) or open -> high -> low -> close;
+  candles join close -> next open. A resting buy fills when the path reaches its level on a falling segment,
+  a resting sell when it reaches its level on a rising segment; fills are at the level price, in path order
+  (falling: higher levels first; rising: lower levels first). A counter order can fill on a later segment.
+- Every fill pays fee x notional in quote. Stop-loss / take-profit: when the path reaches the trigger, all
+  base is sold at the trigger price (fee applies) and the run ends. Grid fills at levels the segment reaches
+  before (or exactly at) the trigger price happen first.
+- final_equity = quote + base x final close; drawdown on equity marked at every candle close.
+
+How it is vectorized: the path has 4 vertices per candle. Every order is placed on the correct side of the
+current price, so "the path reaches L" is exactly "the path crosses L": a falling crossing of L at vertex u
+is p[u] <= L < p[u-1], a rising crossing is p[u-1] < L <= p[u]. `np.searchsorted` of every vertex in the
+level array gives, for every segment, the range of levels it crosses; the events are expanded with
+`np.repeat`. Per interval the fills are then the alternation buy, sell, buy, ... of its crossing events,
+which is the start of every run of equal event types in the interval's time-ordered event list (after
+dropping a leading run of the wrong type): one more vectorized pass. Cost: O(candles x log levels + events).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import numpy as np
+
+from tgtrader.backtest.candles import Candles
+from tgtrader.core.rules import SymbolRules
+from tgtrader.errors import TgTraderError
+
+Spacing = Literal["arithmetic", "geometric"]
+BUY: int = 1
+SELL: int = -1
+MIN_GRIDS, MAX_GRIDS = 2, 200
+
+JSON_KEYS = (
+    "candles",
+    "start_price",
+    "final_price",
+    "buys",
+    "sells",
+    "round_trips",
+    "quote",
+    "base",
+    "grid_profit",
+    "fees",
+    "final_equity",
+    "return_pct",
+    "hold_return_pct",
+    "max_drawdown_pct",
+    "elapsed_s",
+)
+
+
+class BacktestInputError(TgTraderError, ValueError):
+    """Grid settings that cannot be backtested; the message is one line for the trader."""
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    lower: float
+    upper: float
+    grids: int
+    investment: float
+    spacing: Spacing = "arithmetic"
+    fee: float = 0.001
+    stop_loss: float | None = None
+    take_profit: float | None = None
+
+    def validate(self) -> None:
+        if not (self.lower > 0):
+            raise BacktestInputError(f"lower must be positive, got {self.lower:g}")
+        if not (self.lower < self.upper):
+            raise BacktestInputError(f"lower ({self.lower:g}) must be below upper ({self.upper:g})")
+        if not (MIN_GRIDS <= self.grids <= MAX_GRIDS):
+            raise BacktestInputError(f"grids must be between {MIN_GRIDS} and {MAX_GRIDS}, got {self.grids}")
+        if not (self.investment > 0):
+            raise BacktestInputError(f"investment must be positive, got {self.investment:g}")
+        if not (0 <= self.fee < 0.1):
+            raise BacktestInputError(f"fee must be a rate in [0, 0.1) such as 0.001, got {self.fee:g}")
+        if self.spacing not in ("arithmetic", "geometric"):
+            raise BacktestInputError(f"spacing must be arithmetic or geometric, got {self.spacing}")
+        if self.stop_loss is not None and not (self.stop_loss > 0):
+            raise BacktestInputError(f"stop-loss must be positive, got {self.stop_loss:g}")
+        if (
+            self.stop_loss is not None
+            and self.take_profit is not None
+            and not (self.stop_loss < self.take_profit)
+        ):
+            raise BacktestInputError(
+                f"stop-loss ({self.stop_loss:g}) must be below take-profit ({self.take_profit:g})"
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class Fills:
+    """Grid limit fills in execution order (one row per fill; arrays of equal length).
+
+    `vertex` is the path vertex the fill's segment ends at (candle = vertex // 4; vertex % 4 == 0 means
+    the join segment from the previous close to this candle's open). `level` is the index of the level
+    price filled (buy at L_i: level i; sell at L_i+1: level i+1); `interval` is i for both.
+    """
+
+    vertex: np.ndarray
+    candle: np.ndarray
+    side: np.ndarray  # int8: +1 buy, -1 sell
+    level: np.ndarray
+    interval: np.ndarray
+    price: np.ndarray
+    qty: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.side.shape[0])
+
+    def records(self) -> list[tuple[int, str, int, float, float]]:
+        """(candle, "BUY"/"SELL", level index, price, qty) per fill, in order: the form parity checks compare."""
+        sides = np.where(self.side > 0, "BUY", "SELL").tolist()
+        return list(
+            zip(self.candle.tolist(), sides, self.level.tolist(), self.price.tolist(), self.qty.tolist())
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    candles: int
+    start_price: float
+    final_price: float
+    buys: int
+    sells: int
+    round_trips: int
+    quote: float
+    base: float
+    grid_profit: float
+    fees: float
+    final_equity: float
+    return_pct: float
+    hold_return_pct: float
+    max_drawdown_pct: float
+    elapsed_s: float
+    # --- details
+    spec: GridSpec
+    levels: np.ndarray
+    qty: float
+    holding_start: int  # intervals holding at the start (their base was bought at P0)
+    start_time_ms: int
+    end_time_ms: int
+    fills: Fills
+    equity: np.ndarray  # equity at each candle close
+    stop: str | None = None  # "stop_loss" | "take_profit" when a trigger ended the run
+    stop_candle: int | None = None
+    stop_price: float | None = None
+    stop_qty: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything `--json` prints: the JSON_KEYS first, then the settings and stop details."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in JSON_KEYS}
+        out.update(
+            period_start_ms=self.start_time_ms,
+            period_end_ms=self.end_time_ms,
+            lower=self.spec.lower,
+            upper=self.spec.upper,
+            grids=self.spec.grids,
+            spacing=self.spec.spacing,
+            investment=self.spec.investment,
+            fee=self.spec.fee,
+            qty=self.qty,
+            holding_start=self.holding_start,
+            levels=self.levels.tolist(),
+            stop=self.stop,
+            stop_candle=self.stop_candle,
+            stop_price=self.stop_price,
+        )
+        return out
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def grid_levels(lower: float, upper: float, grids: int, spacing: Spacing = "arithmetic") -> np.ndarray:
+    """N+1 exact levels; the last is exactly `upper` (no float drift at the top)."""
+    i = np.arange(grids + 1, dtype=np.float64)
+    if spacing == "geometric":
+        levels = lower * (upper / lower) ** (i / grids)
+    else:
+        levels = lower + i * ((upper - lower) / grids)
+    levels[0] = lower
+    levels[-1] = upper
+    return levels
+
+
+def round_levels(levels: np.ndarray, rules: SymbolRules) -> np.ndarray:
+    """Round each level to the tick (nearest, as the core does) with Decimal; refuse collapsed levels."""
+    rounded = np.array([float(rules.round_price(Decimal(repr(float(x))))) for x in levels])
+    if np.any(np.diff(rounded) <= 0):
+        raise BacktestInputError(
+            f"levels closer than the {rules.symbol} tick size {rules.tick_size} collapse after rounding: use fewer grids"
+        )
+    return rounded
+
+
+def candle_path(candles: Candles) -> np.ndarray:
+    """The price path: 4 vertices per candle (open, low/high, high/low, close), joined candle to candle."""
+    o, h, lo, c = candles.open, candles.high, candles.low, candles.close
+    path = np.empty((o.shape[0], 4), dtype=np.float64)
+    rising = c >= o
+    path[:, 0] = o
+    path[:, 1] = np.where(rising, lo, h)
+    path[:, 2] = np.where(rising, h, lo)
+    path[:, 3] = c
+    return path.reshape(-1)
+
+
+def _expand(seg: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(vertex, level) for every level in [lo, hi) of every segment where hi > lo."""
+    idx = np.flatnonzero(hi > lo)
+    counts = (hi - lo)[idx]
+    total = int(counts.sum())
+    if total == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    vertex = np.repeat(seg[idx] + 1, counts)
+    starts = np.cumsum(counts) - counts
+    level = np.repeat(lo[idx] - starts, counts) + np.arange(total)
+    return vertex, level
+
+
+def _first_vertex(mask: np.ndarray) -> int | None:
+    hit = np.flatnonzero(mask)
+    return int(hit[0]) + 1 if hit.size else None
+
+
+# ---------------------------------------------------------------- the backtest
+
+
+def run_backtest(
+    candles: Candles,
+    spec: GridSpec,
+    rules: SymbolRules | None = None,
+    path: np.ndarray | None = None,
+) -> Result:
+    """Backtest one grid over `candles`. Pass a precomputed `candle_path(candles)` to share it in sweeps."""
+    spec.validate()
+    if len(candles) == 0:
+        raise BacktestInputError("no candles to backtest")
+    t0 = time.perf_counter()
+    n = len(candles)
+    N = spec.grids
+    fee = spec.fee
+    levels = grid_levels(spec.lower, spec.upper, N, spec.spacing)
+    if rules is not None:
+        levels = round_levels(levels, rules)
+    if path is None:
+        path = candle_path(candles)
+    p0 = float(path[0])
+    if spec.stop_loss is not None and not (spec.stop_loss < p0):
+        raise BacktestInputError(f"stop-loss ({spec.stop_loss:g}) must be below the start price {p0:g}")
+    if spec.take_profit is not None and not (spec.take_profit > p0):
+        raise BacktestInputError(f"take-profit ({spec.take_profit:g}) must be above the start price {p0:g}")
+
+    # ---- capital
+    buy_levels = levels[:-1]
+    holding0 = buy_levels >= p0  # per interval
+    n_hold = int(holding0.sum())
+    q = spec.investment / (float(buy_levels[~holding0].sum()) + p0 * n_hold)
+    if rules is not None:
+        q = float(rules.round_qty(Decimal(repr(q))))
+        if q <= 0:
+            raise BacktestInputError(
+                f"investment too small: the quantity per grid rounds to 0 at {rules.symbol} step {rules.step_size}"
+            )
+    start_cost = q * n_hold * p0
+    start_fee = start_cost * fee
+    quote0 = spec.investment - start_cost - start_fee
+    base0 = q * n_hold
+
+    # ---- crossings: segment s goes from vertex s to vertex s+1
+    cl = np.searchsorted(levels, path, side="left")  # levels strictly below the price
+    cr = np.searchsorted(levels, path, side="right")  # levels at or below the price
+    seg = np.arange(path.shape[0] - 1)
+    # falling: p[u] <= L_k < p[u-1]  <=> k in [cl[u], cl[u-1]); only levels 0..N-1 carry buys
+    dn_v, dn_k = _expand(seg, cl[1:], np.minimum(cl[:-1], N))
+    # rising: p[u-1] < L_k <= p[u]  <=> k in [cr[u-1], cr[u]); only levels 1..N carry sells
+    up_v, up_k = _expand(seg, np.maximum(cr[:-1], 1), cr[1:])
+    del cl, cr, seg
+
+    ev_v = np.concatenate((dn_v, up_v))
+    ev_iv = np.concatenate((dn_k, up_k - 1))
+    ev_sell = np.concatenate((np.zeros(dn_v.shape[0], bool), np.ones(up_v.shape[0], bool)))
+    # ---- alternation per interval: order events by (interval, vertex), keep the start of each run
+    order = np.argsort(ev_iv * path.shape[0] + ev_v, kind="stable")
+    v_s, iv_s, sell_s = ev_v[order], ev_iv[order], ev_sell[order]
+    m = v_s.shape[0]
+    keep = np.empty(m, bool)
+    if m:
+        group_start = np.empty(m, bool)
+        group_start[0] = True
+        group_start[1:] = iv_s[1:] != iv_s[:-1]
+        changed = np.empty(m, bool)
+        changed[0] = True
+        changed[1:] = sell_s[1:] != sell_s[:-1]
+        keep = np.where(group_start, sell_s == holding0[iv_s], changed)
+    v_k, iv_k, sell_k = v_s[keep], iv_s[keep], sell_s[keep]
+
+    # ---- stop-loss / take-profit: the first vertex reaching a trigger ends the run
+    stop: str | None = None
+    stop_v: int | None = None
+    stop_price: float | None = None
+    sl_v = _first_vertex(path[1:] <= spec.stop_loss) if spec.stop_loss is not None else None
+    tp_v = _first_vertex(path[1:] >= spec.take_profit) if spec.take_profit is not None else None
+    if sl_v is not None and (tp_v is None or sl_v < tp_v):
+        stop, stop_v, stop_price = "stop_loss", sl_v, float(spec.stop_loss)  # type: ignore[arg-type]
+    elif tp_v is not None:
+        stop, stop_v, stop_price = "take_profit", tp_v, float(spec.take_profit)  # type: ignore[arg-type]
+    if stop_v is not None:
+        fill_px = np.where(sell_k, levels[iv_k + 1], levels[iv_k])
+        if stop == "stop_loss":  # falling segment: buys at levels >= trigger come first
+            alive = (v_k < stop_v) | ((v_k == stop_v) & (fill_px >= stop_price))
+        else:  # rising segment: sells at levels <= trigger come first
+            alive = (v_k < stop_v) | ((v_k == stop_v) & (fill_px <= stop_price))
+        v_k, iv_k, sell_k = v_k[alive], iv_k[alive], sell_k[alive]
+
+    # a sell is a round trip unless it is the first fill of an interval that started holding
+    first_of_iv = np.empty(v_k.shape[0], bool)
+    if v_k.shape[0]:
+        first_of_iv[0] = True
+        first_of_iv[1:] = iv_k[1:] != iv_k[:-1]
+    rt = sell_k & ~(first_of_iv & holding0[iv_k])
+    rt_iv = iv_k[rt]
+    lo_px, hi_px = levels[rt_iv], levels[rt_iv + 1]
+    grid_profit = float(np.sum(q * (hi_px - lo_px) - fee * q * (hi_px + lo_px)))
+
+    # ---- fills in execution order: vertex, then falling = higher level first, rising = lower level first
+    level_k = np.where(sell_k, iv_k + 1, iv_k)
+    within = np.where(sell_k, level_k, N - level_k)
+    t_order = np.argsort(v_k * (N + 2) + within, kind="stable")
+    f_v = v_k[t_order]
+    f_level = level_k[t_order]
+    f_sell = sell_k[t_order]
+    f_price = levels[f_level]
+    f_side = np.where(f_sell, SELL, BUY).astype(np.int8)
+    f_candle = f_v // 4
+    nf = f_v.shape[0]
+    fills = Fills(
+        vertex=f_v,
+        candle=f_candle,
+        side=f_side,
+        level=f_level,
+        interval=np.where(f_sell, f_level - 1, f_level),
+        price=f_price,
+        qty=np.full(nf, q),
+    )
+
+    # ---- balances and equity at each candle close
+    notional = q * f_price
+    cash = np.where(f_sell, notional * (1.0 - fee), -notional * (1.0 + fee))
+    dbase = np.where(f_sell, -q, q)
+    cum_cash = np.cumsum(np.bincount(f_candle, weights=cash, minlength=n))
+    cum_base = np.cumsum(np.bincount(f_candle, weights=dbase, minlength=n))
+    quote_t = quote0 + cum_cash
+    base_t = base0 + cum_base
+    fees = start_fee + float(np.sum(notional)) * fee
+    quote = quote0 + float(np.sum(cash))
+    base = base0 + float(np.sum(dbase))
+    stop_candle: int | None = None
+    stop_qty = 0.0
+    if stop_v is not None and stop_price is not None:
+        stop_candle = stop_v // 4
+        stop_qty = max(base, 0.0)
+        proceeds = stop_qty * stop_price
+        fees += proceeds * fee
+        quote += proceeds * (1.0 - fee)
+        base = 0.0
+        quote_t[stop_candle:] = quote
+        base_t[stop_candle:] = 0.0
+    equity = quote_t + base_t * candles.close
+    final_price = float(candles.close[-1])
+    final_equity = quote + base * final_price
+    peak = np.maximum.accumulate(np.concatenate(([spec.investment], equity)))[1:]
+    max_dd = float(np.max((peak - equity) / peak)) * 100.0
+    buys = int(nf - int(f_sell.sum()))
+    sells = int(f_sell.sum())
+    elapsed = time.perf_counter() - t0
+    return Result(
+        candles=n,
+        start_price=p0,
+        final_price=final_price,
+        buys=buys,
+        sells=sells,
+        round_trips=int(rt.sum()),
+        quote=quote,
+        base=base,
+        grid_profit=grid_profit,
+        fees=fees,
+        final_equity=final_equity,
+        return_pct=(final_equity / spec.investment - 1.0) * 100.0,
+        hold_return_pct=(final_price / p0 - 1.0) * 100.0,
+        max_drawdown_pct=max(max_dd, 0.0),
+        elapsed_s=elapsed,
+        spec=spec,
+        levels=levels,
+        qty=q,
+        holding_start=n_hold,
+        start_time_ms=int(candles.open_time[0]),
+        end_time_ms=int(candles.open_time[-1]),
+        fills=fills,
+        equity=equity,
+        stop=stop,
+        stop_candle=stop_candle,
+        stop_price=stop_price,
+        stop_qty=stop_qty,
+    )
