@@ -1,0 +1,436 @@
+"""Turn Binance stream messages and REST payloads into `tgtrader.types` values.
+
+Everything here is total: malformed JSON, missing fields, wrong types, NaN/Infinity strings and absurd
+numbers give `None` (and a rate-limited log line), never an exception, because these functions run
+inside the stream drain loops where one bad message must not stop the feed.
+
+The market-data path (`StreamParser`) is the hot one (hundreds of thousands of messages per second
+with hundreds of symbols): stream names are resolved to interned symbols once at subscribe time, JSON is
+parsed with orjson, and price strings go through a small cache so repeated prices (prices live on a tick
+grid and repeat constantly) cost a dict lookup instead of a `Decimal` construction and validation.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Mapping
+
+import orjson
+from loguru import logger
+
+from tgtrader.exchange.port import BalanceUpdate
+from tgtrader.types import Balance, Fill, OrderStatus, OrderType, OrderUpdate, Side, Tick
+
+ZERO = Decimal(0)
+_MAX_ABS = Decimal("1e20")  # larger prices/quantities are garbage, not markets
+_MAX_STR = 64  # numeric strings longer than this are rejected before Decimal parses them
+
+KIND_BOOK = 1
+KIND_TRADE = 2
+
+_STREAM_SUFFIX = {"bookTicker": KIND_BOOK, "trade": KIND_TRADE}
+
+
+class BadPayload(ValueError):
+    """Internal: a payload field is missing or unusable (caught inside this module)."""
+
+
+# ---------------------------------------------------------------- number helpers
+
+_bad_counts: dict[str, int] = {}
+
+
+def _report_bad(where: str, err: object) -> None:
+    """Log malformed input without flooding: the 1st, 10th, 100th... occurrence per place."""
+    n = _bad_counts.get(where, 0) + 1
+    _bad_counts[where] = n
+    if n & (n - 1) == 0 or n % 10000 == 0:  # powers of two, then every 10k
+        text = str(err)
+        logger.warning("binance: ignored malformed {} ({} so far): {}", where, n, text[:200])
+
+
+def bad_payload_counts() -> dict[str, int]:
+    """How many malformed payloads each parser dropped (for health / tests)."""
+    return dict(_bad_counts)
+
+
+def to_decimal(value: Any) -> Decimal:
+    """A finite, reasonably sized Decimal from a Binance number (string, int or float); raises BadPayload."""
+    if isinstance(value, str):
+        if len(value) > _MAX_STR:
+            raise BadPayload(f"number too long: {value[:20]}...")
+        try:
+            d = Decimal(value)
+        except (InvalidOperation, ValueError) as exc:
+            raise BadPayload(f"not a number: {value!r}") from exc
+    elif isinstance(value, bool) or value is None:
+        raise BadPayload(f"not a number: {value!r}")
+    elif isinstance(value, (int, float)):
+        try:
+            d = Decimal(str(value))
+        except (InvalidOperation, ValueError) as exc:
+            raise BadPayload(f"not a number: {value!r}") from exc
+    else:
+        raise BadPayload(f"not a number: {type(value).__name__}")
+    if not d.is_finite() or abs(d) > _MAX_ABS:
+        raise BadPayload(f"number out of range: {value!r}")
+    return d
+
+
+def _nonneg(value: Any) -> Decimal:
+    d = to_decimal(value)
+    if d < 0:
+        raise BadPayload(f"negative amount: {value!r}")
+    return d
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise BadPayload(f"not an integer: {value!r}")
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**63:
+            return value
+        raise BadPayload("integer out of range")
+    if isinstance(value, str) and 0 < len(value) <= 20:
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise BadPayload(f"not an integer: {value!r}") from exc
+    raise BadPayload(f"not an integer: {value!r}")
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise BadPayload(f"not a string: {value!r}"[:80])
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise BadPayload(f"not a boolean: {value!r}"[:80])
+
+
+_SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
+_TYPES = {t.value: t for t in OrderType}
+# Binance types we never place but may see (orders entered by hand on the website):
+_TYPES.update({"STOP_LOSS": OrderType.MARKET, "TAKE_PROFIT": OrderType.MARKET, "TAKE_PROFIT_LIMIT": OrderType.LIMIT})
+_STATUSES = {s.value: s for s in OrderStatus}
+_STATUSES.update({"EXPIRED_IN_MATCH": OrderStatus.EXPIRED, "PENDING_NEW": OrderStatus.PENDING_NEW})
+
+
+def _side(value: Any) -> Side:
+    try:
+        return _SIDES[value]
+    except (KeyError, TypeError) as exc:
+        raise BadPayload(f"unknown side {value!r}"[:80]) from exc
+
+
+def _otype(value: Any) -> OrderType:
+    try:
+        return _TYPES[value]
+    except (KeyError, TypeError) as exc:
+        raise BadPayload(f"unknown order type {value!r}"[:80]) from exc
+
+
+def _status(value: Any) -> OrderStatus:
+    try:
+        return _STATUSES[value]
+    except (KeyError, TypeError) as exc:
+        raise BadPayload(f"unknown order status {value!r}"[:80]) from exc
+
+
+def _symbol(value: Any) -> str:
+    s = _str(value)
+    if not (0 < len(s) <= 30) or not s.isalnum():
+        raise BadPayload(f"bad symbol {s[:40]!r}")
+    return sys.intern(s.upper())
+
+
+# ---------------------------------------------------------------- market data (hot path)
+
+
+class StreamParser:
+    """Combined-stream messages -> `Tick`, with per-stream routing fixed at subscribe time.
+
+    `conflate=True` drops bookTicker updates whose best bid and ask strings are unchanged (Binance sends
+    one for every size change at the top of the book; a Tick carries no sizes, so they carry no news).
+    """
+
+    __slots__ = ("_routes", "_cache", "_cache_max", "_last_book", "conflate", "clock_ms", "dropped_bad")
+
+    def __init__(self, conflate: bool = True, cache_max: int = 200_000,
+                 clock_ms: Callable[[], int] | None = None) -> None:
+        self._routes: dict[str, tuple[int, str]] = {}
+        self._cache: dict[str, Decimal] = {}
+        self._cache_max = cache_max
+        self._last_book: dict[str, tuple[str, str]] = {}
+        self.conflate = conflate
+        self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.dropped_bad = 0
+
+    # routing ---------------------------------------------------------
+    @staticmethod
+    def stream_names(symbol: str, kinds: tuple[str, ...] = ("bookTicker",)) -> list[str]:
+        return [f"{symbol.lower()}@{k}" for k in kinds]
+
+    def add_stream(self, stream: str) -> None:
+        sym, _, suffix = stream.partition("@")
+        kind = _STREAM_SUFFIX.get(suffix)
+        if kind is None:
+            raise ValueError(f"unsupported stream {stream!r}")
+        self._routes[sys.intern(stream)] = (kind, sys.intern(sym.upper()))
+
+    def remove_stream(self, stream: str) -> None:
+        route = self._routes.pop(stream, None)
+        if route is not None and route[0] == KIND_BOOK:
+            self._last_book.pop(route[1], None)
+
+    @property
+    def streams(self) -> set[str]:
+        return set(self._routes)
+
+    # numbers ---------------------------------------------------------
+    def _price(self, text: Any) -> Decimal:
+        try:
+            return self._cache[text]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable junk
+            raise BadPayload(f"bad price {text!r}"[:80]) from None
+        d = to_decimal(text)
+        if d <= 0:
+            raise BadPayload(f"non-positive price {text!r}")
+        if len(self._cache) >= self._cache_max:
+            self._cache.clear()
+        self._cache[text] = d
+        return d
+
+    # parsing ---------------------------------------------------------
+    def parse_raw(self, raw: bytes | str) -> Tick | None:
+        """One raw combined-stream frame -> Tick (None for control replies, conflated or bad messages)."""
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            self.dropped_bad += 1
+            _report_bad("market message (json)", exc)
+            return None
+        return self.parse(msg)
+
+    def parse(self, msg: Any) -> Tick | None:
+        """An already-decoded combined-stream message (what python-binance's recv() returns) -> Tick."""
+        try:
+            route = self._routes.get(msg["stream"])
+            if route is None:
+                return None
+            d = msg["data"]
+            if route[0] == KIND_BOOK:
+                b = d["b"]
+                a = d["a"]
+                sym = route[1]
+                if self.conflate:
+                    prev = self._last_book.get(sym)
+                    if prev is not None and prev[0] == b and prev[1] == a:
+                        return None
+                tick = Tick(sym, self._price(b), self._price(a), None, self.clock_ms())
+                if self.conflate:
+                    self._last_book[sym] = (b, a)
+                return tick
+            ts = d.get("T")
+            if type(ts) is not int:
+                ts = _int(ts) if ts is not None else self.clock_ms()
+            return Tick(route[1], None, None, self._price(d["p"]), ts)
+        except (KeyError, TypeError, AttributeError, BadPayload, IndexError) as exc:
+            if isinstance(msg, dict) and ("result" in msg or "error" in msg) and "stream" not in msg:
+                return None  # a control reply without a stream key
+            self.dropped_bad += 1
+            _report_bad("market message", exc)
+            return None
+
+
+def parse_market_naive(raw: bytes | str, routes: Mapping[str, str], clock_ms: Callable[[], int]) -> Tick | None:
+    """Reference implementation for the benchmark baseline: json.loads + dict lookup + Decimal per field."""
+    import json
+
+    msg = json.loads(raw)
+    stream = msg["stream"]
+    sym = routes.get(stream)
+    if sym is None:
+        return None
+    d = msg["data"]
+    if stream.endswith("@bookTicker"):
+        return Tick(sym, Decimal(d["b"]), Decimal(d["a"]), None, clock_ms())
+    return Tick(sym, None, None, Decimal(d["p"]), int(d["T"]))
+
+
+# ---------------------------------------------------------------- user data stream
+
+def parse_execution_report(d: Any) -> tuple[OrderUpdate, Fill | None] | None:
+    """executionReport -> (OrderUpdate, Fill when the execution type is TRADE)."""
+    try:
+        symbol = _symbol(d["s"])
+        exec_type = d.get("x")
+        cid = _str(d["c"])
+        orig = d.get("C")
+        if isinstance(orig, str) and orig and exec_type in ("CANCELED", "REPLACED", "EXPIRED"):
+            cid = orig  # for cancels `c` is the cancel request's id, `C` the order's own
+        side = _side(d["S"])
+        otype = _otype(d["o"])
+        order_id = _int(d["i"])
+        ts = _int(d.get("T") or d.get("E") or 0)
+        update = OrderUpdate(
+            symbol=symbol,
+            client_order_id=cid,
+            side=side,
+            order_type=otype,
+            status=_status(d["X"]),
+            price=_nonneg(d["p"]),
+            orig_qty=_nonneg(d["q"]),
+            executed_qty=_nonneg(d["z"]),
+            cum_quote=_nonneg(d.get("Z", "0")),
+            exchange_order_id=order_id,
+            ts_ms=ts,
+            reject_reason="" if d.get("r") in (None, "NONE") else str(d.get("r"))[:100],
+        )
+        fill = None
+        if exec_type == "TRADE":
+            qty = _nonneg(d["l"])
+            price = _nonneg(d["L"])
+            if qty <= 0 or price <= 0:
+                raise BadPayload("TRADE with zero price or quantity")
+            trade_id = _int(d["t"])
+            if trade_id < 0:
+                raise BadPayload("TRADE without a trade id")
+            fee_asset = d.get("N")
+            fill = Fill(
+                symbol=symbol,
+                trade_id=trade_id,
+                client_order_id=cid,
+                side=side,
+                price=price,
+                qty=qty,
+                fee=_nonneg(d.get("n") or "0"),
+                fee_asset=fee_asset if isinstance(fee_asset, str) else "",
+                is_maker=_bool(d.get("m", False)),
+                ts_ms=ts,
+                exchange_order_id=order_id,
+            )
+        return update, fill
+    except (KeyError, TypeError, AttributeError, BadPayload) as exc:
+        _report_bad("executionReport", exc)
+        return None
+
+
+def parse_account_position(d: Any) -> BalanceUpdate | None:
+    """outboundAccountPosition -> BalanceUpdate (only the assets that changed)."""
+    try:
+        rows = d["B"]
+        if not isinstance(rows, list):
+            raise BadPayload("B is not a list")
+        balances = tuple(
+            Balance(asset=_str(r["a"]), free=_nonneg(r["f"]), locked=_nonneg(r["l"])) for r in rows
+        )
+        return BalanceUpdate(balances=balances, ts_ms=_int(d.get("E") or d.get("u") or 0))
+    except (KeyError, TypeError, AttributeError, BadPayload) as exc:
+        _report_bad("outboundAccountPosition", exc)
+        return None
+
+
+def user_event_kind(d: Any) -> str | None:
+    """The `e` field of a user-data event, or None."""
+    if isinstance(d, dict):
+        e = d.get("e")
+        return e if isinstance(e, str) else None
+    return None
+
+
+# ---------------------------------------------------------------- REST payloads
+
+def order_from_rest(d: Any) -> OrderUpdate | None:
+    """POST/GET/DELETE /api/v3/order (and cancelReplace halves) -> OrderUpdate."""
+    try:
+        cid = d.get("origClientOrderId") or d["clientOrderId"]
+        return OrderUpdate(
+            symbol=_symbol(d["symbol"]),
+            client_order_id=_str(cid),
+            side=_side(d["side"]),
+            order_type=_otype(d["type"]),
+            status=_status(d["status"]),
+            price=_nonneg(d.get("price", "0")),
+            orig_qty=_nonneg(d["origQty"]),
+            executed_qty=_nonneg(d.get("executedQty", "0")),
+            cum_quote=_nonneg(d.get("cummulativeQuoteQty", "0")),
+            exchange_order_id=_int(d["orderId"]),
+            ts_ms=_int(d.get("updateTime") or d.get("transactTime") or d.get("time") or 0),
+        )
+    except (KeyError, TypeError, AttributeError, BadPayload) as exc:
+        _report_bad("REST order", exc)
+        return None
+
+
+def fills_from_rest_order(d: Any, update: OrderUpdate) -> list[Fill]:
+    """The `fills` of a FULL order response (MARKET / crossing LIMIT orders fill inside the answer)."""
+    out: list[Fill] = []
+    rows = d.get("fills") if isinstance(d, dict) else None
+    if not isinstance(rows, list):
+        return out
+    ts = update.ts_ms
+    for r in rows:
+        try:
+            out.append(
+                Fill(
+                    symbol=update.symbol,
+                    trade_id=_int(r["tradeId"]),
+                    client_order_id=update.client_order_id,
+                    side=update.side,
+                    price=_nonneg(r["price"]),
+                    qty=_nonneg(r["qty"]),
+                    fee=_nonneg(r.get("commission", "0")),
+                    fee_asset=_str(r.get("commissionAsset", "")),
+                    is_maker=False,  # an order that fills in its own answer took liquidity
+                    ts_ms=ts,
+                    exchange_order_id=update.exchange_order_id,
+                )
+            )
+        except (KeyError, TypeError, AttributeError, BadPayload) as exc:
+            _report_bad("REST order fill", exc)
+    return out
+
+
+def fill_from_my_trade(d: Any, client_order_id: str) -> Fill | None:
+    """One GET /api/v3/myTrades row -> Fill (the row has no client order id; the caller supplies it)."""
+    try:
+        return Fill(
+            symbol=_symbol(d["symbol"]),
+            trade_id=_int(d["id"]),
+            client_order_id=client_order_id,
+            side=Side.BUY if _bool(d["isBuyer"]) else Side.SELL,
+            price=_nonneg(d["price"]),
+            qty=_nonneg(d["qty"]),
+            fee=_nonneg(d.get("commission", "0")),
+            fee_asset=_str(d.get("commissionAsset", "")),
+            is_maker=_bool(d.get("isMaker", False)),
+            ts_ms=_int(d.get("time", 0)),
+            exchange_order_id=_int(d["orderId"]),
+        )
+    except (KeyError, TypeError, AttributeError, BadPayload) as exc:
+        _report_bad("REST myTrades row", exc)
+        return None
+
+
+def balances_from_account(d: Any) -> dict[str, Balance]:
+    """GET /api/v3/account -> {asset: Balance}; bad rows are skipped."""
+    out: dict[str, Balance] = {}
+    rows = d.get("balances") if isinstance(d, dict) else None
+    if not isinstance(rows, list):
+        _report_bad("REST account", "no balances list")
+        return out
+    for r in rows:
+        try:
+            asset = _str(r["asset"])
+            out[asset] = Balance(asset=asset, free=_nonneg(r["free"]), locked=_nonneg(r["locked"]))
+        except (KeyError, TypeError, AttributeError, BadPayload) as exc:
+            _report_bad("REST account balance", exc)
+    return out
