@@ -1,0 +1,164 @@
+"""Transport-neutral command and button handlers: parsed request in, `Reply` out.
+
+Each handler calls the core through `TradingApi` and renders the result; it decides nothing about
+trading. Telegram (handlers.py) and the console demo (tgtrader/console.py) both reach these through
+`Dispatcher`, so the two front ends answer with the same words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from tgtrader.telegram import parse as p
+from tgtrader.telegram import render as r
+from tgtrader.telegram.chart import render_chart_png
+from tgtrader.telegram.render import ButtonSpec, Reply
+
+if TYPE_CHECKING:
+    from tgtrader.telegram.dispatch import Dispatcher
+
+Handler = Callable[["Dispatcher", int, p.Request], Awaitable[Reply]]
+ButtonAction = Callable[["Dispatcher", int, tuple[object, ...]], Awaitable[Reply]]
+
+MAIN_KEYBOARD: tuple[tuple[str, ...], ...] = (
+    ("/status", "/grid list", "/balance"),
+    ("/orders", "/pnl", "/stops"),
+    ("/panic", "/help"),
+)
+
+
+async def start(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    await d.subscribe(chat_id)
+    status = await d.api.status()
+    try:
+        balances = await d.api.balances()
+    except Exception:  # /start must still greet when the exchange is unreachable
+        balances = None
+    return Reply(r.render_start(status, balances, d.bot_name), keyboard=MAIN_KEYBOARD)
+
+
+async def grid(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    api = d.api
+    if isinstance(req, p.GridNew):
+        preview = await api.preview_grid(req.spec)
+        buttons = d.bind(chat_id, r.preview_buttons(preview, d.preview_ttl_s))
+        return Reply(r.render_preview(preview), buttons=buttons)
+    if isinstance(req, p.GridList):
+        return Reply(r.render_grid_list(await api.list_grids()))
+    if isinstance(req, p.GridShow):
+        return Reply(r.render_grid(await api.grid(req.grid_id)))
+    if isinstance(req, p.GridPause):
+        return Reply(r.render_grid(await api.pause_grid(req.grid_id), f"Grid #{req.grid_id} paused"))
+    if isinstance(req, p.GridResume):
+        return Reply(r.render_grid(await api.resume_grid(req.grid_id), f"Grid #{req.grid_id} resumed"))
+    if isinstance(req, p.GridStop):
+        summary = await api.grid(req.grid_id)
+        if summary.state == "stopped":
+            return Reply(f"Grid #{summary.id} is already stopped.")
+        specs = [[
+            ButtonSpec(f"Stop grid #{summary.id}" + (" and sell" if req.sell else ""), "grid_stop",
+                       (summary.id, req.sell), d.confirm_ttl_s),
+            ButtonSpec("Keep running", "keep", (), d.confirm_ttl_s),
+        ]]
+        return Reply(r.render_grid_stop_question(summary, req.sell), buttons=d.bind(chat_id, specs))
+    raise TypeError(f"grid handler got {req!r}")
+
+
+async def status(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    return Reply(r.render_status(await d.api.status()))
+
+
+async def balance(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    return Reply(r.render_balances(await d.api.balances()))
+
+
+async def orders(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    assert isinstance(req, p.Orders)
+    return Reply(r.render_orders(await d.api.open_orders(req.symbol), req.symbol))
+
+
+async def pnl(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    assert isinstance(req, p.Pnl)
+    return Reply(r.render_pnl(await d.api.pnl(req.days)))
+
+
+async def size(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    if isinstance(req, p.SizeKelly):
+        return Reply(r.render_size(await d.api.size_kelly(req.win_rate, req.payoff)))
+    assert isinstance(req, p.SizeFixed)
+    return Reply(r.render_size(await d.api.size_fixed(req.symbol, req.entry, req.stop, req.risk_pct)))
+
+
+async def trade(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    assert isinstance(req, p.Trade)
+    return Reply(r.render_chase(await d.api.chase(req.symbol, req.side, req.qty, req.limit_price)))
+
+
+async def stop(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    if isinstance(req, p.StopCancel):
+        return Reply(r.render_stop(await d.api.cancel_stop(req.stop_id), "Stop cancelled:"))
+    assert isinstance(req, p.StopAdd)
+    return Reply(r.render_stop(await d.api.add_stop(req.symbol, req.price, req.kind), "Stop armed:"))
+
+
+async def stops(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    return Reply(r.render_stops(await d.api.list_stops()))
+
+
+async def panic(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    plan = await d.api.panic_plan()
+    return Reply(r.render_panic_plan(plan), buttons=d.bind(chat_id, r.panic_buttons(plan)))
+
+
+async def resume_all(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    return Reply(r.render_resumed(await d.api.resume_all()))
+
+
+async def chart(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
+    assert isinstance(req, p.Chart)
+    data = await d.api.chart_data(req.grid_id)
+    png = await asyncio.to_thread(render_chart_png, data)
+    caption = f"Grid #{data.grid_id} {data.symbol}: {len(data.levels)} levels, {len(data.fills)} fills"
+    return Reply(caption, photo=png)
+
+
+# ---------------------------------------------------------------- buttons
+
+
+async def on_grid_start(d: "Dispatcher", chat_id: int, payload: tuple[object, ...]) -> Reply:
+    summary = await d.api.start_grid(str(payload[0]))
+    return Reply(r.render_grid(summary, f"Grid #{summary.id} {summary.symbol} started"), edit=True, toast="Started")
+
+
+async def on_grid_cancel(d: "Dispatcher", chat_id: int, payload: tuple[object, ...]) -> Reply:
+    return Reply("Grid preview cancelled; nothing was placed.", edit=True, toast="Cancelled")
+
+
+async def on_grid_stop(d: "Dispatcher", chat_id: int, payload: tuple[object, ...]) -> Reply:
+    grid_id, sell = int(payload[0]), bool(payload[1])  # type: ignore[call-overload]
+    summary = await d.api.stop_grid(grid_id, sell)
+    return Reply(r.render_grid(summary, f"Grid #{grid_id} stopped"), edit=True, toast="Stopped")
+
+
+async def on_keep(d: "Dispatcher", chat_id: int, payload: tuple[object, ...]) -> Reply:
+    return Reply("OK, nothing changed.", edit=True, toast="Nothing changed")
+
+
+async def on_panic(d: "Dispatcher", chat_id: int, payload: tuple[object, ...]) -> Reply:
+    report = await d.api.panic(str(payload[0]))
+    return Reply(r.render_panic_report(report), edit=True, toast="Panic executed")
+
+
+async def on_panic_abort(d: "Dispatcher", chat_id: int, payload: tuple[object, ...]) -> Reply:
+    return Reply("Panic cancelled; nothing was done.", edit=True, toast="Cancelled")
+
+
+BUTTON_ACTIONS: dict[str, ButtonAction] = {
+    "grid_start": on_grid_start,
+    "grid_cancel": on_grid_cancel,
+    "grid_stop": on_grid_stop,
+    "keep": on_keep,
+    "panic": on_panic,
+    "panic_abort": on_panic_abort,
+}

@@ -1,0 +1,193 @@
+"""The transport-neutral chat layer: `dispatch(text, chat) -> Reply` and `press(data, chat) -> Reply`.
+
+Telegram handlers and the console call the same two methods. Buttons never carry meaning in their
+callback data: the data is a random token looked up here, bound to the chat that received the button,
+expiring and single use (pressing one button of a message spends its siblings too). A forged, old or
+foreign token does nothing and the answer says why.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Awaitable, Callable, Iterable, Sequence
+
+from loguru import logger
+
+from tgtrader.core.api import ApiError, TradingApi
+from tgtrader.errors import ExchangeError, TgTraderError
+from tgtrader.telegram import parse as p
+from tgtrader.telegram.actions import BUTTON_ACTIONS
+from tgtrader.telegram.commands import BY_NAME, help_handler
+from tgtrader.telegram.render import Button, ButtonSpec, Reply, clip
+
+DATA_PREFIX = "b1:"
+_DATA_RE = re.compile(r"^b1:[A-Za-z0-9_-]{16}$")
+SYMBOLS_TTL_S = 600.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    chat_id: int
+    action: str
+    payload: tuple[object, ...]
+    expires_at: float
+    group: str
+    used: bool = False
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        api: TradingApi,
+        *,
+        bot_name: str = "tgtrader",
+        clock: Callable[[], float] = time.monotonic,
+        preview_ttl_s: float = 300.0,
+        confirm_ttl_s: float = 60.0,
+        on_subscribe: Callable[[int], Awaitable[None] | None] | None = None,
+        secrets_to_hide: Iterable[str] = (),
+    ) -> None:
+        self.api = api
+        self.bot_name = bot_name
+        self.clock = clock
+        self.preview_ttl_s = preview_ttl_s
+        self.confirm_ttl_s = confirm_ttl_s
+        self.on_subscribe = on_subscribe
+        self._secrets = [s for s in secrets_to_hide if s and len(s) >= 6]
+        self._pending: dict[str, _Pending] = {}
+        self._symbols: frozenset[str] = frozenset()
+        self._symbols_at = -1e18
+        self._ticks: dict[str, Decimal] = {}
+
+    # ------------------------------------------------------------ commands
+
+    async def dispatch(self, text: str, chat_id: int) -> Reply:
+        """Answer one message. ParseError/ApiError/ExchangeError become short answers; anything else
+        propagates to the front end's error handler (see `internal_error`)."""
+        try:
+            name, args = p.split_command(text)
+            if name not in BY_NAME:
+                raise p.ParseError(f"unknown command /{name}; send /help for the list of commands")
+            ctx = p.Context() if name in {"help", "start"} or p.wants_help(args) else await self._context(args)
+            request = p.parse_args(name, args, ctx)
+            handler = help_handler if isinstance(request, p.Help) else BY_NAME[name].handler
+            reply = await handler(self, chat_id, request)
+        except p.ParseError as exc:
+            reply = Reply(exc.answer())
+        except ApiError as exc:
+            reply = Reply(str(exc) or "refused")
+        except ExchangeError as exc:
+            reply = Reply(f"exchange error: {exc}")
+        except TgTraderError as exc:
+            reply = Reply(f"error: {exc}")
+        return self._clean(reply)
+
+    async def _context(self, args: Sequence[str]) -> p.Context:
+        now = self.clock()
+        if now - self._symbols_at > SYMBOLS_TTL_S:
+            try:
+                self._symbols = frozenset(await self.api.known_symbols())
+                self._symbols_at = now
+            except TgTraderError as exc:  # exchange unreachable: parse without the symbol check
+                logger.warning("known_symbols unavailable: {}", exc)
+        ticks: dict[str, Decimal] = {}
+        for word in args[:12]:
+            symbol = word.upper()
+            if symbol in self._symbols:
+                if symbol not in self._ticks:
+                    try:
+                        self._ticks[symbol] = await self.api.tick_size(symbol)
+                    except TgTraderError:
+                        continue
+                ticks[symbol] = self._ticks[symbol]
+        return p.Context(self._symbols, ticks)
+
+    async def subscribe(self, chat_id: int) -> None:
+        if self.on_subscribe is not None:
+            result = self.on_subscribe(chat_id)
+            if inspect.isawaitable(result):
+                await result
+
+    # ------------------------------------------------------------ buttons
+
+    def bind(self, chat_id: int, rows: Sequence[Sequence[ButtonSpec]]) -> tuple[tuple[Button, ...], ...]:
+        """Register button specs for one chat and one message; returns buttons with opaque data."""
+        self._prune()
+        group = secrets.token_urlsafe(6)
+        now = self.clock()
+        out: list[tuple[Button, ...]] = []
+        for row in rows:
+            buttons = []
+            for spec in row:
+                token = secrets.token_urlsafe(12)  # 16 chars
+                ttl = spec.ttl_s if spec.ttl_s is not None else self.confirm_ttl_s
+                self._pending[token] = _Pending(chat_id, spec.action, spec.payload, now + ttl, group)
+                buttons.append(Button(spec.label, DATA_PREFIX + token))
+            out.append(tuple(buttons))
+        return tuple(out)
+
+    async def press(self, data: str, chat_id: int) -> Reply:
+        """A button was pressed in `chat_id`. Validates the token before anything happens."""
+        if not isinstance(data, str) or not _DATA_RE.match(data):
+            logger.warning("chat {} sent malformed callback data", chat_id)
+            return Reply("This button is not valid; nothing was done.", toast="Invalid button")
+        entry = self._pending.get(data[len(DATA_PREFIX):])
+        if entry is None:
+            return Reply("This button is no longer valid (old message or bot restarted); nothing was done.",
+                         toast="Button no longer valid")
+        if entry.chat_id != chat_id:
+            logger.warning("chat {} pressed a button issued to another chat", chat_id)
+            return Reply("This button belongs to another chat; nothing was done.", toast="Not your button")
+        if entry.used:
+            return Reply("This button was already used; nothing was done.", toast="Already used")
+        if self.clock() > entry.expires_at:
+            return Reply("This button expired; nothing was done. Send the command again.", toast="Expired")
+        for other in self._pending.values():
+            if other.group == entry.group:
+                other.used = True
+        action = BUTTON_ACTIONS.get(entry.action)
+        if action is None:  # pragma: no cover - only registered actions are bound
+            return Reply("Unknown button; nothing was done.", toast="Unknown")
+        try:
+            reply = await action(self, chat_id, entry.payload)
+        except ApiError as exc:
+            reply = Reply(str(exc) or "refused", edit=True, toast="Refused")
+        except ExchangeError as exc:
+            reply = Reply(f"exchange error: {exc}", edit=True, toast="Exchange error")
+        except TgTraderError as exc:
+            reply = Reply(f"error: {exc}", edit=True, toast="Error")
+        return self._clean(reply)
+
+    def _prune(self) -> None:
+        now = self.clock()
+        dead = [token for token, entry in self._pending.items() if now > entry.expires_at + 3600]
+        for token in dead:
+            del self._pending[token]
+
+    # ------------------------------------------------------------ safety
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def _clean(self, reply: Reply) -> Reply:
+        text = clip(self.scrub(reply.text))
+        if text == reply.text:
+            return reply
+        return Reply(text, reply.buttons, reply.keyboard, reply.photo, reply.edit, reply.toast, reply.extra)
+
+    def internal_error(self, exc: BaseException | None) -> Reply:
+        """Log an unexpected failure with an id and return the one line the user sees."""
+        error_id = secrets.token_hex(4)
+        if exc is not None:
+            logger.opt(exception=exc).error("internal error #{}: {}", error_id, self.scrub(repr(exc)))
+        else:
+            logger.error("internal error #{}", error_id)
+        return Reply(f"internal error, logged as #{error_id}")

@@ -1,0 +1,294 @@
+"""Alerts: core events -> coalesced text -> durable outbox -> every authorized chat.
+
+Why this shape: the event bus is synchronous and must never wait on Telegram, so events are only
+buffered here. After a short coalescing window the buffer is rendered once (fifty fills in a second
+become one message) and written to the SQLite outbox, one row per chat, BEFORE any send is tried.
+A delivery loop sends due rows, marks them sent only after Telegram accepted them, and otherwise
+reschedules them with backoff (honouring Telegram's retry_after). Rows left unsent by a crash or an
+outage are simply due at the next start, so they are delivered then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Awaitable, Callable, Iterable
+
+from loguru import logger
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+
+from tgtrader.core.events import CoreEvent, EventBus, StreamDown, StreamUp
+from tgtrader.store.outbox import OutboxRepo, OutboxRow
+from tgtrader.telegram.render import MAX_MESSAGE, render_alerts
+
+SendFn = Callable[[int, str], Awaitable[object]]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def retry_after_s(exc: RetryAfter) -> float:
+    """RetryAfter.retry_after is deprecated in PTB 22 (int -> timedelta); read the private timedelta."""
+    value = getattr(exc, "_retry_after", None)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)):
+        return float(value)
+    return 1.0
+
+
+class Notifier:
+    def __init__(
+        self,
+        outbox: OutboxRepo,
+        send: SendFn,
+        recipients: Callable[[], Iterable[int]],
+        *,
+        window_s: float = 1.0,
+        stream_down_alert_s: float = 30.0,
+        per_chat_interval_s: float = 1.0,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 600.0,
+        give_up_after_s: float = 86400.0,
+        poll_s: float = 1.0,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.outbox = outbox
+        self.send = send
+        self.recipients = recipients
+        self.window_s = window_s
+        self.stream_down_alert_s = stream_down_alert_s
+        self.per_chat_interval_s = per_chat_interval_s
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.give_up_after_s = give_up_after_s
+        self.poll_s = poll_s
+        self.clock_ms = clock_ms
+        self._buffer: list[CoreEvent] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._paused_until_ms = 0  # global pause after a 429
+        self._chat_next_ms: dict[int, int] = {}
+        self._down: dict[str, tuple[StreamDown, bool]] = {}  # stream -> (event, alerted?)
+        self._down_timers: dict[str, asyncio.TimerHandle] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+        self.sent_messages = 0
+
+    # ------------------------------------------------------------ events in (sync, never blocks)
+
+    def attach(self, bus: EventBus) -> None:
+        self._unsubscribe = bus.subscribe(self.on_event)
+
+    def on_event(self, event: CoreEvent) -> None:
+        """Bus subscriber. Stream outages are only reported once they last `stream_down_alert_s`."""
+        if isinstance(event, StreamDown):
+            self._on_stream_down(event)
+            return
+        if isinstance(event, StreamUp):
+            down = self._down.pop(event.stream, None)
+            timer = self._down_timers.pop(event.stream, None)
+            if timer is not None:
+                timer.cancel()
+            alerted = down is not None and down[1]
+            if not (alerted or event.down_for_s >= self.stream_down_alert_s):
+                return
+        self._add(event)
+
+    def _add(self, event: CoreEvent) -> None:
+        self._buffer.append(event)
+        if self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # published outside a loop (sync tests): flushed on the next flush()
+                return
+            self._flush_handle = loop.call_later(self.window_s, self._schedule_flush)
+
+    def _on_stream_down(self, event: StreamDown) -> None:
+        if event.stream in self._down:
+            return
+        self._down[event.stream] = (event, False)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        def fire() -> None:
+            self._down_timers.pop(event.stream, None)
+            if event.stream in self._down:
+                self._down[event.stream] = (event, True)
+                self._add(event)
+
+        self._down_timers[event.stream] = loop.call_later(self.stream_down_alert_s, fire)
+
+    def _schedule_flush(self) -> None:
+        self._flush_handle = None
+        task = asyncio.get_running_loop().create_task(self.flush())
+        self._flush_tasks.add(task)
+        task.add_done_callback(self._flush_tasks.discard)
+
+    # ------------------------------------------------------------ buffer -> outbox
+
+    async def flush(self) -> int:
+        """Render everything buffered as one alert and write it to the outbox for every chat."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        events, self._buffer = self._buffer, []
+        if not events:
+            return 0
+        text = render_alerts(events)
+        if not text:
+            return 0
+        kind = "alert" if len(events) == 1 else f"alert x{len(events)}"
+        count = 0
+        now = self.clock_ms()
+        for chat_id in sorted(set(self.recipients())):
+            await self.outbox.enqueue(kind, text, chat_id, now=now)
+            count += 1
+        self._wake.set()
+        return count
+
+    async def enqueue_text(self, text: str, kind: str = "info") -> None:
+        """A ready-made alert (e.g. the daily summary) for every chat, through the same outbox."""
+        now = self.clock_ms()
+        for chat_id in sorted(set(self.recipients())):
+            await self.outbox.enqueue(kind, text, chat_id, now=now)
+        self._wake.set()
+
+    # ------------------------------------------------------------ outbox -> Telegram
+
+    async def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="alert-outbox")
+
+    async def stop(self) -> None:
+        """Write what is still buffered to the outbox (it is sent now or after the restart), then stop."""
+        for timer in self._down_timers.values():
+            timer.cancel()
+        self._down_timers.clear()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        try:
+            await self.flush()
+        except Exception:
+            logger.exception("could not write buffered alerts to the outbox at shutdown")
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            try:
+                await self._loop_task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._loop_task = None
+        for task in list(self._flush_tasks):
+            task.cancel()
+
+    def wake(self, chat_id: int | None = None) -> None:
+        """Try now (e.g. a chat just sent /start, so Telegram will accept messages to it)."""
+        if chat_id is not None:
+            self._chat_next_ms.pop(chat_id, None)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                delay = await self.deliver_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("alert delivery loop failed; retrying")
+                delay = self.poll_s
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.01, delay))
+            except asyncio.TimeoutError:
+                pass
+
+    async def deliver_due(self) -> float:
+        """Send every due row (consecutive rows for one chat merged into one message).
+
+        Returns how long to sleep before the next attempt.
+        """
+        now = self.clock_ms()
+        if now < self._paused_until_ms:
+            return (self._paused_until_ms - now) / 1000
+        rows = await self.outbox.due(now, limit=200)
+        if not rows:
+            return self.poll_s
+        by_chat: dict[int, list[OutboxRow]] = {}
+        for row in rows:
+            if row.chat_id is None:  # written by someone else for "every chat": fan out
+                for chat_id in sorted(set(self.recipients())):
+                    await self.outbox.enqueue(row.kind, row.text, chat_id, now=row.created_ms)
+                await self.outbox.mark_sent(row.id, now)
+                continue
+            by_chat.setdefault(row.chat_id, []).append(row)
+        sleep = self.poll_s
+        for chat_id, chat_rows in by_chat.items():
+            wait_ms = self._chat_next_ms.get(chat_id, 0) - self.clock_ms()
+            if wait_ms > 0:
+                sleep = min(sleep, wait_ms / 1000)
+                continue
+            batch = _merge(chat_rows)
+            ok = await self._send_batch(chat_id, batch)
+            if self.clock_ms() < self._paused_until_ms:
+                return (self._paused_until_ms - self.clock_ms()) / 1000
+            if ok:
+                self._chat_next_ms[chat_id] = self.clock_ms() + int(self.per_chat_interval_s * 1000)
+                if len(batch) < len(chat_rows):
+                    sleep = min(sleep, self.per_chat_interval_s)
+        return sleep
+
+    async def _send_batch(self, chat_id: int, batch: list[OutboxRow]) -> bool:
+        text = "\n\n".join(row.text for row in batch)
+        try:
+            await self.send(chat_id, text)
+        except RetryAfter as exc:
+            wait = retry_after_s(exc)
+            until = self.clock_ms() + int((wait + 0.1) * 1000)
+            self._paused_until_ms = max(self._paused_until_ms, until)
+            logger.warning("Telegram flood control: pausing alerts for {:.1f} s", wait)
+            for row in batch:
+                await self.outbox.reschedule(row.id, until, f"RetryAfter {wait:.0f}s")
+            return False
+        except (Forbidden, BadRequest) as exc:  # blocked, chat not started yet, chat gone
+            await self._failed(batch, f"{type(exc).__name__}: {exc}", cap_s=max(self.backoff_cap_s, 600.0))
+            return False
+        except (TelegramError, OSError, asyncio.TimeoutError) as exc:  # network, 5xx, timeouts
+            await self._failed(batch, f"{type(exc).__name__}: {exc}", cap_s=self.backoff_cap_s)
+            return False
+        now = self.clock_ms()
+        for row in batch:
+            await self.outbox.mark_sent(row.id, now)
+        self.sent_messages += 1
+        return True
+
+    async def _failed(self, batch: list[OutboxRow], error: str, cap_s: float) -> None:
+        now = self.clock_ms()
+        for row in batch:
+            if now - row.created_ms > self.give_up_after_s * 1000:
+                logger.error("alert {} to chat {} dropped after {} attempts: {}", row.id, row.chat_id,
+                             row.attempts + 1, error)
+                await self.outbox.reschedule(row.id, now, error)
+                await self.outbox.mark_sent(row.id, now)  # given up; kept with last_error for inspection
+                continue
+            delay = min(cap_s, self.backoff_base_s * (2 ** min(row.attempts, 20)))
+            await self.outbox.reschedule(row.id, now + int(delay * 1000), error[:300])
+        logger.warning("alert delivery failed ({}); will retry", error[:200])
+
+
+def _merge(rows: list[OutboxRow]) -> list[OutboxRow]:
+    """The longest prefix of rows whose joined text fits in one Telegram message."""
+    batch: list[OutboxRow] = []
+    size = 0
+    for row in rows:
+        extra = len(row.text) + (2 if batch else 0)
+        if batch and size + extra > MAX_MESSAGE:
+            break
+        batch.append(row)
+        size += extra
+    return batch

@@ -1,0 +1,534 @@
+"""Pure parsing of chat command text into typed requests.
+
+No I/O and no Telegram import: the Telegram handlers and the console demo both call `parse()`.
+Anything malformed becomes a `ParseError` carrying a one-line reason and the correct syntax, so
+nothing malformed ever reaches the core. `parse()` raises nothing else, whatever the text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Mapping
+
+from tgtrader.core.api import GridSpec
+from tgtrader.core.rules import fmt_decimal
+from tgtrader.types import Side
+
+MIN_GRIDS = 2
+MAX_GRIDS = 200
+MAX_ID = 10**12
+MAX_DAYS = 3650
+_NUMBER_RE = re.compile(r"^(?:\d{1,20}(?:\.\d{0,18})?|\.\d{1,18})$")
+_INT_RE = re.compile(r"^#?\d{1,13}$")
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
+_COMMAND_RE = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]{1,64})?$")
+
+
+class ParseError(Exception):
+    """A command could not be understood. `reason` is one line; `syntax` is the correct usage."""
+
+    def __init__(self, reason: str, syntax: str = "") -> None:
+        self.reason = reason
+        self.syntax = syntax
+        super().__init__(reason)
+
+    def answer(self) -> str:
+        return f"{self.reason}\nUsage: {self.syntax}" if self.syntax else self.reason
+
+
+# ---------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    command: str | None = None  # None: every command
+
+
+@dataclass(frozen=True, slots=True)
+class GridNew:
+    spec: GridSpec
+
+
+@dataclass(frozen=True, slots=True)
+class GridList:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GridShow:
+    grid_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GridPause:
+    grid_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GridResume:
+    grid_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GridStop:
+    grid_id: int
+    sell: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Balances:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Orders:
+    symbol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pnl:
+    days: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class SizeFixed:
+    symbol: str
+    entry: Decimal
+    stop: Decimal
+    risk_pct: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SizeKelly:
+    win_rate: Decimal  # 0..1
+    payoff: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    side: Side
+    symbol: str
+    qty: Decimal
+    limit_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StopAdd:
+    symbol: str
+    price: Decimal
+    kind: str = "soft"
+
+
+@dataclass(frozen=True, slots=True)
+class StopList:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StopCancel:
+    stop_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Panic:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeAll:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    grid_id: int
+
+
+Request = (
+    Start | Help | GridNew | GridList | GridShow | GridPause | GridResume | GridStop | Status | Balances | Orders
+    | Pnl | SizeFixed | SizeKelly | Trade | StopAdd | StopList | StopCancel | Panic | ResumeAll | Chart
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the parser may check besides syntax. Empty sets/maps mean 'do not check'."""
+
+    known_symbols: frozenset[str] = frozenset()
+    tick_sizes: Mapping[str, Decimal] | None = None  # symbol -> tickSize (only for symbols in the text)
+
+
+# ---------------------------------------------------------------- syntax (single source for /help too)
+
+SYNTAX: dict[str, str] = {
+    "start": "/start",
+    "help": "/help [COMMAND]",
+    "grid": "/grid new|list|show|pause|resume|stop ...",
+    "grid new": "/grid new SYMBOL LOWER UPPER GRIDS INVESTMENT [geo|arith] [sl=PRICE] [tp=PRICE] [sell_on_stop]",
+    "grid list": "/grid list",
+    "grid show": "/grid show ID",
+    "grid pause": "/grid pause ID",
+    "grid resume": "/grid resume ID",
+    "grid stop": "/grid stop ID [sell]",
+    "status": "/status",
+    "balance": "/balance",
+    "orders": "/orders [SYMBOL]",
+    "pnl": "/pnl [DAYS]",
+    "size": "/size SYMBOL ENTRY STOP [RISK%]  or  /size kelly WINRATE PAYOFF",
+    "size fixed": "/size SYMBOL ENTRY STOP [RISK%]",
+    "size kelly": "/size kelly WINRATE PAYOFF",
+    "buy": "/buy SYMBOL QTY [max=PRICE]",
+    "sell": "/sell SYMBOL QTY [min=PRICE]",
+    "stop": "/stop SYMBOL PRICE [soft|hard]  or  /stop cancel ID",
+    "stop cancel": "/stop cancel ID",
+    "stops": "/stops",
+    "panic": "/panic",
+    "resume_all": "/resume_all",
+    "chart": "/chart ID",
+}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def split_command(text: str) -> tuple[str, list[str]]:
+    """'/grid@bot new BTCUSDT ...' -> ('grid', ['new', 'BTCUSDT', ...]). Raises ParseError."""
+    if not isinstance(text, str):
+        raise ParseError("send a command such as /help")
+    words = text.split()
+    if not words:
+        raise ParseError("empty message; send /help for the list of commands")
+    match = _COMMAND_RE.match(words[0])
+    if not match:
+        raise ParseError("not a command; send /help for the list of commands")
+    return match.group(1).lower(), words[1:]
+
+
+def _show(token: str) -> str:
+    """A user token quoted for an error line (shortened, printable)."""
+    token = "".join(ch if ch.isprintable() else "?" for ch in token)
+    return repr(token if len(token) <= 24 else token[:21] + "...")
+
+
+def parse_number(token: str, what: str, syntax: str, *, allow_zero: bool = False) -> Decimal:
+    """A positive plain decimal ('65000', '0.5'); no signs, exponents, NaN or Infinity."""
+    cleaned = token.replace(",", "") if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", token) else token
+    if not _NUMBER_RE.match(cleaned):
+        low = token.lower().lstrip("+-")
+        if low in {"nan", "snan", "inf", "infinity"}:
+            raise ParseError(f"{what} must be a finite number, not {_show(token)}", syntax)
+        if token.startswith("-"):
+            raise ParseError(f"{what} must be positive, got {_show(token)}", syntax)
+        raise ParseError(f"{what} must be a number, got {_show(token)}", syntax)
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:  # pragma: no cover - the regex already guarantees a valid literal
+        raise ParseError(f"{what} must be a number, got {_show(token)}", syntax) from None
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ParseError(f"{what} must be greater than 0, got {_show(token)}", syntax)
+    return value
+
+
+def parse_id(token: str, what: str, syntax: str) -> int:
+    if not _INT_RE.match(token):
+        raise ParseError(f"{what} must be a whole number like 3, got {_show(token)}", syntax)
+    value = int(token.lstrip("#"))
+    if value <= 0 or value > MAX_ID:
+        raise ParseError(f"{what} must be a positive number, got {_show(token)}", syntax)
+    return value
+
+
+def parse_symbol(token: str, ctx: Context, syntax: str) -> str:
+    symbol = token.upper()
+    if not _SYMBOL_RE.match(symbol):
+        raise ParseError(f"{_show(token)} is not a symbol (like BTCUSDT)", syntax)
+    if ctx.known_symbols and symbol not in ctx.known_symbols:
+        raise ParseError(f"unknown symbol {symbol}", syntax)
+    return symbol
+
+
+def check_tick(symbol: str, value: Decimal, what: str, ctx: Context, syntax: str) -> None:
+    if not ctx.tick_sizes:
+        return
+    tick = ctx.tick_sizes.get(symbol)
+    if tick is None or tick <= 0:
+        return
+    if value % tick != 0:
+        raise ParseError(
+            f"{what} {fmt_decimal(value)} is not on the {symbol} price tick {fmt_decimal(tick)}", syntax
+        )
+
+
+def _too_many(args: list[str], max_args: int, syntax: str) -> None:
+    if len(args) > max_args:
+        extra = " ".join(args[max_args:])
+        raise ParseError(f"too many arguments (unexpected {_show(extra)})", syntax)
+
+
+def _need(args: list[str], count: int, names: str, syntax: str) -> None:
+    if len(args) < count:
+        raise ParseError(f"missing {names}", syntax)
+
+
+def wants_help(args: list[str]) -> bool:
+    return bool(args) and args[-1].lower() in {"help", "-h", "--help", "?"}
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _parse_grid(args: list[str], ctx: Context) -> Request:
+    if not args:
+        return GridList()
+    sub, rest = args[0].lower(), args[1:]
+    if sub == "help":
+        return Help("grid")
+    if sub == "new":
+        return _parse_grid_new(rest, ctx)
+    if sub in {"list", "ls"}:
+        _too_many(rest, 0, SYNTAX["grid list"])
+        return GridList()
+    if sub in {"show", "pause", "resume", "stop"}:
+        syntax = SYNTAX[f"grid {sub}"]
+        _need(rest, 1, "grid ID", syntax)
+        if sub == "stop":
+            _too_many(rest, 2, syntax)
+            sell = False
+            if len(rest) == 2:
+                if rest[1].lower() != "sell":
+                    raise ParseError(f"expected 'sell' or nothing after the ID, got {_show(rest[1])}", syntax)
+                sell = True
+            return GridStop(parse_id(rest[0], "grid ID", syntax), sell)
+        _too_many(rest, 1, syntax)
+        grid_id = parse_id(rest[0], "grid ID", syntax)
+        return {"show": GridShow, "pause": GridPause, "resume": GridResume}[sub](grid_id)
+    if _INT_RE.match(args[0]) and len(args) == 1:  # "/grid 3" is a handy shortcut for show
+        return GridShow(parse_id(args[0], "grid ID", SYNTAX["grid show"]))
+    raise ParseError(f"unknown /grid action {_show(args[0])}", SYNTAX["grid"])
+
+
+def _parse_grid_new(args: list[str], ctx: Context) -> GridNew:
+    syntax = SYNTAX["grid new"]
+    _need(args, 5, "arguments: SYMBOL LOWER UPPER GRIDS INVESTMENT", syntax)
+    symbol = parse_symbol(args[0], ctx, syntax)
+    lower = parse_number(args[1], "LOWER", syntax)
+    upper = parse_number(args[2], "UPPER", syntax)
+    if lower >= upper:
+        raise ParseError(f"LOWER must be below UPPER (got {fmt_decimal(lower)} >= {fmt_decimal(upper)})", syntax)
+    if not re.fullmatch(r"\d{1,6}", args[3]):
+        raise ParseError(f"GRIDS must be a whole number from {MIN_GRIDS} to {MAX_GRIDS}, got {_show(args[3])}", syntax)
+    grids = int(args[3])
+    if not MIN_GRIDS <= grids <= MAX_GRIDS:
+        raise ParseError(f"GRIDS must be from {MIN_GRIDS} to {MAX_GRIDS}, got {grids}", syntax)
+    investment = parse_number(args[4], "INVESTMENT", syntax)
+    spacing = "arithmetic"
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    sell_on_stop = False
+    seen: set[str] = set()
+    options = args[5:]
+    _too_many(options, 4, syntax)
+    for option in options:
+        low = option.lower()
+        key = low.split("=", 1)[0] if "=" in low else low
+        key = {"geo": "spacing", "geometric": "spacing", "arith": "spacing", "arithmetic": "spacing"}.get(key, key)
+        if key in seen:
+            raise ParseError(f"option {_show(option)} given twice", syntax)
+        seen.add(key)
+        if low in {"geo", "geometric"}:
+            spacing = "geometric"
+        elif low in {"arith", "arithmetic"}:
+            spacing = "arithmetic"
+        elif low.startswith("sl="):
+            stop_loss = parse_number(option[3:], "sl", syntax)
+        elif low.startswith("tp="):
+            take_profit = parse_number(option[3:], "tp", syntax)
+        elif low in {"sell_on_stop", "sell"}:
+            sell_on_stop = True
+        else:
+            raise ParseError(f"unknown option {_show(option)}", syntax)
+    if stop_loss is not None and stop_loss >= lower:
+        raise ParseError(f"sl must be below LOWER {fmt_decimal(lower)}, got {fmt_decimal(stop_loss)}", syntax)
+    if take_profit is not None and take_profit <= upper:
+        raise ParseError(f"tp must be above UPPER {fmt_decimal(upper)}, got {fmt_decimal(take_profit)}", syntax)
+    for what, value in (("LOWER", lower), ("UPPER", upper), ("sl", stop_loss), ("tp", take_profit)):
+        if value is not None:
+            check_tick(symbol, value, what, ctx, syntax)
+    spec = GridSpec(symbol, lower, upper, grids, investment, spacing, stop_loss, take_profit, sell_on_stop)
+    return GridNew(spec)
+
+
+def _parse_size(args: list[str], ctx: Context) -> Request:
+    if args and args[0].lower() == "kelly":
+        syntax = SYNTAX["size kelly"]
+        rest = args[1:]
+        _need(rest, 2, "WINRATE PAYOFF", syntax)
+        _too_many(rest, 2, syntax)
+        token = rest[0]
+        percent = token.endswith("%")
+        win = parse_number(token.rstrip("%") if percent else token, "WINRATE", syntax)
+        if percent:
+            win = win / 100
+        if not Decimal(0) < win < Decimal(1):
+            raise ParseError(f"WINRATE must be between 0 and 1 (or 0% and 100%), got {_show(token)}", syntax)
+        payoff = parse_number(rest[1], "PAYOFF", syntax)
+        return SizeKelly(win, payoff)
+    syntax = SYNTAX["size fixed"]
+    _need(args, 3, "arguments: SYMBOL ENTRY STOP", SYNTAX["size"])
+    _too_many(args, 4, syntax)
+    symbol = parse_symbol(args[0], ctx, syntax)
+    entry = parse_number(args[1], "ENTRY", syntax)
+    stop = parse_number(args[2], "STOP", syntax)
+    if entry == stop:
+        raise ParseError("STOP must differ from ENTRY", syntax)
+    risk: Decimal | None = None
+    if len(args) == 4:
+        risk = parse_number(args[3].rstrip("%"), "RISK%", syntax)
+        if risk > 100:
+            raise ParseError(f"RISK% must be at most 100, got {fmt_decimal(risk)}", syntax)
+    return SizeFixed(symbol, entry, stop, risk)
+
+
+def _parse_trade(side: Side, args: list[str], ctx: Context) -> Trade:
+    syntax = SYNTAX["buy" if side is Side.BUY else "sell"]
+    _need(args, 2, "SYMBOL QTY", syntax)
+    _too_many(args, 3, syntax)
+    symbol = parse_symbol(args[0], ctx, syntax)
+    qty = parse_number(args[1], "QTY", syntax)
+    limit: Decimal | None = None
+    if len(args) == 3:
+        key, sep, value = args[2].partition("=")
+        if not sep or key.lower() not in {"max", "min", "limit", "price"}:
+            raise ParseError(f"expected {'max' if side is Side.BUY else 'min'}=PRICE, got {_show(args[2])}", syntax)
+        limit = parse_number(value, "PRICE", syntax)
+        check_tick(symbol, limit, "PRICE", ctx, syntax)
+    return Trade(side, symbol, qty, limit)
+
+
+def _parse_stop(args: list[str], ctx: Context) -> Request:
+    syntax = SYNTAX["stop"]
+    _need(args, 1, "arguments", syntax)
+    if args[0].lower() == "cancel":
+        syntax = SYNTAX["stop cancel"]
+        _need(args[1:], 1, "stop ID", syntax)
+        _too_many(args[1:], 1, syntax)
+        return StopCancel(parse_id(args[1], "stop ID", syntax))
+    syntax = "/stop SYMBOL PRICE [soft|hard]"
+    _need(args, 2, "SYMBOL PRICE", syntax)
+    _too_many(args, 3, syntax)
+    symbol = parse_symbol(args[0], ctx, syntax)
+    price = parse_number(args[1], "PRICE", syntax)
+    kind = "soft"
+    if len(args) == 3:
+        kind = args[2].lower()
+        if kind not in {"soft", "hard"}:
+            raise ParseError(f"stop kind must be soft or hard, got {_show(args[2])}", syntax)
+    check_tick(symbol, price, "PRICE", ctx, syntax)
+    return StopAdd(symbol, price, kind)
+
+
+def _no_args(request: Request, name: str):
+    def parse_fn(args: list[str], ctx: Context) -> Request:
+        _too_many(args, 0, SYNTAX[name])
+        return request
+
+    return parse_fn
+
+
+def _parse_orders(args: list[str], ctx: Context) -> Request:
+    _too_many(args, 1, SYNTAX["orders"])
+    return Orders(parse_symbol(args[0], ctx, SYNTAX["orders"]) if args else None)
+
+
+def _parse_pnl(args: list[str], ctx: Context) -> Request:
+    syntax = SYNTAX["pnl"]
+    _too_many(args, 1, syntax)
+    if not args:
+        return Pnl()
+    if not re.fullmatch(r"\d{1,5}", args[0]):
+        raise ParseError(f"DAYS must be a whole number, got {_show(args[0])}", syntax)
+    days = int(args[0])
+    if not 1 <= days <= MAX_DAYS:
+        raise ParseError(f"DAYS must be from 1 to {MAX_DAYS}, got {days}", syntax)
+    return Pnl(days)
+
+
+def _parse_chart(args: list[str], ctx: Context) -> Request:
+    syntax = SYNTAX["chart"]
+    _need(args, 1, "grid ID", syntax)
+    _too_many(args, 1, syntax)
+    return Chart(parse_id(args[0], "grid ID", syntax))
+
+
+def _parse_help(args: list[str], ctx: Context) -> Request:
+    _too_many(args, 1, SYNTAX["help"])
+    if not args:
+        return Help()
+    name = args[0].lower().lstrip("/")
+    if name not in PARSERS:
+        raise ParseError(f"no command {_show(args[0])}", SYNTAX["help"])
+    return Help(name)
+
+
+PARSERS = {
+    "start": _no_args(Start(), "start"),
+    "help": _parse_help,
+    "grid": _parse_grid,
+    "status": _no_args(Status(), "status"),
+    "balance": _no_args(Balances(), "balance"),
+    "orders": _parse_orders,
+    "pnl": _parse_pnl,
+    "size": _parse_size,
+    "buy": lambda args, ctx: _parse_trade(Side.BUY, args, ctx),
+    "sell": lambda args, ctx: _parse_trade(Side.SELL, args, ctx),
+    "stop": _parse_stop,
+    "stops": _no_args(StopList(), "stops"),
+    "panic": _no_args(Panic(), "panic"),
+    "resume_all": _no_args(ResumeAll(), "resume_all"),
+    "chart": _parse_chart,
+}
+
+
+def parse_args(name: str, args: list[str], ctx: Context | None = None) -> Request:
+    """Parse the words after a known command name. Raises ParseError only."""
+    ctx = ctx or Context()
+    parser = PARSERS.get(name)
+    if parser is None:
+        raise ParseError(f"unknown command /{name[:32]}; send /help for the list of commands")
+    if name != "help" and wants_help(args):
+        return Help(_help_topic(name, args))
+    return parser(args, ctx)
+
+
+def _help_topic(name: str, args: list[str]) -> str:
+    """'/grid new help' -> 'grid new'; '/size kelly help' -> 'size kelly'; else the command."""
+    if len(args) >= 2:
+        topic = f"{name} {args[0].lower()}"
+        if topic in SYNTAX:
+            return topic
+    return name
+
+
+def parse(text: str, ctx: Context | None = None) -> Request:
+    """Parse a whole message ('/grid new BTCUSDT 60000 70000 10 1000'). Raises ParseError only."""
+    name, args = split_command(text)
+    return parse_args(name, args, ctx)
+
+
+def symbols_in(text: str) -> set[str]:
+    """Upper-cased words of the text that look like symbols (to fetch their tick sizes before parsing)."""
+    if not isinstance(text, str):
+        return set()
+    return {word.upper() for word in text.split()[1:] if _SYMBOL_RE.match(word.upper())}

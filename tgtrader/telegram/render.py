@@ -1,0 +1,520 @@
+"""Pure functions from core API results and core events to chat text and button specs.
+
+Plain text (sent without parse_mode), so nothing a user or an exchange wrote can break the markup and
+no escaping is needed; every message is clipped to Telegram's 4096-character limit. No Telegram import:
+the console demo prints exactly these strings and shows buttons as numbered choices.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Iterable, Sequence
+
+from tgtrader.core.api import (
+    BalancesView,
+    ChaseResult,
+    GridPreviewView,
+    GridSummary,
+    OrderView,
+    PanicPlan,
+    PanicReport,
+    PnlView,
+    SizeResult,
+    StatusView,
+    StopView,
+)
+from tgtrader.core.events import (
+    CoreEvent,
+    ErrorEvent,
+    GridRoundTrip,
+    GridStateChanged,
+    OrderFilled,
+    OrderRejected,
+    StopTriggered,
+    StreamDown,
+    StreamUp,
+)
+from tgtrader.core.rules import fmt_decimal
+from tgtrader.exchange.port import ExchangeHealth
+
+MAX_MESSAGE = 4096
+MAX_LINES_PER_KIND = 15  # in a coalesced alert, lines per kind before "... and N more"
+
+
+# ---------------------------------------------------------------- reply model (transport neutral)
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonSpec:
+    """A button before registration: what it does, not yet bound to a chat or a token."""
+
+    label: str
+    action: str
+    payload: tuple[object, ...] = ()
+    ttl_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    label: str
+    data: str  # callback data, <= 64 bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()  # inline keyboard rows
+    keyboard: tuple[tuple[str, ...], ...] = ()  # reply keyboard rows (persistent menu)
+    photo: bytes | None = None  # PNG; `text` becomes its caption
+    edit: bool = False  # for a button press: replace the pressed message instead of sending a new one
+    toast: str = ""  # short notice for the button press (answerCallbackQuery)
+    extra: tuple["Reply", ...] = field(default=())  # follow-up messages
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 20].rstrip() + "\n... (truncated)"
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def num(value: Decimal | None) -> str:
+    """A price or quantity as the exchange wrote it (no exponent, no trailing zeros)."""
+    return "-" if value is None else fmt_decimal(value)
+
+
+def money(value: Decimal | None, places: int = 2) -> str:
+    """A quote amount: 2 decimals, more for tiny values so a 0.004 profit doesn't read as 0.00."""
+    if value is None:
+        return "-"
+    if value != 0 and abs(value) < Decimal("0.01"):
+        places = 6
+    quantized = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    text = f"{quantized:,.{places}f}"
+    return "0.00" if text in {"-0.00", "-0.000000"} else text
+
+
+def signed(value: Decimal | None, places: int = 2) -> str:
+    if value is None:
+        return "-"
+    text = money(value, places)
+    return text if text.startswith("-") or value == 0 else "+" + text
+
+
+def pct(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN)}%"
+
+
+def when(ts_ms: int) -> str:
+    if ts_ms <= 0:
+        return "-"
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "no data"
+    if seconds < 60:
+        return f"{seconds:.1f}s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+# ---------------------------------------------------------------- help and start
+
+
+def render_help(commands: Sequence[tuple[str, str, str, str]]) -> str:
+    """commands: (name, syntax, example, description) rows from the command table."""
+    lines = ["Commands (send '/COMMAND help' for details):", ""]
+    for _name, syntax, example, description in commands:
+        lines.append(f"{syntax}\n" + (f"  {description}\n" if description else "") + f"  e.g. {example}")
+    return clip("\n".join(lines))
+
+
+def render_command_help(syntax: str, example: str, description: str, details: str = "") -> str:
+    text = f"{syntax}\n{description}\nExample: {example}"
+    return text + (f"\n{details}" if details else "")
+
+
+def render_start(status: StatusView, balances: BalancesView | None, bot_name: str = "tgtrader") -> str:
+    quote = status.quote_asset
+    free = "-"
+    if balances is not None:
+        for bal in balances.balances:
+            if bal.asset == quote:
+                free = f"{money(bal.free)} {quote} free"
+                break
+        else:
+            free = f"0.00 {quote} free"
+    running = [g for g in status.grids if g.state == "running"]
+    lines = [
+        f"{bot_name}: grid trading on Binance spot.",
+        f"Mode: {status.mode.upper()}",
+        f"Balance: {free}",
+        f"Running grids: {len(running)}" + (" (PAUSED BY PANIC)" if status.paused_by_panic else ""),
+    ]
+    for grid in running[:10]:
+        lines.append("  " + _grid_line(grid))
+    lines += ["", "This chat now receives alerts. /help lists every command."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- grids
+
+
+def render_preview(preview: GridPreviewView) -> str:
+    spec = preview.spec
+    base = spec.symbol
+    quote = _quote_of(spec.symbol)
+    levels = preview.levels
+    shown = ", ".join(num(level) for level in levels) if len(levels) <= 12 else (
+        ", ".join(num(level) for level in levels[:5]) + f", ... ({len(levels) - 8} more) ..., "
+        + ", ".join(num(level) for level in levels[-3:])
+    )
+    lines = [
+        f"Grid preview {spec.symbol} ({spec.spacing})",
+        f"Range {num(spec.lower)} - {num(spec.upper)}, {spec.grids} grids, investment {money(spec.investment)}",
+        f"Price now {num(preview.price)}",
+        f"Levels: {shown}",
+        f"Qty per order: {num(preview.qty_per_order)}",
+        f"Profit per grid after fees: {pct(preview.profit_pct_min)} - {pct(preview.profit_pct_max)}",
+        f"Orders: {preview.buy_orders} buy, {preview.sell_orders} sell",
+        f"Required: {money(preview.required_quote)} {quote}"
+        + (f" + {num(preview.required_base)} base" if preview.required_base else ""),
+    ]
+    if spec.stop_loss is not None:
+        lines.append(f"Stop-loss: {num(spec.stop_loss)}")
+    if spec.take_profit is not None:
+        lines.append(f"Take-profit: {num(spec.take_profit)}")
+    if spec.stop_loss is not None or spec.take_profit is not None:
+        lines.append("On stop: " + ("sell base at market" if spec.sell_on_stop else "keep base"))
+    if preview.problems:
+        lines.append("")
+        lines.append("Cannot start:")
+        lines += [f"  - {problem}" for problem in preview.problems]
+    else:
+        lines.append("")
+        lines.append("Press Start to place the orders.")
+    del base
+    return clip("\n".join(lines))
+
+
+def preview_buttons(preview: GridPreviewView, ttl_s: float) -> list[list[ButtonSpec]]:
+    row = [ButtonSpec("Cancel", "grid_cancel", (), ttl_s)]
+    if preview.ok:
+        row.insert(0, ButtonSpec("Start", "grid_start", (preview.token,), ttl_s))
+    return [row]
+
+
+def _grid_line(grid: GridSummary) -> str:
+    return (
+        f"#{grid.id} {grid.symbol} {grid.state} {num(grid.lower)}-{num(grid.upper)} x{grid.grids}"
+        f" | realized {signed(grid.realized_profit)} | {grid.round_trips} trips"
+        f" | unrealized {signed(grid.unrealized_pnl)}"
+    )
+
+
+def render_grid_list(grids: Sequence[GridSummary]) -> str:
+    if not grids:
+        return "No grids yet. Create one with /grid new (send '/grid new help')."
+    return clip("Grids:\n" + "\n".join(_grid_line(g) for g in grids))
+
+
+def render_grid(grid: GridSummary, title: str = "") -> str:
+    lines = [
+        title or f"Grid #{grid.id} {grid.symbol}",
+        f"State: {grid.state}" + (f" ({grid.stop_reason})" if grid.stop_reason else ""),
+        f"Range {num(grid.lower)} - {num(grid.upper)}, {grid.grids} grids, {grid.spacing}",
+        f"Investment {money(grid.investment)}, qty per order {num(grid.qty_per_order)}",
+        f"Realized profit {signed(grid.realized_profit)} (fees {money(grid.fees)}), round trips {grid.round_trips}",
+        f"Holding {num(grid.base_held)} at avg {num(grid.avg_cost)}, unrealized {signed(grid.unrealized_pnl)}",
+        f"Last price {num(grid.last_price)}, open orders {grid.open_orders}",
+    ]
+    if grid.annualized_return_pct is not None:
+        lines.append(f"Annualized return {pct(grid.annualized_return_pct)}")
+    if grid.stop_loss is not None or grid.take_profit is not None:
+        lines.append(f"SL {num(grid.stop_loss)} / TP {num(grid.take_profit)}")
+    lines.append(f"Started {when(grid.started_ts_ms)}")
+    return "\n".join(lines)
+
+
+def render_grid_stop_question(grid: GridSummary, sell: bool) -> str:
+    action = "cancel its orders and SELL its base at market" if sell else "cancel its orders (base is kept)"
+    return (
+        f"Stop grid #{grid.id} {grid.symbol}? This will {action}.\n"
+        f"Holding {num(grid.base_held)}, open orders {grid.open_orders}."
+    )
+
+
+# ---------------------------------------------------------------- account
+
+
+def render_health(health: ExchangeHealth) -> list[str]:
+    lines = [
+        f"Streams: market {age(health.market_last_msg_age_s)}, user {age(health.user_last_msg_age_s)},"
+        f" reconnects last hour {health.reconnects_last_hour}",
+        f"Clock offset {health.clock_offset_ms} ms, API weight used {health.used_weight_1m}/min",
+    ]
+    if health.banned_until_ms and health.banned_until_ms > time.time() * 1000:
+        lines.append(f"IP BANNED until {when(health.banned_until_ms)}")
+    return lines
+
+
+def render_status(status: StatusView) -> str:
+    quote = status.quote_asset
+    running = sum(1 for g in status.grids if g.state == "running")
+    lines = [
+        f"Mode: {status.mode.upper()}" + ("  | PAUSED BY PANIC (/resume_all)" if status.paused_by_panic else ""),
+        f"Grids: {running} running of {len(status.grids)}, open orders {status.open_orders}",
+        f"Realized today {signed(status.realized_today)} {quote}, total {signed(status.realized_total)} {quote}",
+        f"Unrealized {signed(status.unrealized)} {quote}",
+    ]
+    lines += render_health(status.health)
+    for grid in status.grids:
+        if grid.state != "stopped":
+            lines.append("  " + _grid_line(grid))
+    return clip("\n".join(lines))
+
+
+def render_balances(view: BalancesView) -> str:
+    rows = [b for b in view.balances if b.total != 0]
+    if not rows:
+        return "No balances."
+    lines = ["Balances (free / locked):"]
+    for bal in sorted(rows, key=lambda b: (b.asset != view.quote_asset, b.asset)):
+        lines.append(f"{bal.asset}: {num(bal.free)} / {num(bal.locked)}")
+    if view.equity_quote is not None:
+        lines.append(f"Equity: {money(view.equity_quote)} {view.quote_asset}")
+    for key, value in view.extra.items():
+        lines.append(f"{key}: {num(value)}")
+    return clip("\n".join(lines))
+
+
+def render_orders(orders: Sequence[OrderView], symbol: str | None = None) -> str:
+    if not orders:
+        return f"No open orders{' on ' + symbol if symbol else ''}."
+    lines = [f"Open orders ({len(orders)}):"]
+    for order in sorted(orders, key=lambda o: (o.symbol, o.side.value, o.price or Decimal(0))):
+        filled = f" filled {num(order.executed_qty)}" if order.executed_qty else ""
+        lines.append(
+            f"{order.symbol} {order.side.value} {num(order.qty)} @ {num(order.price)} {order.order_type}"
+            f" {order.status}{filled} [{order.owner or 'manual'}]"
+        )
+    return clip("\n".join(lines))
+
+
+def render_pnl(view: PnlView) -> str:
+    lines = ["Realized profit per day (UTC):"]
+    if not view.days:
+        lines.append("  nothing realized yet")
+    for day, profit, trips in view.days:
+        lines.append(f"{day}: {signed(profit)} {view.quote_asset} ({trips} round trips)")
+    lines.append(f"Total: {signed(view.total)} {view.quote_asset}")
+    return clip("\n".join(lines))
+
+
+def render_size(result: SizeResult) -> str:
+    if not result.ok:
+        return f"No trade ({result.method}): {result.reason}"
+    lines = [f"Position size ({result.method}):"]
+    if result.fraction is not None:
+        lines.append(f"Fraction of capital: {pct(result.fraction * 100)}")
+    if result.capital is not None:
+        lines.append(f"Capital: {money(result.capital)}")
+    if result.position_quote is not None:
+        lines.append(f"Position: {money(result.position_quote)}")
+    if result.qty is not None:
+        lines.append(f"Quantity: {num(result.qty)}" + (f" {result.symbol}" if result.symbol else ""))
+    if result.reason:
+        lines.append(result.reason)
+    return "\n".join(lines)
+
+
+def render_chase(result: ChaseResult) -> str:
+    lines = [
+        f"{result.side.value} {result.symbol}: {result.status}",
+        f"Filled {num(result.filled_qty)} of {num(result.requested_qty)}"
+        + (f" at avg {num(result.avg_price)}" if result.avg_price is not None else ""),
+        f"Maker {num(result.maker_qty)}, taker {num(result.taker_qty)}, fees {money(result.fees)}",
+    ]
+    if result.message:
+        lines.append(result.message)
+    return "\n".join(lines)
+
+
+def render_stop(stop: StopView, title: str = "") -> str:
+    return (title + "\n" if title else "") + (
+        f"Stop #{stop.id} {stop.symbol} {stop.purpose} ({stop.kind}) at {num(stop.trigger)}"
+        f" for {num(stop.qty)}: {stop.state}"
+    )
+
+
+def render_stops(stops: Sequence[StopView]) -> str:
+    if not stops:
+        return "No stops. Add one with /stop SYMBOL PRICE [soft|hard]."
+    return clip("Stops:\n" + "\n".join(render_stop(s) for s in stops))
+
+
+# ---------------------------------------------------------------- panic
+
+
+def render_panic_plan(plan: PanicPlan) -> str:
+    lines = [
+        "PANIC will:",
+        f"- pause {plan.grids_to_pause} grid(s)",
+        f"- cancel {plan.orders_to_cancel} open order(s)",
+        f"- sell {len(plan.assets_to_sell)} asset(s) at market"
+        + (": " + ", ".join(f"{num(qty)} {asset}" for asset, qty in plan.assets_to_sell) if plan.assets_to_sell else ""),
+        "",
+        f"Press CONFIRM PANIC within {plan.valid_for_s} s to run it.",
+    ]
+    return "\n".join(lines)
+
+
+def panic_buttons(plan: PanicPlan) -> list[list[ButtonSpec]]:
+    return [
+        [ButtonSpec("CONFIRM PANIC", "panic", (plan.token,), float(plan.valid_for_s)),
+         ButtonSpec("Cancel", "panic_abort", (), float(plan.valid_for_s))]
+    ]
+
+
+def render_panic_report(report: PanicReport) -> str:
+    lines = [f"PANIC done in {report.elapsed_s:.1f} s: {len(report.succeeded)} ok, {len(report.failed)} failed."]
+    lines += [f"OK {item}" for item in report.succeeded]
+    lines += [f"FAILED {item}" for item in report.failed]
+    lines.append("Grids stay paused; /resume_all when ready.")
+    return clip("\n".join(lines))
+
+
+def render_resumed(grids: Sequence[GridSummary]) -> str:
+    if not grids:
+        return "Nothing to resume."
+    return clip(f"Resumed {len(grids)} grid(s):\n" + "\n".join(_grid_line(g) for g in grids))
+
+
+# ---------------------------------------------------------------- alerts
+
+
+def _quote_of(symbol: str) -> str:
+    for quote in ("USDT", "FDUSD", "USDC", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY"):
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return quote
+    return "quote"
+
+
+def _owner(owner: str) -> str:
+    return f" [{owner}]" if owner else ""
+
+
+def alert_kind(event: CoreEvent) -> str:
+    """The coalescing group of an event: fills bunch together, everything else is listed in order."""
+    if isinstance(event, (OrderFilled, GridRoundTrip)):
+        return "fill"
+    if isinstance(event, ErrorEvent) and event.severity == "ban":
+        return "ban"
+    return "event"
+
+
+def render_event(event: CoreEvent) -> str | None:
+    """One alert line, or None for events nobody needs to hear about (e.g. a grid 'starting')."""
+    if isinstance(event, OrderFilled):
+        rec = " (recovered)" if event.recovered else ""
+        return (
+            f"FILL {event.symbol} {event.side.value} {num(event.qty)} @ {num(event.price)}"
+            f"{_owner(event.owner)}{rec}"
+        )
+    if isinstance(event, GridRoundTrip):
+        return (
+            f"ROUND TRIP grid #{event.grid_id} {event.symbol}: bought {num(event.buy_price)}"
+            f" sold {num(event.sell_price)} x {num(event.qty)}, profit {signed(event.profit)}"
+        )
+    if isinstance(event, StopTriggered):
+        title = {"stop-loss": "STOP-LOSS", "take-profit": "TAKE-PROFIT"}.get(event.kind, event.kind.upper())
+        return (
+            f"{title} triggered {event.symbol} ({event.stop_id}) at {num(event.trigger_price)}:"
+            f" sold {num(event.qty)} @ {num(event.price)}, realized {signed(event.realized)}"
+        )
+    if isinstance(event, GridStateChanged):
+        if event.new not in {"stopped", "paused", "running"} or event.old == event.new:
+            return None
+        if event.new == "running" and event.old in {"", "new", "starting", "created"}:
+            return f"GRID #{event.grid_id} {event.symbol} started"
+        verb = {"stopped": "STOPPED", "paused": "paused", "running": "resumed"}[event.new]
+        return f"GRID #{event.grid_id} {event.symbol} {verb}" + (f": {event.reason}" if event.reason else "")
+    if isinstance(event, StreamDown):
+        return f"STREAM DOWN ({event.stream}): {event.reason}"
+    if isinstance(event, StreamUp):
+        return (
+            f"STREAM BACK ({event.stream}) after {event.down_for_s:.0f} s;"
+            f" {event.recovered_fills} fill(s) recovered"
+        )
+    if isinstance(event, OrderRejected):
+        code = f" (code {event.code})" if event.code is not None else ""
+        return f"ORDER REJECTED {event.symbol}{_owner(event.owner)}: {event.reason}{code}"
+    if isinstance(event, ErrorEvent):
+        if event.severity == "ban":
+            return f"IP BANNED by Binance (418): {event.message}. Trading is halted until the ban ends."
+        if event.severity == "insufficient-balance":
+            return f"INSUFFICIENT BALANCE ({event.where}): {event.message}"
+        return f"ERROR in {event.where}: {event.message}"
+    return None
+
+
+def render_alerts(events: Iterable[CoreEvent]) -> str | None:
+    """Several events (one coalescing window) as one message; None when nothing is worth sending.
+
+    Fills and round trips are summarised (count, per symbol/side volume, profit) and listed up to a
+    limit; other events are listed in order.
+    """
+    fills: list[OrderFilled] = []
+    trips: list[GridRoundTrip] = []
+    others: list[str] = []
+    for event in events:
+        if isinstance(event, OrderFilled):
+            fills.append(event)
+        elif isinstance(event, GridRoundTrip):
+            trips.append(event)
+        else:
+            line = render_event(event)
+            if line:
+                others.append(line)
+    parts: list[str] = []
+    if others:
+        parts.append("\n".join(others))
+    if len(fills) == 1 and len(trips) <= 1:
+        parts.append("\n".join(filter(None, [render_event(fills[0])] + [render_event(t) for t in trips])))
+    elif fills or trips:
+        parts.append(_fills_summary(fills, trips))
+    return clip("\n\n".join(parts)) if parts else None
+
+
+def _fills_summary(fills: list[OrderFilled], trips: list[GridRoundTrip]) -> str:
+    lines: list[str] = []
+    if fills:
+        lines.append(f"{len(fills)} FILLS")
+        groups: dict[tuple[str, str], tuple[Decimal, Decimal, int]] = {}
+        for fill in fills:
+            key = (fill.symbol, fill.side.value)
+            qty, notional, count = groups.get(key, (Decimal(0), Decimal(0), 0))
+            groups[key] = (qty + fill.qty, notional + fill.qty * fill.price, count + 1)
+        for (symbol, side), (qty, notional, count) in sorted(groups.items()):
+            avg = (notional / qty) if qty else Decimal(0)
+            lines.append(f"  {symbol} {side}: {count} fill(s), qty {num(qty)}, avg {money(avg, 2)}")
+        for fill in fills[:MAX_LINES_PER_KIND]:
+            lines.append("  " + (render_event(fill) or ""))
+        if len(fills) > MAX_LINES_PER_KIND:
+            lines.append(f"  ... and {len(fills) - MAX_LINES_PER_KIND} more fills")
+    if trips:
+        total = sum((t.profit for t in trips), Decimal(0))
+        lines.append(f"{len(trips)} ROUND TRIP(S), profit {signed(total)}")
+        for trip in trips[:MAX_LINES_PER_KIND]:
+            lines.append("  " + (render_event(trip) or ""))
+        if len(trips) > MAX_LINES_PER_KIND:
+            lines.append(f"  ... and {len(trips) - MAX_LINES_PER_KIND} more round trips")
+    return "\n".join(lines)
