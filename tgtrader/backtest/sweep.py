@@ -1,0 +1,96 @@
+"""Parameter sweeps: run the vectorized backtest over a grid of settings and rank the results.
+
+`--sweep grids=5:60:5` means grids 5, 10, ..., 60 (stop included when the step lands on it); several
+`--sweep` options combine as a Cartesian product. The candle path is built once and shared.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable
+
+import numpy as np
+
+from tgtrader.backtest.candles import Candles
+from tgtrader.backtest.vector import BacktestInputError, GridSpec, Result, candle_path, run_backtest
+from tgtrader.core.rules import SymbolRules
+
+SWEEPABLE = {"grids": int, "lower": float, "upper": float, "fee": float, "investment": float}
+MAX_SETTINGS = 10_000
+
+
+@dataclass(frozen=True)
+class SweepAxis:
+    name: str
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    spec: GridSpec
+    result: Result | None
+    error: str | None = None
+
+
+def parse_sweep(text: str) -> SweepAxis:
+    """`name=start:stop:step` (or `name=a,b,c`) -> SweepAxis; BacktestInputError with one line if malformed."""
+    name, sep, rng = text.partition("=")
+    name = name.strip().lower().replace("-", "_")
+    if not sep or name not in SWEEPABLE:
+        raise BacktestInputError(
+            f"--sweep {text!r}: expected NAME=START:STOP:STEP with NAME one of {', '.join(SWEEPABLE)}"
+        )
+    kind = SWEEPABLE[name]
+    try:
+        parts = [kind(p) for p in rng.split(":" if ":" in rng else ",")]
+    except ValueError:
+        raise BacktestInputError(
+            f"--sweep {text!r}: values must be {'whole numbers' if kind is int else 'numbers'}"
+        ) from None
+    if ":" in rng:
+        if len(parts) != 3:
+            raise BacktestInputError(f"--sweep {text!r}: expected NAME=START:STOP:STEP")
+        start, stop, step = parts
+        if step <= 0 or stop < start:
+            raise BacktestInputError(f"--sweep {text!r}: need START <= STOP and a positive STEP")
+        count = int(np.floor((stop - start) / step + 1e-9)) + 1
+        values = tuple(kind(start + i * step) for i in range(count))
+        if kind is float:
+            values = tuple(float(round(v, 12)) for v in values)
+    else:
+        values = tuple(parts)
+    if not values:
+        raise BacktestInputError(f"--sweep {text!r}: no values")
+    return SweepAxis(name, values)
+
+
+def sweep_specs(base: GridSpec, axes: Iterable[SweepAxis]) -> list[GridSpec]:
+    axes = list(axes)
+    names = [a.name for a in axes]
+    if len(set(names)) != len(names):
+        raise BacktestInputError(f"--sweep names repeat: {', '.join(names)}")
+    total = int(np.prod([len(a.values) for a in axes])) if axes else 1
+    if total > MAX_SETTINGS:
+        raise BacktestInputError(f"--sweep asks for {total:,} settings; the limit is {MAX_SETTINGS:,}")
+    return [replace(base, **dict(zip(names, combo))) for combo in itertools.product(*(a.values for a in axes))]
+
+
+def run_sweep(
+    candles: Candles,
+    specs: list[GridSpec],
+    rules: SymbolRules | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[SweepRow]:
+    """Every setting, ranked by final equity (best first); settings that cannot run are listed last with why."""
+    path = candle_path(candles)
+    rows: list[SweepRow] = []
+    for i, spec in enumerate(specs):
+        try:
+            rows.append(SweepRow(spec, run_backtest(candles, spec, rules=rules, path=path)))
+        except BacktestInputError as exc:
+            rows.append(SweepRow(spec, None, str(exc)))
+        if progress is not None:
+            progress(i + 1)
+    ok = sorted((r for r in rows if r.result is not None), key=lambda r: -r.result.final_equity)  # type: ignore[union-attr]
+    return ok + [r for r in rows if r.result is None]
