@@ -1,0 +1,293 @@
+"""Stop-loss and take-profit orders as a pure state machine (long positions: the stop sells).
+
+- Hard: a resting order on the exchange (STOP_LOSS_LIMIT with a configurable limit offset below the
+  trigger; take-profit is a LIMIT sell at the trigger). If the exchange cancels or expires it (not
+  us), it is placed again with a new id and an alert says so.
+- Soft: held in the core (and the database via `to_state`), triggered by market ticks, executed as
+  a MARKET sell. If no tick has arrived for longer than `silence_ms` (checked on timer events), the
+  soft stop places its hard twin and says so; from then on it behaves as a hard stop (it does not
+  also sell at market, which could sell twice).
+Every completed stop emits an alert and a StopTriggered event with price, quantity and realized result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from tgtrader.core.accounting import fee_in_quote
+from tgtrader.core.events import CoreEvent, StopTriggered
+from tgtrader.core.ids import stop_order_id
+from tgtrader.core.rules import SymbolRules, fmt_decimal
+from tgtrader.types import (
+    AlertIntent, CancelOrder, Fill, Intent, OrderStatus, OrderType, OrderUpdate, PlaceOrder, Side, Tick,
+)
+
+ZERO = Decimal(0)
+
+
+@dataclass
+class Stop:
+    id: int
+    symbol: str
+    purpose: str  # "stop-loss" or "take-profit"
+    mode: str  # "soft" or "hard"
+    qty: Decimal
+    trigger: Decimal
+    rules: SymbolRules
+    entry_price: Decimal | None = None  # what the base cost, for the realized result
+    limit_offset: Decimal = Decimal("0.005")  # hard stop-loss limit = trigger x (1 - offset)
+    silence_ms: int = 60_000
+    fee_rate: Decimal = Decimal("0.001")
+
+    state: str = "new"  # new, armed, selling, done, cancelled, failed
+    hard_fallback: bool = False
+    seq: int = 0
+    order: str | None = None
+    order_qty: Decimal = ZERO
+    cancel_requested: bool = False
+    last_tick_ts: int = 0
+    filled: Decimal = ZERO
+    quote: Decimal = ZERO
+    fees: Decimal = ZERO
+    order_filled: Decimal = ZERO
+    exec_reported: Decimal | None = None
+    trade_ids: list[int] = field(default_factory=list)
+    _events: list[CoreEvent] = field(default_factory=list)
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def owner(self) -> str:
+        return f"stop:{self.id}"
+
+    @property
+    def kind(self) -> str:
+        """"hard" when an exchange order protects the position (also after a soft fallback)."""
+        return "hard" if self.mode == "hard" or self.hard_fallback else "soft"
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(self.qty - self.filled, ZERO)
+
+    def drain_events(self) -> list[CoreEvent]:
+        out, self._events = self._events, []
+        return out
+
+    def _alert(self, kind: str, text: str, **data: object) -> AlertIntent:
+        return AlertIntent(kind, text, {"stop_id": self.id, "symbol": self.symbol, **data})
+
+    def _cid(self) -> str:
+        self.seq += 1
+        return stop_order_id(self.id, self.seq)
+
+    def _hard_order(self) -> PlaceOrder:
+        qty = self.rules.round_qty(self.remaining)
+        cid = self._cid()
+        self.order, self.order_qty, self.order_filled, self.exec_reported = cid, qty, ZERO, None
+        self.cancel_requested = False
+        if self.purpose == "stop-loss":
+            limit = self.rules.round_price(self.trigger * (1 - self.limit_offset), Side.SELL)
+            return PlaceOrder(self.symbol, cid, Side.SELL, OrderType.STOP_LOSS_LIMIT, qty, limit,
+                              self.rules.round_price(self.trigger), "GTC", self.owner)
+        price = self.rules.round_price(self.trigger, Side.SELL)
+        return PlaceOrder(self.symbol, cid, Side.SELL, OrderType.LIMIT, qty, price, None, "GTC", self.owner)
+
+    def _market_order(self) -> PlaceOrder:
+        qty = self.rules.round_qty(self.remaining, market=True)
+        cid = self._cid()
+        self.order, self.order_qty, self.order_filled, self.exec_reported = cid, qty, ZERO, None
+        return PlaceOrder(self.symbol, cid, Side.SELL, OrderType.MARKET, qty, None, None, None, self.owner)
+
+    def _triggered(self, price: Decimal) -> bool:
+        return price <= self.trigger if self.purpose == "stop-loss" else price >= self.trigger
+
+    # ------------------------------------------------------------ events
+
+    def arm(self, ts: int) -> list[Intent]:
+        """Start protecting. Hard: place the exchange order. Soft: start watching ticks (and silence)."""
+        if self.state != "new":
+            return []
+        self.state = "armed"
+        self.last_tick_ts = ts
+        if self.mode == "hard":
+            return [self._hard_order()]
+        return []
+
+    def rearm(self, ts: int) -> list[Intent]:
+        """After a restart: a soft stop resumes watching with a fresh silence clock."""
+        self.last_tick_ts = max(self.last_tick_ts, ts)
+        return []
+
+    def on_tick(self, tick: Tick) -> list[Intent]:
+        if tick.symbol != self.symbol:
+            return []
+        self.last_tick_ts = max(self.last_tick_ts, tick.ts_ms)
+        if self.state != "armed" or self.kind != "soft":
+            return []
+        price = tick.price
+        if price is None or not self._triggered(price):
+            return []
+        self.state = "selling"
+        order = self._market_order()
+        return [
+            order,
+            self._alert(
+                f"{self.purpose}-triggered",
+                f"stop {self.id} {self.symbol}: {self.purpose} triggered at {fmt_decimal(price)} "
+                f"(trigger {fmt_decimal(self.trigger)}); selling {fmt_decimal(order.qty)} at market",
+                price=str(price), qty=str(order.qty), trigger=str(self.trigger),
+            ),
+        ]
+
+    def on_timer(self, ts: int) -> list[Intent]:
+        if self.state != "armed" or self.kind != "soft" or ts - self.last_tick_ts <= self.silence_ms:
+            return []
+        self.hard_fallback = True
+        order = self._hard_order()
+        silent_s = (ts - self.last_tick_ts) // 1000
+        self._events.append(
+            StopTriggered(self.owner, self.symbol, "hard-fallback", self.trigger, self.trigger, order.qty, ZERO, ts)
+        )
+        return [
+            order,
+            self._alert(
+                "stop-hard-fallback",
+                f"stop {self.id} {self.symbol}: no market data for {silent_s} s; placed a resting "
+                f"{order.order_type.value} sell of {fmt_decimal(order.qty)} at {fmt_decimal(self.trigger)} on the exchange",
+                silent_s=silent_s,
+            ),
+        ]
+
+    def cancel(self) -> list[Intent]:
+        if self.state in ("done", "cancelled", "failed"):
+            return []
+        self.state = "cancelled"
+        if self.order is not None and self.kind == "hard":
+            self.cancel_requested = True
+            return [CancelOrder(self.symbol, self.order, self.owner)]
+        return []
+
+    def on_order_update(self, upd: OrderUpdate) -> list[Intent]:
+        if upd.client_order_id != self.order or not upd.status.is_final:
+            return []
+        self.exec_reported = upd.executed_qty
+        if upd.status is OrderStatus.FILLED:
+            return self._maybe_done(upd.ts_ms)
+        if upd.status is OrderStatus.REJECTED:
+            self.state = "failed"
+            return [self._alert("stop-failed", f"stop {self.id} {self.symbol}: order rejected: {upd.reject_reason}")]
+        # CANCELED / EXPIRED
+        if self.cancel_requested or self.state in ("cancelled", "done"):
+            return self._maybe_done(upd.ts_ms)
+        if self.state in ("armed", "selling") and self.kind == "hard" and self.order_type_is_resting():
+            if self.order_filled < upd.executed_qty:
+                return []  # wait for the fills, then re-place the remainder (see on_fill)
+            self.state = "armed"
+            return self._replace_after_exchange_cancel(upd)
+        return self._maybe_done(upd.ts_ms)
+
+    def order_type_is_resting(self) -> bool:
+        """The live order is the hard (resting) one, not a soft stop's market sell."""
+        return self.mode == "hard" or self.hard_fallback
+
+    def _replace_after_exchange_cancel(self, upd: OrderUpdate) -> list[Intent]:
+        if self.rules.round_qty(self.remaining) <= 0:
+            return self._maybe_done(upd.ts_ms)
+        order = self._hard_order()
+        return [
+            order,
+            self._alert(
+                "stop-replaced",
+                f"stop {self.id} {self.symbol}: the exchange {upd.status.value.lower()} the stop order; placed it again",
+            ),
+        ]
+
+    def on_fill(self, fill: Fill, fee_quote: Decimal | None = None) -> list[Intent]:
+        if fill.client_order_id != self.order or fill.trade_id in self.trade_ids:
+            return []
+        self.trade_ids.append(fill.trade_id)
+        fee = fee_quote if fee_quote is not None else fee_in_quote(
+            fill, self.rules.base_asset, self.rules.quote_asset, fee_rate=self.fee_rate
+        )
+        self.filled += fill.qty
+        self.order_filled += fill.qty
+        self.quote += fill.notional
+        self.fees += fee
+        if self.state == "armed":
+            self.state = "selling"  # a hard stop has triggered on the exchange
+        if (
+            self.exec_reported is not None
+            and self.order_filled >= self.exec_reported
+            and self.order_filled < self.order_qty
+            and not self.cancel_requested
+            and self.state == "selling"
+            and self.kind == "hard"
+        ):
+            self.state = "armed"
+            return self._replace_after_exchange_cancel(
+                OrderUpdate(fill.symbol, fill.client_order_id, Side.SELL, OrderType.STOP_LOSS_LIMIT,
+                            OrderStatus.CANCELED, ZERO, self.order_qty, self.order_filled, ts_ms=fill.ts_ms)
+            )
+        return self._maybe_done(fill.ts_ms)
+
+    def _maybe_done(self, ts: int) -> list[Intent]:
+        order_done = self.order_filled >= self.order_qty > 0 or (
+            self.exec_reported is not None and self.order_filled >= self.exec_reported
+        )
+        if not order_done or self.state == "done":
+            return []
+        if self.filled <= 0:
+            if self.state == "selling":
+                self.state = "failed"
+            return []
+        prev_state = self.state
+        self.state = "done" if prev_state != "cancelled" else "cancelled"
+        avg = self.quote / self.filled
+        realized = (
+            self.quote - self.fees - self.entry_price * self.filled if self.entry_price is not None else self.quote - self.fees
+        )
+        self._events.append(
+            StopTriggered(self.owner, self.symbol, self.purpose, self.trigger, avg, self.filled, realized, ts)
+        )
+        label = "realized" if self.entry_price is not None else "proceeds"
+        return [
+            self._alert(
+                self.purpose,
+                f"stop {self.id} {self.symbol}: {self.purpose} sold {fmt_decimal(self.filled)} at "
+                f"{fmt_decimal(avg.quantize(self.rules.tick_size) if self.rules.tick_size > 0 else avg)} "
+                f"(trigger {fmt_decimal(self.trigger)}); {label} "
+                f"{fmt_decimal(realized.quantize(Decimal('0.0001')))} {self.rules.quote_asset}",
+                price=str(avg), qty=str(self.filled), realized=str(realized), trigger=str(self.trigger),
+            )
+        ]
+
+    # ------------------------------------------------------------ persistence
+
+    def to_state(self) -> dict[str, Any]:
+        s = lambda v: None if v is None else str(v)  # noqa: E731
+        return {
+            "id": self.id, "symbol": self.symbol, "purpose": self.purpose, "mode": self.mode, "qty": str(self.qty),
+            "trigger": str(self.trigger), "entry_price": s(self.entry_price), "limit_offset": str(self.limit_offset),
+            "silence_ms": self.silence_ms, "fee_rate": str(self.fee_rate), "state": self.state,
+            "hard_fallback": self.hard_fallback, "seq": self.seq, "order": self.order, "order_qty": str(self.order_qty),
+            "cancel_requested": self.cancel_requested, "last_tick_ts": self.last_tick_ts, "filled": str(self.filled),
+            "quote": str(self.quote), "fees": str(self.fees), "order_filled": str(self.order_filled),
+            "exec_reported": s(self.exec_reported), "trade_ids": list(self.trade_ids),
+        }
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any], rules: SymbolRules) -> "Stop":
+        o = lambda v: None if v is None else Decimal(v)  # noqa: E731
+        st = cls(
+            int(d["id"]), d["symbol"], d["purpose"], d["mode"], Decimal(d["qty"]), Decimal(d["trigger"]), rules,
+            o(d["entry_price"]), Decimal(d["limit_offset"]), int(d["silence_ms"]), Decimal(d["fee_rate"]),
+        )
+        st.state, st.hard_fallback, st.seq, st.order = d["state"], bool(d["hard_fallback"]), int(d["seq"]), d["order"]
+        st.order_qty, st.cancel_requested = Decimal(d["order_qty"]), bool(d["cancel_requested"])
+        st.last_tick_ts = int(d["last_tick_ts"])
+        st.filled, st.quote, st.fees = Decimal(d["filled"]), Decimal(d["quote"]), Decimal(d["fees"])
+        st.order_filled, st.exec_reported = Decimal(d["order_filled"]), o(d["exec_reported"])
+        st.trade_ids = [int(t) for t in d["trade_ids"]]
+        return st
