@@ -219,14 +219,14 @@ def candle_path(candles: Candles) -> np.ndarray:
     return path.reshape(-1)
 
 
-def _expand(seg: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(vertex, level) for every level in [lo, hi) of every segment where hi > lo."""
+def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(vertex, level) for every level in [lo[s], hi[s]) of every segment s (s ends at vertex s + 1)."""
     idx = np.flatnonzero(hi > lo)
-    counts = (hi - lo)[idx]
+    counts = hi[idx] - lo[idx]
     total = int(counts.sum())
     if total == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    vertex = np.repeat(seg[idx] + 1, counts)
+    vertex = np.repeat(idx + 1, counts)
     starts = np.cumsum(counts) - counts
     level = np.repeat(lo[idx] - starts, counts) + np.arange(total)
     return vertex, level
@@ -282,14 +282,20 @@ def run_backtest(
     base0 = q * n_hold
 
     # ---- crossings: segment s goes from vertex s to vertex s+1
-    cl = np.searchsorted(levels, path, side="left")  # levels strictly below the price
-    cr = np.searchsorted(levels, path, side="right")  # levels at or below the price
-    seg = np.arange(path.shape[0] - 1)
-    # falling: p[u] <= L_k < p[u-1]  <=> k in [cl[u], cl[u-1]); only levels 0..N-1 carry buys
-    dn_v, dn_k = _expand(seg, cl[1:], np.minimum(cl[:-1], N))
-    # rising: p[u-1] < L_k <= p[u]  <=> k in [cr[u-1], cr[u]); only levels 1..N carry sells
-    up_v, up_k = _expand(seg, np.maximum(cr[:-1], 1), cr[1:])
-    del cl, cr, seg
+    cl = np.searchsorted(levels, path, side="left")  # number of levels strictly below the price
+    cr = cl + (np.append(levels, np.inf)[cl] == path)  # number of levels at or below the price
+    # falling: p[u] <= L_k < p[u-1]  <=> k in [cl[u], cl[u-1])
+    dn_v, dn_k = _expand(cl[1:], cl[:-1])
+    # rising: p[u-1] < L_k <= p[u]  <=> k in [cr[u-1], cr[u])
+    up_v, up_k = _expand(cr[:-1], cr[1:])
+    del cl, cr
+    # only levels 0..N-1 carry buys and only levels 1..N carry sells
+    if dn_k.size and (dn_k == N).any():
+        keep_dn = dn_k < N
+        dn_v, dn_k = dn_v[keep_dn], dn_k[keep_dn]
+    if up_k.size and (up_k == 0).any():
+        keep_up = up_k > 0
+        up_v, up_k = up_v[keep_up], up_k[keep_up]
 
     ev_v = np.concatenate((dn_v, up_v))
     ev_iv = np.concatenate((dn_k, up_k - 1))
