@@ -186,6 +186,9 @@ class FakeTrade:
 class _Fault:
     status: int
     retry_after: float | None = None
+    code: int | None = None
+    msg: str = ""
+    path: str | None = None  # only calls to this path (e.g. "/api/v3/order") are affected
 
 
 @dataclass
@@ -325,9 +328,11 @@ class FakeBinance:
 
     # ------------------------------------------------------------ test API: faults
 
-    def fail_next(self, status: int, n: int = 1, retry_after: float | None = None) -> None:
-        """The next n REST calls answer `status` (429/418 with Retry-After, 500/502/503) without executing."""
-        self._faults.extend(_Fault(status, retry_after) for _ in range(n))
+    def fail_next(self, status: int, n: int = 1, retry_after: float | None = None,
+                  code: int | None = None, msg: str = "", path: str | None = None) -> None:
+        """The next n REST calls answer `status` (429/418 with Retry-After, 500/502/503, or any status with
+        `code`/`msg`, e.g. 400/-1021) without executing."""
+        self._faults.extend(_Fault(status, retry_after, code, msg, path) for _ in range(n))
 
     def delay_next(self, seconds: float, n: int = 1) -> None:
         """The next n REST calls execute, then answer only after `seconds` (past the client's timeout)."""
@@ -406,9 +411,12 @@ class FakeBinance:
         now = time.monotonic()
         if now - self._weight_window_start >= self.weight_window_s:
             self._weight_window_start, self.used_weight = now, 0
-        if self._faults:
-            fault = self._faults.pop(0)
+        fault = next((f for f in self._faults if f.path is None or f.path == request.path), None)
+        if fault is not None:
+            self._faults.remove(fault)
             hdr = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after is not None else {}
+            if fault.code is not None:
+                raise ApiError(fault.status, fault.code, fault.msg or "Injected error.", hdr)
             if fault.status == 429:
                 raise ApiError(429, -1003, f"Too much request weight used; current limit is {self.weight_limit} request "
                                "weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.", hdr)

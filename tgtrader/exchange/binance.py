@@ -352,12 +352,7 @@ class BinanceExchange:
         self._closing = True
         tasks = [c.task for c in self._conns if c.task] + ([self._user_task] if self._user_task else [])
         for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
-                pass
+            await _cancel_and_wait(t)
         for conn in self._conns:
             await self._close_sock(conn.sock)
             conn.sock = None
@@ -796,7 +791,7 @@ class BinanceExchange:
             else:  # nothing left on this connection: close it
                 self._conns.remove(conn)
                 if conn.task:
-                    conn.task.cancel()
+                    await _cancel_and_wait(conn.task)
                 await self._close_sock(conn.sock)
                 conn.sock = None
         for s in gone:
@@ -991,7 +986,7 @@ class BinanceExchange:
             sock = self._user_sock
             handle = self._on_user_event
             try:
-                while True:
+                while not self._closing:
                     try:
                         msg = await asyncio.wait_for(sock.recv(), timeout=self.user_check_s)
                     except asyncio.TimeoutError:
@@ -1059,6 +1054,21 @@ class BinanceExchange:
 
 class _StreamDropped(Exception):
     pass
+
+
+async def _cancel_and_wait(task: asyncio.Task, timeout: float = 5.0) -> None:
+    """Cancel until the task is done: Python 3.11's wait_for can swallow a cancel that races a result."""
+    deadline = time.monotonic() + timeout
+    while not task.done() and time.monotonic() < deadline:
+        task.cancel()
+        try:
+            await asyncio.wait({task}, timeout=0.1)
+        except asyncio.CancelledError:
+            raise
+    if task.done() and not task.cancelled():
+        exc = task.exception()
+        if exc is not None:
+            logger.debug("binance: task {} ended with {}", task.get_name(), type(exc).__name__)
 
 
 BalanceUpdate = BalanceUpdate  # re-export for callers that only import this module
