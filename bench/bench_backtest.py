@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tgtrader.backtest.candles import Candles, load_candles  # noqa: E402
+from tgtrader.backtest.sweep import parse_sweep, run_sweep, sweep_specs  # noqa: E402
 from tgtrader.backtest.vector import GridSpec, Result, run_backtest  # noqa: E402
 
 DATA = Path("/work/shared/data/klines/binance_usdm_FILUSDT_1m_2023-08_2023-11.csv")
@@ -229,6 +230,10 @@ def main() -> int:
     warm = [run_backtest(candles, spec).elapsed_s for _ in range(WARM_RUNS)]
     vec_s = statistics.median(warm)
     vec = cold
+    sweep = sweep_specs(spec, [parse_sweep("grids=5:60:5")])
+    t1 = time.perf_counter()
+    run_sweep(candles, sweep)
+    sweep_s = time.perf_counter() - t1
     err.print(f"vectorized: cold {cold.elapsed_s * 1e3:.1f} ms, warm median {vec_s * 1e3:.1f} ms; running backtrader...")
 
     btr = run_backtrader(candles, vec.levels, vec.qty, FEE, INVESTMENT)
@@ -244,6 +249,7 @@ def main() -> int:
     table.add_column("backtrader 1.9.78.123", justify="right")
     table.add_row("time (excl. file reading)", f"{vec_s * 1e3:.1f} ms (cold {cold.elapsed_s * 1e3:.1f} ms)", f"{btr['elapsed_s']:.2f} s")
     table.add_row("candles / s", f"{len(candles) / vec_s:,.0f}", f"{len(candles) / btr['elapsed_s']:,.0f}")
+    table.add_row(f"sweep grids=5:60:5 ({len(sweep)} settings)", f"{sweep_s:.2f} s", f"~{btr['elapsed_s'] * len(sweep) / 60:.0f} min (est.)")
     table.add_row("speed ratio", f"{ratio:,.0f}x", "1x")
     table.add_row("buys / sells", f"{vec.buys:,} / {vec.sells:,}", f"{btr['buys']:,} / {btr['sells']:,}")
     table.add_row("round trips", f"{vec.round_trips:,}", "-")
@@ -291,6 +297,7 @@ def main() -> int:
             "quote": vec.quote,
             "base": vec.base,
             "same_candle_counter_fills": same_candle,
+            "sweep_grids_5_60_5_s": sweep_s,
             "join_segment_fills": gaps,
             "join_fill_gain_for_backtrader": gap_gain,
         },

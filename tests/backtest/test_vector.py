@@ -174,3 +174,45 @@ def test_vectorized_equals_reference(scenario: tuple) -> None:
     for name in ("quote", "base", "fees", "grid_profit", "final_equity", "max_drawdown_pct"):
         assert getattr(r, name) == approx(getattr(ref, name)), name
     assert r.equity.tolist() == [approx(e) for e in ref.equity]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        GridSpec(19500, 22500, 20, 1000),
+        GridSpec(19000, 23000, 57, 1000, "geometric", 0.00075),
+        GridSpec(20000, 21000, 200, 5000, stop_loss=19600, take_profit=22000),
+        GridSpec(20100, 20700, 7, 1000, take_profit=20900),
+    ],
+)
+def test_real_sample_equals_reference(spec: GridSpec) -> None:
+    from tgtrader.backtest.candles import load_candles
+    from tgtrader.backtest.command import SAMPLE
+
+    c = load_candles(SAMPLE)
+    r = run_backtest(c, spec)
+    rows = list(zip(c.open.tolist(), c.high.tolist(), c.low.tolist(), c.close.tolist()))
+    ref = reference_backtest(rows, r.levels.tolist(), spec.investment, spec.fee, spec.stop_loss, spec.take_profit)
+    assert r.fills.records() == [(cd, s, lv, px, approx(q)) for cd, s, lv, px, q in ref.fills]
+    assert (r.buys, r.sells, r.round_trips, r.stop, r.stop_candle) == (
+        ref.buys, ref.sells, ref.round_trips, ref.stop, ref.stop_candle
+    )
+    for name in ("quote", "base", "fees", "grid_profit", "final_equity", "max_drawdown_pct"):
+        assert getattr(r, name) == approx(getattr(ref, name)), name
+
+
+def test_symbol_rules_match_reference_on_real_sample() -> None:
+    from decimal import Decimal
+
+    from tgtrader.backtest.candles import load_candles
+    from tgtrader.backtest.command import SAMPLE
+    from tgtrader.core.rules import SymbolRules
+
+    rules = SymbolRules("BTCUSDT", "BTC", "USDT", tick_size=Decimal("10"), step_size=Decimal("0.0001"))
+    c = load_candles(SAMPLE)
+    r = run_backtest(c, GridSpec(19500.5, 22499.5, 33, 1000), rules=rules)
+    assert all(lv % 10 == 0 for lv in r.levels) and r.qty == float(Decimal(repr(r.qty)).quantize(Decimal("0.0001")))
+    rows = list(zip(c.open.tolist(), c.high.tolist(), c.low.tolist(), c.close.tolist()))
+    ref = reference_backtest(rows, r.levels.tolist(), 1000, 0.001, qty=r.qty)
+    assert r.fills.records() == ref.fills
+    assert r.final_equity == approx(ref.final_equity)
