@@ -161,7 +161,7 @@ def scenarios(draw: st.DrawFn) -> tuple:
     return GridSpec(lower, upper, n_grids, 1000.0, spacing, fee, sl, tp), rows
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_vectorized_equals_reference(scenario: tuple) -> None:
     spec, rows = scenario
