@@ -277,6 +277,11 @@ class MatchingEngine:
     def rules(self, symbol: str) -> SymbolRules:
         return self._book(symbol).rules
 
+    @property
+    def now_ms(self) -> int:
+        """The latest timestamp seen (ticks or calls): the default time of calls without one."""
+        return self._ts_ms
+
     def fee_lock_rate(self) -> Decimal:
         return max(self.maker_fee, self.taker_fee)
 
@@ -752,6 +757,16 @@ class MatchingEngine:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything needed to rebuild the engine (JSON-able; Decimals as strings)."""
+        state = self.meta_snapshot()
+        state["balances"] = {
+            acc: {a: [str(v[0]), str(v[1])] for a, v in assets.items()} for acc, assets in self._balances.items()
+        }
+        state["orders"] = [o.to_row() for o in self._orders.values()]
+        state["trades"] = [fill_to_row(acc, f) for (acc, _), fills in self._trades.items() for f in fills]
+        return state
+
+    def meta_snapshot(self) -> dict[str, Any]:
+        """Counters and last prices only (small; persisted after every mutation)."""
         return {
             "next_order_id": self.next_order_id,
             "seq": self._seq,
@@ -765,11 +780,6 @@ class MatchingEngine:
                 }
                 for s, b in self._books.items()
             },
-            "balances": {
-                acc: {a: [str(v[0]), str(v[1])] for a, v in assets.items()} for acc, assets in self._balances.items()
-            },
-            "orders": [o.to_row() for o in self._orders.values()],
-            "trades": [fill_to_row(acc, f) for (acc, _), fills in self._trades.items() for f in fills],
         }
 
     def restore(self, state: dict[str, Any]) -> None:

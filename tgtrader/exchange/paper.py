@@ -1,0 +1,382 @@
+"""The paper exchange: the `Exchange` port around the in-process `MatchingEngine`.
+
+Why: traders (and the demo, and candle replay) get the same interface, validation and error codes as the
+Binance adapter, with fills driven by an external market feed: the live Binance market stream for
+`tgtrader run --paper`, or `CandleReplay` for demo/backtest parity. Market data comes in through
+`feed_trade` / `feed_book`; news goes out through the event sink in engine order (for each fed tick the
+`Tick` first, then Fill, OrderUpdate, BalanceUpdate per filled order). Ticks are forwarded only for
+subscribed symbols, as the real stream would.
+
+State (balances, orders, trades, id counters, last prices) persists in the tgtrader SQLite file
+(tables of store migration 2). API calls save before they return; fills caused by a fed tick are saved by
+a coalesced background flush (or an explicit `await flush()`), so a crash loses at most the last tick's
+fills, never an order acknowledged to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+
+from loguru import logger
+
+from tgtrader.core.rules import SymbolRules, rules_from_exchange_info
+from tgtrader.errors import BadSymbol, ExchangeError
+from tgtrader.exchange.matching import (
+    DEFAULT_FEE,
+    MSG_BAD_SYMBOL,
+    MSG_NO_PRICE,
+    EngineEvent,
+    MatchingEngine,
+    fill_to_row,
+)
+from tgtrader.exchange.port import BalanceUpdate, EventSink, ExchangeEvent, ExchangeHealth, StreamStatus
+from tgtrader.types import Balance, Fill, OrderUpdate, PlaceOrder, ReplaceOrder, Tick
+
+if TYPE_CHECKING:
+    from tgtrader.store.db import Database
+
+PAPER_ACCOUNT = "paper"
+BUNDLED_EXCHANGE_INFO = Path(__file__).resolve().parent.parent / "data" / "exchange_info.json"
+SubscribeHook = Callable[[set[str]], Awaitable[None]]
+
+
+def load_exchange_info(path: str | Path | None = None) -> dict[str, SymbolRules]:
+    """Symbol rules from an exchangeInfo JSON file; default: the bundled real 2021 Binance subset."""
+    if path is None:
+        path = BUNDLED_EXCHANGE_INFO
+    text = Path(path).read_text(encoding="utf-8")
+    return rules_from_exchange_info(json.loads(text))
+
+
+class PaperExchange:
+    """`Exchange` implementation on a MatchingEngine; one account, optional SQLite persistence."""
+
+    name = "paper"
+
+    def __init__(
+        self,
+        db: "Database | None" = None,
+        *,
+        rules: Mapping[str, SymbolRules] | None = None,
+        maker_fee: Decimal = DEFAULT_FEE,
+        taker_fee: Decimal = DEFAULT_FEE,
+        initial_balances: Mapping[str, Decimal] | None = None,
+        on_subscribe: SubscribeHook | None = None,
+        on_unsubscribe: SubscribeHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`initial_balances` fund the account only when the database holds no paper state yet."""
+        self.db = db
+        self._rules = dict(rules) if rules is not None else load_exchange_info()
+        self.engine = MatchingEngine(self._rules.values(), maker_fee=maker_fee, taker_fee=taker_fee)
+        self._initial = dict(initial_balances or {})
+        self._sink: EventSink | None = None
+        self._subscribed: set[str] = set()
+        self._on_subscribe = on_subscribe
+        self._on_unsubscribe = on_unsubscribe
+        self._clock = clock
+        self._last_feed: float | None = None
+        self._started = False
+        # persistence bookkeeping: what changed since the last flush
+        self._dirty_orders: set[tuple[str, str]] = set()
+        self._dirty_assets: set[str] = set()
+        self._new_trades: list[Fill] = []
+        self._dirty_meta = False
+        self._flush_lock = asyncio.Lock()
+        self._flush_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def set_event_sink(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    async def start(self) -> None:
+        """Restore saved state (or fund a fresh account) and report both streams up."""
+        if not self._started:
+            self._started = True
+            restored = await self._restore() if self.db is not None else False
+            if not restored:
+                for asset, amount in self._initial.items():
+                    self.engine.set_balance(PAPER_ACCOUNT, asset, Decimal(amount))
+                    self._dirty_assets.add(asset)
+                self._dirty_meta = True
+                await self.flush()
+        ts = self.engine.now_ms
+        self._push(StreamStatus("market", True, "paper", ts_ms=ts))
+        self._push(StreamStatus("user", True, "paper", ts_ms=ts))
+
+    async def close(self) -> None:
+        task = self._flush_task
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+        await self.flush()
+
+    # ------------------------------------------------------------ market data in
+
+    def feed_trade(self, symbol: str, price: Decimal, ts_ms: int) -> int:
+        """A market trade: forward the tick, fill what it touched, push the news. Returns orders filled."""
+        self._last_feed = self._clock()
+        try:
+            n = self.engine.on_trade(symbol, price, ts_ms)
+        except BadSymbol:
+            logger.debug("paper: trade for unknown symbol {} ignored", symbol)
+            return 0
+        self._dirty_meta = True
+        if symbol in self._subscribed:
+            self._push(Tick(symbol, None, None, price, ts_ms))
+        if n:
+            self._publish(self.engine.drain())
+        return n
+
+    def feed_book(self, symbol: str, bid: Decimal | None, ask: Decimal | None, ts_ms: int) -> int:
+        """A best bid/ask update (bookTicker). Returns orders filled."""
+        self._last_feed = self._clock()
+        try:
+            n = self.engine.on_book(symbol, bid, ask, ts_ms)
+        except BadSymbol:
+            logger.debug("paper: book for unknown symbol {} ignored", symbol)
+            return 0
+        self._dirty_meta = True
+        if symbol in self._subscribed:
+            self._push(Tick(symbol, bid, ask, None, ts_ms))
+        if n:
+            self._publish(self.engine.drain())
+        return n
+
+    def feed(self, tick: Tick) -> int:
+        """Feed a Tick value from any market stream (trade if it has `last`, else book)."""
+        if tick.last is not None:
+            return self.feed_trade(tick.symbol, tick.last, tick.ts_ms)
+        return self.feed_book(tick.symbol, tick.bid, tick.ask, tick.ts_ms)
+
+    # ------------------------------------------------------------ Exchange port
+
+    async def symbol_rules(self, symbol: str) -> SymbolRules:
+        rules = self._rules.get(symbol)
+        if rules is None:
+            raise BadSymbol(MSG_BAD_SYMBOL)
+        return rules
+
+    async def place_order(self, order: PlaceOrder) -> OrderUpdate:
+        try:
+            upd = self.engine.place_order(
+                PAPER_ACCOUNT, order.symbol, order.client_order_id, order.side, order.order_type, order.qty,
+                order.price, order.stop_price, order.time_in_force,
+            )
+        finally:
+            self._publish(self.engine.drain())
+        await self.flush()
+        return upd
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderUpdate:
+        try:
+            upd = self.engine.cancel_order(PAPER_ACCOUNT, symbol, client_order_id)
+        finally:
+            self._publish(self.engine.drain())
+        await self.flush()
+        return upd
+
+    async def cancel_all(self, symbol: str) -> list[OrderUpdate]:
+        try:
+            out = self.engine.cancel_all(PAPER_ACCOUNT, symbol)
+        finally:
+            self._publish(self.engine.drain())
+        await self.flush()
+        return out
+
+    async def replace_order(self, replace: ReplaceOrder) -> OrderUpdate:
+        """Cancel then place (STOP_ON_FAILURE). If the placement fails the cancel stands and the error is raised."""
+        p = replace.place
+        try:
+            _, new = self.engine.cancel_replace(
+                PAPER_ACCOUNT, p.symbol, replace.cancel.client_order_id, p.client_order_id, p.side, p.order_type,
+                p.qty, p.price, p.stop_price, p.time_in_force,
+            )
+        finally:
+            self._publish(self.engine.drain())
+            await self.flush()
+        return new
+
+    async def get_order(self, symbol: str, client_order_id: str) -> OrderUpdate | None:
+        if symbol not in self._rules:
+            raise BadSymbol(MSG_BAD_SYMBOL)
+        return self.engine.get_order(PAPER_ACCOUNT, symbol, client_order_id)
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderUpdate]:
+        if symbol is not None and symbol not in self._rules:
+            raise BadSymbol(MSG_BAD_SYMBOL)
+        return self.engine.open_orders(PAPER_ACCOUNT, symbol)
+
+    async def my_trades(self, symbol: str, from_trade_id: int | None = None) -> list[Fill]:
+        if symbol not in self._rules:
+            raise BadSymbol(MSG_BAD_SYMBOL)
+        return self.engine.my_trades(PAPER_ACCOUNT, symbol, from_trade_id)
+
+    async def balances(self) -> dict[str, Balance]:
+        return self.engine.balances(PAPER_ACCOUNT)
+
+    async def ticker_price(self, symbol: str) -> Decimal:
+        price = self.engine.reference_price(symbol)  # raises BadSymbol
+        if price is None:
+            raise ExchangeError(MSG_NO_PRICE)
+        return price
+
+    async def subscribe(self, symbols: set[str]) -> None:
+        unknown = [s for s in symbols if s not in self._rules]
+        if unknown:
+            raise BadSymbol(MSG_BAD_SYMBOL)
+        new = set(symbols) - self._subscribed
+        self._subscribed |= new
+        if new and self._on_subscribe is not None:
+            await self._on_subscribe(new)
+
+    async def unsubscribe(self, symbols: set[str]) -> None:
+        gone = set(symbols) & self._subscribed
+        self._subscribed -= gone
+        if gone and self._on_unsubscribe is not None:
+            await self._on_unsubscribe(gone)
+
+    @property
+    def subscribed(self) -> frozenset[str]:
+        return frozenset(self._subscribed)
+
+    def health(self) -> ExchangeHealth:
+        """Market age from the last fed tick (None before any); the in-process user stream is always fresh."""
+        age = None if self._last_feed is None else max(0.0, self._clock() - self._last_feed)
+        return ExchangeHealth(
+            market_last_msg_age_s=age,
+            user_last_msg_age_s=0.0 if self._started else None,
+            reconnects_last_hour=0,
+            clock_offset_ms=0,
+            used_weight_1m=0,
+        )
+
+    # ------------------------------------------------------------ convenience (demo, tests)
+
+    async def deposit(self, asset: str, amount: Decimal) -> None:
+        """Add (or withdraw, negative) free paper funds; pushes a BalanceUpdate and saves."""
+        self.engine.deposit(PAPER_ACCOUNT, asset, Decimal(amount))
+        self._publish(self.engine.drain())
+        await self.flush()
+
+    # ------------------------------------------------------------ internals: events
+
+    def _publish(self, events: list[EngineEvent]) -> None:
+        """Record what changed for persistence, then hand the news to the sink in order."""
+        if not events:
+            return
+        self._dirty_meta = True
+        for ev in events:
+            e = ev.event
+            if isinstance(e, OrderUpdate):
+                self._dirty_orders.add((e.symbol, e.client_order_id))
+            elif isinstance(e, Fill):
+                self._new_trades.append(e)
+            elif isinstance(e, BalanceUpdate):
+                self._dirty_assets.update(b.asset for b in e.balances)
+        for ev in events:
+            self._push(ev.event)
+        if self.db is not None and (self._flush_task is None or self._flush_task.done()):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._flush_task = loop.create_task(self.flush())
+
+    def _push(self, event: ExchangeEvent) -> None:
+        if self._sink is None:
+            return
+        try:
+            self._sink(event)
+        except Exception:  # a broken consumer must not corrupt the exchange's own state
+            logger.exception("paper: event sink raised on {}", type(event).__name__)
+
+    # ------------------------------------------------------------ internals: persistence
+
+    async def flush(self) -> None:
+        """Write everything changed since the last flush in one transaction (no-op without a database)."""
+        if self.db is None:
+            return
+        async with self._flush_lock:
+            if not (self._dirty_orders or self._dirty_assets or self._new_trades or self._dirty_meta):
+                return
+            orders, self._dirty_orders = self._dirty_orders, set()
+            assets, self._dirty_assets = self._dirty_assets, set()
+            trades, self._new_trades = self._new_trades, []
+            self._dirty_meta = False
+            eng = self.engine
+            order_rows = []
+            for symbol, cid in orders:
+                o = eng.find_order(PAPER_ACCOUNT, symbol, cid)
+                if o is not None:
+                    order_rows.append(
+                        (PAPER_ACCOUNT, symbol, cid, o.order_id, o.status.value, json.dumps(o.to_row()))
+                    )
+            bal_rows = []
+            for asset in assets:
+                b = eng.balance(PAPER_ACCOUNT, asset)
+                bal_rows.append((PAPER_ACCOUNT, asset, str(b.free), str(b.locked)))
+            trade_rows = [
+                (PAPER_ACCOUNT, f.symbol, f.trade_id, json.dumps(fill_to_row(PAPER_ACCOUNT, f))) for f in trades
+            ]
+            meta = json.dumps(eng.meta_snapshot())
+            try:
+                async with self.db.transaction() as conn:
+                    if order_rows:
+                        await conn.executemany(
+                            "INSERT INTO paper_orders(account, symbol, client_order_id, order_id, status, data) "
+                            "VALUES (?,?,?,?,?,?) ON CONFLICT(account, symbol, client_order_id) DO UPDATE SET "
+                            "order_id = excluded.order_id, status = excluded.status, data = excluded.data",
+                            order_rows,
+                        )
+                    if bal_rows:
+                        await conn.executemany(
+                            "INSERT INTO paper_balances(account, asset, free, locked) VALUES (?,?,?,?) "
+                            "ON CONFLICT(account, asset) DO UPDATE SET free = excluded.free, locked = excluded.locked",
+                            bal_rows,
+                        )
+                    if trade_rows:
+                        await conn.executemany(
+                            "INSERT OR IGNORE INTO paper_trades(account, symbol, trade_id, data) VALUES (?,?,?,?)",
+                            trade_rows,
+                        )
+                    await conn.execute(
+                        "INSERT INTO paper_state(key, value) VALUES ('engine', ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (meta,),
+                    )
+            except BaseException:
+                # keep the changes pending so the next flush retries them
+                self._dirty_orders |= orders
+                self._dirty_assets |= assets
+                self._new_trades = trades + self._new_trades
+                self._dirty_meta = True
+                raise
+
+    async def _restore(self) -> bool:
+        """Load saved paper state into the engine. False when the database has none yet."""
+        assert self.db is not None
+        meta_row = await self.db.fetchone("SELECT value FROM paper_state WHERE key = 'engine'")
+        if meta_row is None:
+            return False
+        state: dict[str, Any] = json.loads(meta_row[0])
+        balances: dict[str, dict[str, list[str]]] = {}
+        for acc, asset, free, locked in await self.db.fetchall(
+            "SELECT account, asset, free, locked FROM paper_balances"
+        ):
+            balances.setdefault(acc, {})[asset] = [free, locked]
+        state["balances"] = balances
+        state["orders"] = [json.loads(r[0]) for r in await self.db.fetchall("SELECT data FROM paper_orders")]
+        state["trades"] = [json.loads(r[0]) for r in await self.db.fetchall("SELECT data FROM paper_trades")]
+        self.engine.restore(state)
+        logger.info(
+            "paper: restored {} open orders, {} trades",
+            len(self.engine.open_order_records(PAPER_ACCOUNT)),
+            len(state["trades"]),
+        )
+        return True
