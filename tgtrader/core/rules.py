@@ -7,12 +7,15 @@ violation names the Binance filter and the numbers, so a trader can see what to 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal, localcontext
 from typing import Any, Mapping
 
 from tgtrader.types import OrderType, Side
 
 ZERO = Decimal(0)
+# Rounding works in a wide context: in the default 28-digit one, price/tick of a value with more
+# digits is itself rounded first and can land on the next integer, so "round down" went UP.
+_ROUNDING_PREC = 120
 
 
 def _dec(value: Any, default: str = "0") -> Decimal:
@@ -135,19 +138,23 @@ class SymbolRules:
         if self.tick_size <= 0:
             return price
         mode = ROUND_HALF_EVEN if side is None else (ROUND_DOWN if side is Side.BUY else ROUND_UP)
-        ticks = (price / self.tick_size).to_integral_value(rounding=mode)
-        return (ticks * self.tick_size).quantize(self.tick_size)
+        with localcontext() as ctx:
+            ctx.prec = _ROUNDING_PREC
+            ticks = (price / self.tick_size).to_integral_value(rounding=mode)
+            return (ticks * self.tick_size).quantize(self.tick_size)
 
     def round_qty(self, qty: Decimal, market: bool = False) -> Decimal:
         """Round a quantity DOWN to the step: rounding never spends more than was asked."""
         step = self.market_step_size if market and self.market_step_size > 0 else self.step_size
         if step <= 0:
             return qty
-        steps = (qty / step).to_integral_value(rounding=ROUND_DOWN)
-        return (steps * step).quantize(step)
+        with localcontext() as ctx:
+            ctx.prec = _ROUNDING_PREC
+            steps = (qty / step).to_integral_value(rounding=ROUND_DOWN)
+            return (steps * step).quantize(step)
 
     def is_on_tick(self, price: Decimal) -> bool:
-        return self.tick_size <= 0 or (price % self.tick_size) == 0
+        return self.tick_size <= 0 or _is_multiple(price, self.tick_size)
 
     # ------------------------------------------------------------ validation
 
@@ -201,7 +208,7 @@ class SymbolRules:
                 problems.append(FilterViolation(name, f"quantity {fmt_decimal(qty)} is below minQty {fmt_decimal(min_q)}"))
             if max_q > 0 and qty > max_q:
                 problems.append(FilterViolation(name, f"quantity {fmt_decimal(qty)} is above maxQty {fmt_decimal(max_q)}"))
-            if step > 0 and (qty % step) != 0:
+            if step > 0 and not _is_multiple(qty, step):
                 problems.append(
                     FilterViolation(name, f"quantity {fmt_decimal(qty)} is not a multiple of stepSize {fmt_decimal(step)}")
                 )
@@ -247,6 +254,16 @@ class SymbolRules:
                     )
                 )
         return problems
+
+
+def _is_multiple(value: Decimal, unit: Decimal) -> bool:
+    """Exact `value % unit == 0`, also for values too long for the default 28-digit context."""
+    with localcontext() as ctx:
+        ctx.prec = _ROUNDING_PREC
+        try:
+            return (value % unit) == 0
+        except ArithmeticError:  # absurdly large quotient: certainly not a sensible order
+            return False
 
 
 def _bool(value: Any) -> bool:
