@@ -153,6 +153,14 @@ def test_python_dash_m_works(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "doctor" in proc.stdout
 
 
+def test_readme_quick_start_matches_ci() -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text().splitlines()
+    ci = [line for line in (root / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m venv")]
+    assert len(ci) == 1 and ci[0] in readme
+    assert "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/tgtrader demo" in readme
+
+
 # ------------------------------------------------------------------ doctor
 
 

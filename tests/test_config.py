@@ -241,3 +241,9 @@ def test_env_example_documents_every_variable() -> None:
     documented = {line.lstrip("# ").split("=")[0] for line in text.splitlines() if "=" in line}
     assert set(ENV_VARS) <= documented
     assert set(parsed) <= set(ENV_VARS)
+
+
+def test_readme_documents_every_variable() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [name for name in ENV_VARS if f"| `{name}` |" not in readme]
+    assert missing == []
