@@ -12,7 +12,7 @@ import pytest
 from loguru import logger
 
 from tgtrader.config import Settings, load_settings
-from tgtrader.logging_setup import setup_logging
+from tgtrader.logging_setup import reset_logging, setup_logging
 
 TOKEN = "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
@@ -35,7 +35,7 @@ def _settings(log_dir: Path, **extra: str) -> Settings:
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
     yield
-    setup_logging(Settings(), file=False, console=io.StringIO())  # leave a quiet, file-less setup behind
+    reset_logging()  # other tests see loguru and logging as they were
 
 
 def _assert_clean(text: str) -> None:
@@ -115,6 +115,22 @@ def test_setup_is_idempotent(tmp_path: Path) -> None:
     logger.info("once")
     assert console.getvalue().count("once") == 1
     assert sum(type(h).__name__ == "InterceptHandler" for h in logging.getLogger().handlers) == 1
+
+
+def test_reset_restores_plain_loguru(tmp_path: Path) -> None:
+    setup_logging(_settings(tmp_path / "logs"), console=io.StringIO())
+    reset_logging()
+    seen: list[str] = []
+    sink = logger.add(lambda m: seen.append(str(m)), format="{message} {exception}")
+    try:
+        try:
+            raise KeyError(KEY)
+        except KeyError:
+            logger.exception("after reset")
+    finally:
+        logger.remove(sink)
+    assert "KeyError" in seen[0]  # the exception reaches sinks normally again
+    assert not any(type(h).__name__ == "InterceptHandler" for h in logging.getLogger().handlers)
 
 
 def test_level_filters_console(tmp_path: Path) -> None:

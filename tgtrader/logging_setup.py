@@ -207,6 +207,34 @@ def setup_logging(
     return result
 
 
+def reset_logging() -> None:
+    """Undo setup_logging (for tests): our sinks, the patcher, the stdlib routing; loguru's default stderr sink back."""
+    global _default_removed
+    for handler_id in _handler_ids:
+        try:
+            logger.remove(handler_id)
+        except ValueError:
+            pass
+    _handler_ids.clear()
+    _warned_dirs.clear()
+    masker.set_secrets([])
+    logger.configure(patcher=_no_patch)
+    if _default_removed:
+        logger.add(sys.stderr)
+        _default_removed = False
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, InterceptHandler):
+            root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in NOISY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def _no_patch(record: dict[str, Any]) -> None:
+    return None
+
+
 def _check_writable(log_dir: Path) -> str | None:
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
