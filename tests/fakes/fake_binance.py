@@ -201,7 +201,8 @@ class FakeBinance:
     """The server. One instance per test; `await start()` / `await stop()`."""
 
     def __init__(self, symbols: list[dict[str, Any]] | None = None, api_key: str = API_KEY,
-                 api_secret: str = API_SECRET, weight_limit: int = 6000) -> None:
+                 api_secret: str = API_SECRET, weight_limit: int = 6000, control_routes: bool = False) -> None:
+        self.control_routes = control_routes  # HTTP test API (/_fake/...) for a fake in another process
         self.api_key, self.api_secret = api_key, api_secret
         self.symbols = {s["symbol"]: s for s in (symbols or copy.deepcopy(DEFAULT_SYMBOLS))}
         self.rules = {k: SymbolRules.from_exchange_info(v) for k, v in self.symbols.items()}
@@ -224,6 +225,7 @@ class FakeBinance:
         self.user_subscriptions_opened = 0
         self.control_messages: list[dict[str, Any]] = []
         self.order_received_at: dict[str, float] = {}  # cid -> perf_counter at POST arrival (benchmarks)
+        self.trade_event_sent_at: dict[str, float] = {}  # cid -> perf_counter when its TRADE event was written
         # fault injection
         self.clock_offset_ms = 0
         self._faults: list[_Fault] = []
@@ -274,6 +276,10 @@ class FakeBinance:
         r.add_get("/api/v3/avgPrice", self._avg_price)
         r.add_get("/stream", self._market_ws)
         r.add_get("/ws-api/v3", self._ws_api)
+        if self.control_routes:
+            r.add_post("/_fake/set_price", self._ctl_set_price)
+            r.add_post("/_fake/balance", self._ctl_balance)
+            r.add_get("/_fake/stats", self._ctl_stats)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -325,6 +331,20 @@ class FakeBinance:
 
     def _resting(self, symbol: str) -> list[FakeOrder]:
         return [o for o in self.orders.values() if o.symbol == symbol and o.status in ("NEW", "PARTIALLY_FILLED")]
+
+    async def _ctl_set_price(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        filled = await self.set_price(body["symbol"], body["price"])
+        return self._json({"filled": filled})
+
+    async def _ctl_balance(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.set_balance(body["asset"], body["free"])
+        return self._json({})
+
+    async def _ctl_stats(self, request: web.Request) -> web.Response:
+        return self._json({"order_received_at": self.order_received_at, "trade_event_sent_at": self.trade_event_sent_at,
+                           "order_posts": dict(self.order_posts)})
 
     # ------------------------------------------------------------ test API: faults
 
@@ -766,18 +786,20 @@ class FakeBinance:
                     frame = orjson.dumps({"stream": stream, "data": data}).decode()
                 self._send(conn.ws, frame)
 
-    def _send(self, ws: web.WebSocketResponse, frame: str) -> None:
+    def _send(self, ws: web.WebSocketResponse, frame: str, stamp: str | None = None) -> None:
         """Queue a frame for `ws`; one writer task per socket keeps frames in order."""
         q = self._outboxes.get(ws)
         if q is None:
             q = self._outboxes[ws] = asyncio.Queue()
             self._writers.add(asyncio.ensure_future(self._writer(ws, q)))
-        q.put_nowait(frame)
+        q.put_nowait((frame, stamp))
 
     async def _writer(self, ws: web.WebSocketResponse, q: asyncio.Queue) -> None:
         try:
             while not ws.closed:
-                frame = await q.get()
+                frame, stamp = await q.get()
+                if stamp is not None:
+                    self.trade_event_sent_at[stamp] = time.perf_counter()
                 await ws.send_str(frame)
         except Exception:  # noqa: BLE001 - the peer is gone; a real exchange just drops it
             pass
@@ -842,7 +864,8 @@ class FakeBinance:
             if ws.closed:
                 continue
             for sub in subs:
-                self._send(ws, orjson.dumps({"subscriptionId": sub, "event": event}).decode())
+                stamp = event["c"] if event.get("x") == "TRADE" else None
+                self._send(ws, orjson.dumps({"subscriptionId": sub, "event": event}).decode(), stamp)
 
     def _exec_report(self, o: FakeOrder, exec_type: str, trade: FakeTrade | None = None, cancel_cid: str = "") -> dict[str, Any]:
         """executionReport in Binance's field layout (ws_user_executionReport_*.json)."""

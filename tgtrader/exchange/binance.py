@@ -159,6 +159,7 @@ class _MarketConn:
     sock: ReconnectingWebsocket | None = None
     task: asyncio.Task | None = None
     connected_at: float = 0.0
+    last_msg: float = 0.0
     up: bool = False
     rate: MessageRate = field(default_factory=MessageRate)
     next_id: int = 1
@@ -830,6 +831,7 @@ class BinanceExchange:
         for key, value in list(self.bsm._conns.items()):
             if value is sock:
                 del self.bsm._conns[key]
+        sock._handle_message = self._market_handler(conn)  # ticks go to the sink from the read loop
         await sock.connect()
         conn.sock = sock
         conn.connected_at = time.monotonic()
@@ -854,11 +856,45 @@ class BinanceExchange:
             self._reconnects.append(time.monotonic())
         self._emit(StreamStatus("market", up, reason=reason, ts_ms=_now_ms()))
 
-    async def _market_loop(self, conn: _MarketConn) -> None:
-        """Drain one combined-stream socket; recreate it on ReadLoopClosed, silence or age."""
-        attempt = 0
-        parse = self.parser.parse
+    def _market_handler(self, conn: _MarketConn) -> Callable[[Any], Any]:
+        """Replaces the socket's `_handle_message`: runs inside the library's read loop on the raw frame.
+
+        Ticks are parsed (orjson, once) and pushed to the sink right there, and nothing is queued, so there is
+        no second decode, no asyncio.Queue hop per message and no queue to overflow (the library stops a
+        stream for good when its queue fills). Only control replies with an error go to the queue, where the
+        drain task logs them next to the library's own {"e": "error"} reports. Must never raise: an exception
+        here would end the library's read loop.
+        """
+        parse_raw = self.parser.parse_raw
         emit = self._emit
+        mono = time.monotonic
+
+        def handle(frame: Any) -> Any:
+            try:
+                now = mono()
+                conn.last_msg = now
+                self._market_last_msg = now
+                if not conn.up:
+                    self._market_status(conn, True)
+                tick = parse_raw(frame)
+                if tick is not None:
+                    emit(tick)
+                    return None
+                if isinstance(frame, (str, bytes)) and frame[:10] not in ('{"stream":', b'{"stream":'):
+                    msg = orjson.loads(frame)
+                    if isinstance(msg, dict) and "error" in msg:
+                        return msg
+                return None
+            except Exception:  # noqa: BLE001 - see docstring
+                logger.exception("binance: market frame handler failed")
+                return None
+
+        return handle
+
+    async def _market_loop(self, conn: _MarketConn) -> None:
+        """Supervise one combined-stream socket: errors, silence, ReadLoopClosed, age. Ticks bypass this task."""
+        attempt = 0
+        check = min(1.0, self.market_silence_s)
         while not self._closing and conn.streams:
             if conn.sock is None:
                 try:
@@ -873,11 +909,17 @@ class BinanceExchange:
                     continue
             sock = conn.sock
             try:
-                msg = await asyncio.wait_for(sock.recv(), timeout=self.market_silence_s)
+                msg = await asyncio.wait_for(sock.recv(), timeout=check)
             except asyncio.TimeoutError:
-                self._market_status(conn, False, f"no market data for {self.market_silence_s:.0f} s")
-                await self._close_sock(sock)
-                conn.sock = None
+                now = time.monotonic()
+                if now - max(conn.last_msg, conn.connected_at) > self.market_silence_s:
+                    self._market_status(conn, False, f"no market data for {self.market_silence_s:.0f} s")
+                    await self._close_sock(sock)
+                    conn.sock = None
+                elif now - conn.connected_at > self.proactive_reconnect_s:
+                    logger.info("binance: renewing a market stream connection before the 24 h cut")
+                    await self._close_sock(sock)
+                    conn.sock = None
                 continue
             except ReadLoopClosed:
                 self._market_status(conn, False, "market stream closed; reconnecting")
@@ -886,21 +928,14 @@ class BinanceExchange:
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_base_s * 5, self.backoff_cap_s))
                 attempt += 1
                 continue
-            if "e" in msg and msg.get("e") == "error":  # the library reports drops in-band
+            if type(msg) is dict and msg.get("e") == "error":  # the library reports drops in-band
                 self._market_status(conn, False, f"{msg.get('type')}: {msg.get('m')}"[:200])
-                continue
-            self._market_last_msg = time.monotonic()
-            if not conn.up:
-                self._market_status(conn, True)
-            tick = parse(msg)
-            if tick is not None:
-                emit(tick)
-            elif "error" in msg:
+            elif type(msg) is dict and "error" in msg:
                 logger.warning("binance: market stream control error: {}", str(msg)[:200])
-            if self._market_last_msg - conn.connected_at > self.proactive_reconnect_s:
-                logger.info("binance: renewing a market stream connection before the 24 h cut")
-                await self._close_sock(sock)
-                conn.sock = None
+            else:  # a data message that reached the queue (handler not installed): parse it here
+                tick = self.parser.parse(msg)
+                if tick is not None:
+                    self._emit(tick)
 
     # ------------------------------------------------------------ user stream
 
