@@ -29,6 +29,7 @@ class Call:
     params: dict[str, Any]
     t: float
     files: dict[str, bytes] = field(default_factory=dict)
+    ok: bool = True  # False when the fake answered with an injected 429
 
 
 class FakeTelegram:
@@ -154,7 +155,9 @@ class FakeTelegram:
 
     def sent_to(self, chat_id: int, methods: tuple[str, ...] = ("sendMessage", "sendPhoto", "editMessageText")
                 ) -> list[Call]:
-        return [c for c in self.calls if c.method in methods and _int(c.params.get("chat_id")) == chat_id]
+        """Calls the fake accepted (not the ones it answered with 429) addressed to `chat_id`."""
+        return [c for c in self.calls
+                if c.ok and c.method in methods and _int(c.params.get("chat_id")) == chat_id]
 
     def texts_to(self, chat_id: int) -> list[str]:
         return [str(c.params.get("text", c.params.get("caption", ""))) for c in self.sent_to(chat_id)]
@@ -220,6 +223,7 @@ class FakeTelegram:
         pending = self._failures.get(method)
         if pending:
             retry_after = pending.pop(0)
+            call.ok = False
             return web.json_response({
                 "ok": False, "error_code": 429, "description": f"Too Many Requests: retry after {retry_after}",
                 "parameters": {"retry_after": retry_after},

@@ -1,0 +1,142 @@
+"""Alert delivery through the real outbox (SQLite) and the real PTB Bot over HTTP to the fake server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+from telegram.ext import AIORateLimiter, ExtBot
+
+from tests.fakes.fake_telegram import FakeTelegram
+from tgtrader.core.events import EventBus, OrderFilled, StreamDown, StreamUp
+from tgtrader.store.db import Database
+from tgtrader.telegram.notify import Notifier
+from tgtrader.types import Side
+
+CHATS = (777, 888)
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+
+
+@pytest.fixture
+async def bot(fake: FakeTelegram) -> AsyncIterator[ExtBot]:
+    ext = ExtBot(fake.token, base_url=fake.base_url, base_file_url=fake.base_file_url,
+                 rate_limiter=AIORateLimiter(max_retries=0))
+    await ext.initialize()
+    yield ext
+    await ext.shutdown()
+
+
+def make_notifier(db: Database, bot: ExtBot, **kw: object) -> Notifier:
+    async def send(chat_id: int, text: str) -> object:
+        return await bot.send_message(chat_id, text)
+
+    options = dict(window_s=0.1, per_chat_interval_s=0.0, poll_s=0.05, backoff_base_s=0.05, stream_down_alert_s=0.2)
+    options.update(kw)
+    return Notifier(db.outbox, send, lambda: CHATS, **options)  # type: ignore[arg-type]
+
+
+def fill(i: int) -> OrderFilled:
+    return OrderFilled("BTCUSDT", Side.BUY, Decimal("65000"), Decimal("0.001"), Decimal("0.065"), f"c{i}", "grid:1",
+                       i, i)
+
+
+async def test_burst_of_fifty_fills_is_one_message_per_chat(fake: FakeTelegram, db: Database, bot: ExtBot) -> None:
+    bus = EventBus()
+    notifier = make_notifier(db, bot)
+    notifier.attach(bus)
+    await notifier.start()
+    for i in range(50):
+        bus.publish(fill(i))
+    await fake.wait_for(lambda: all(fake.sent_to(c) for c in CHATS))
+    await asyncio.sleep(0.3)
+    await notifier.stop()
+    for chat in CHATS:
+        texts = fake.texts_to(chat)
+        assert len(texts) == 1, texts
+        assert "50 FILLS" in texts[0]
+    assert await db.outbox.pending_count() == 0
+
+
+async def test_flood_control_delays_but_loses_nothing(fake: FakeTelegram, db: Database, bot: ExtBot) -> None:
+    bus = EventBus()
+    notifier = make_notifier(db, bot)
+    notifier.attach(bus)
+    await notifier.start()
+    fake.fail_next("sendMessage", retry_after=1, times=2)
+    t0 = time.monotonic()
+    bus.publish(fill(1))
+    await asyncio.sleep(0.3)
+    bus.publish(fill(2))  # a second window while the first waits out the flood control
+    await fake.wait_for(lambda: "\n".join(t for c in CHATS for t in fake.texts_to(c)).count("FILL") >= 4, timeout=8)
+    elapsed = time.monotonic() - t0
+    await notifier.stop()
+    assert elapsed >= 1.0  # retry_after was honoured
+    delivered = "\n".join(t for c in CHATS for t in fake.texts_to(c))
+    assert delivered.count("FILL BTCUSDT BUY 0.001 @ 65000") == 2 * len(CHATS)
+    assert await db.outbox.pending_count() == 0
+    rows = await db.fetchall("SELECT attempts, last_error FROM outbox ORDER BY id")
+    assert any(row[1] and "RetryAfter" in row[1] for row in rows)
+
+
+async def test_unsent_alerts_are_delivered_after_restart(fake: FakeTelegram, tmp_path: Path) -> None:
+    path = tmp_path / "restart.sqlite"
+    db = await Database.open(path)
+    ext = ExtBot(fake.token, base_url=fake.base_url, rate_limiter=AIORateLimiter(max_retries=0))
+    try:
+        await ext.initialize()
+        bus = EventBus()
+        notifier = make_notifier(db, ext)
+        notifier.attach(bus)
+        await notifier.start()
+        fake.unreachable = True
+        bus.publish(fill(1))
+        bus.publish(fill(2))
+        await asyncio.sleep(0.3)  # the window passes, rows are written, sends fail
+        await notifier.stop()  # "crash": nothing delivered
+        assert not fake.sent_to(777)
+    finally:
+        await ext.shutdown()
+        await db.close()
+
+    fake.unreachable = False
+    db = await Database.open(path)
+    ext = ExtBot(fake.token, base_url=fake.base_url, rate_limiter=AIORateLimiter(max_retries=0))
+    try:
+        assert await db.outbox.pending_count() == len(CHATS)
+        rows = await db.outbox.due(10**15)
+        assert all(row.attempts >= 1 and row.last_error for row in rows)
+        await db.execute("UPDATE outbox SET next_attempt_ms = 0")  # skip the first run's backoff wait
+        await ext.initialize()
+        notifier = make_notifier(db, ext)
+        await notifier.start()
+        await fake.wait_for(lambda: all(fake.sent_to(c) for c in CHATS), timeout=5)
+        await notifier.stop()
+        for chat in CHATS:
+            assert fake.texts_to(chat)[0].count("FILL BTCUSDT BUY") == 2
+        assert await db.outbox.pending_count() == 0
+    finally:
+        await ext.shutdown()
+        await db.close()
+
+
+async def test_short_stream_outage_is_silent_long_one_is_reported(fake: FakeTelegram, db: Database,
+                                                                  bot: ExtBot) -> None:
+    bus = EventBus()
+    notifier = make_notifier(db, bot, stream_down_alert_s=0.3)
+    notifier.attach(bus)
+    await notifier.start()
+    bus.publish(StreamDown("market", "blip", 1))
+    await asyncio.sleep(0.05)
+    bus.publish(StreamUp("market", 0.05, 0, 2))
+    await asyncio.sleep(0.5)
+    assert not fake.sent_to(777)
+    bus.publish(StreamDown("user", "connection reset", 3))
+    await fake.wait_for(lambda: any("STREAM DOWN (user)" in t for t in fake.texts_to(777)), timeout=3)
+    bus.publish(StreamUp("user", 40.0, 2, 4))
+    await fake.wait_for(lambda: any("STREAM BACK (user)" in t for t in fake.texts_to(777)), timeout=3)
+    await notifier.stop()
+    assert any("2 fill(s) recovered" in t for t in fake.texts_to(888))
