@@ -194,7 +194,7 @@ async def test_user_stream_drop_mid_fills_recovered_by_reconciliation(ex: Binanc
     await fake.set_price("BTCUSDT", "49250")  # 4 more while nobody listens
     await fake.set_price("BTCUSDT", "49000")  # and the rest
     await until(lambda: any(s.up and s.recovered_fills for s in ex.rec.status("user")), timeout=15)
-    all_trades = sorted(t.id for t in fake.trades["BTCUSDT"])
+    all_trades = sorted(t.trade_id for t in fake.trades("BTCUSDT"))
     assert len(all_trades) == 10
     fills = ex.rec.of(Fill)
     assert sorted(f.trade_id for f in fills) == all_trades  # every fill once, none twice
@@ -219,7 +219,7 @@ async def test_restart_resumes_resting_orders_and_finds_missed_fills(fake: FakeB
     rec = Recorder()
     second = make_exchange(fake)
     second.set_event_sink(rec)
-    second.set_reconcile_source(lambda: {"BTCUSDT": 4999})  # the store's last processed trade id
+    second.set_reconcile_source(lambda: {"BTCUSDT": 0})  # the store's last processed trade id
     second.expect_open_orders("BTCUSDT", {"rs0", "rs1", "rs2"})
     deletes_before = fake.requests["DELETE /api/v3/order"] + fake.requests["DELETE /api/v3/openOrders"]
     await second.start()

@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import itertools
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -34,13 +34,16 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from tgtrader.core.rules import SymbolRules
-from tgtrader.types import OrderType, Side
+from tgtrader.errors import ExchangeError, UnknownOrder
+from tgtrader.exchange.matching import EngineOrder, MatchingEngine
+from tgtrader.exchange.port import BalanceUpdate
+from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, Side
 
 API_KEY = "test-api-key"
 API_SECRET = "test-api-secret"
 
 D0 = Decimal(0)
-FEE_RATE = Decimal("0.001")
+ACCOUNT = "main"  # the one account the API key trades on
 
 # BTCUSDT as GET /api/v3/exchangeInfo returns it (field set from the recorded ccxt static markets, numbers as ints
 # the way the live API sends them). Other symbols are derived from it.
@@ -102,84 +105,52 @@ class ApiError(Exception):
         self.status, self.code, self.msg, self.headers, self.data = status, code, msg, headers or {}, data
 
 
-@dataclass
-class FakeOrder:
-    symbol: str
-    order_id: int
-    client_order_id: str
-    side: Side
-    type: str
-    tif: str
-    price: Decimal
-    orig_qty: Decimal
-    stop_price: Decimal = D0
-    executed_qty: Decimal = D0
-    cum_quote: Decimal = D0
-    status: str = "NEW"
-    time: int = 0
-    update_time: int = 0
-    locked_asset: str = ""
-    locked_amount: Decimal = D0
-
-    def rest(self, **extra: Any) -> dict[str, Any]:
-        """GET /api/v3/order shape."""
-        out = {
-            "symbol": self.symbol, "orderId": self.order_id, "orderListId": -1,
-            "clientOrderId": self.client_order_id, "price": f8(self.price), "origQty": f8(self.orig_qty),
-            "executedQty": f8(self.executed_qty), "cummulativeQuoteQty": f8(self.cum_quote),
-            "status": self.status, "timeInForce": self.tif, "type": self.type, "side": self.side.value,
-            "stopPrice": f8(self.stop_price), "icebergQty": "0.00000000", "time": self.time,
-            "updateTime": self.update_time, "isWorking": self.status in ("NEW", "PARTIALLY_FILLED"),
-            "workingTime": self.time, "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER",
-        }
-        out.update(extra)
-        return out
-
-    def ack(self, fills: list[dict[str, Any]], transact_time: int) -> dict[str, Any]:
-        """POST /api/v3/order FULL response shape."""
-        return {
-            "symbol": self.symbol, "orderId": self.order_id, "orderListId": -1,
-            "clientOrderId": self.client_order_id, "transactTime": transact_time, "price": f8(self.price),
-            "origQty": f8(self.orig_qty), "executedQty": f8(self.executed_qty),
-            "origQuoteOrderQty": "0.00000000",
-            "cummulativeQuoteQty": f8(self.cum_quote), "status": self.status, "timeInForce": self.tif,
-            "type": self.type, "side": self.side.value, "workingTime": transact_time,
-            "fills": fills, "selfTradePreventionMode": "EXPIRE_MAKER",
-        }
-
-    def cancel_answer(self, cancel_cid: str, transact_time: int) -> dict[str, Any]:
-        """DELETE /api/v3/order shape."""
-        return {
-            "symbol": self.symbol, "origClientOrderId": self.client_order_id, "orderId": self.order_id,
-            "orderListId": -1, "clientOrderId": cancel_cid, "transactTime": transact_time,
-            "price": f8(self.price), "origQty": f8(self.orig_qty), "executedQty": f8(self.executed_qty),
-            "origQuoteOrderQty": "0.00000000",
-            "cummulativeQuoteQty": f8(self.cum_quote), "status": self.status, "timeInForce": self.tif,
-            "type": self.type, "side": self.side.value, "selfTradePreventionMode": "EXPIRE_MAKER",
-        }
+def order_rest(o: EngineOrder) -> dict[str, Any]:
+    """GET /api/v3/order (and openOrders rows) shape."""
+    return {
+        "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_order_id,
+        "price": f8(o.price), "origQty": f8(o.orig_qty), "executedQty": f8(o.executed_qty),
+        "cummulativeQuoteQty": f8(o.cum_quote), "status": o.status.value, "timeInForce": o.time_in_force,
+        "type": o.order_type.value, "side": o.side.value, "stopPrice": f8(o.stop_price or D0),
+        "icebergQty": "0.00000000", "time": o.created_ms, "updateTime": o.updated_ms,
+        "isWorking": o.working and o.status.is_open, "workingTime": o.created_ms,
+        "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER",
+    }
 
 
-@dataclass
-class FakeTrade:
-    symbol: str
-    id: int
-    order_id: int
-    price: Decimal
-    qty: Decimal
-    commission: Decimal
-    commission_asset: str
-    time: int
-    is_buyer: bool
-    is_maker: bool
+def order_ack(o: EngineOrder, fills: list[Fill], transact_time: int) -> dict[str, Any]:
+    """POST /api/v3/order FULL response shape."""
+    return {
+        "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_order_id,
+        "transactTime": transact_time, "price": f8(o.price), "origQty": f8(o.orig_qty),
+        "executedQty": f8(o.executed_qty), "origQuoteOrderQty": "0.00000000",
+        "cummulativeQuoteQty": f8(o.cum_quote), "status": o.status.value, "timeInForce": o.time_in_force,
+        "type": o.order_type.value, "side": o.side.value, "workingTime": transact_time,
+        "fills": [{"price": f8(f.price), "qty": f8(f.qty), "commission": f8(f.fee), "commissionAsset": f.fee_asset,
+                   "tradeId": f.trade_id} for f in fills],
+        "selfTradePreventionMode": "EXPIRE_MAKER",
+    }
 
-    def rest(self) -> dict[str, Any]:
-        """GET /api/v3/myTrades row."""
-        return {
-            "symbol": self.symbol, "id": self.id, "orderId": self.order_id, "orderListId": -1,
-            "price": f8(self.price), "qty": f8(self.qty), "quoteQty": f8(self.price * self.qty),
-            "commission": f8(self.commission), "commissionAsset": self.commission_asset, "time": self.time,
-            "isBuyer": self.is_buyer, "isMaker": self.is_maker, "isBestMatch": True,
-        }
+
+def cancel_answer(o: EngineOrder, cancel_cid: str, transact_time: int) -> dict[str, Any]:
+    """DELETE /api/v3/order shape."""
+    return {
+        "symbol": o.symbol, "origClientOrderId": o.client_order_id, "orderId": o.order_id, "orderListId": -1,
+        "clientOrderId": cancel_cid, "transactTime": transact_time, "price": f8(o.price),
+        "origQty": f8(o.orig_qty), "executedQty": f8(o.executed_qty), "origQuoteOrderQty": "0.00000000",
+        "cummulativeQuoteQty": f8(o.cum_quote), "status": o.status.value, "timeInForce": o.time_in_force,
+        "type": o.order_type.value, "side": o.side.value, "selfTradePreventionMode": "EXPIRE_MAKER",
+    }
+
+
+def trade_rest(f: Fill) -> dict[str, Any]:
+    """GET /api/v3/myTrades row."""
+    return {
+        "symbol": f.symbol, "id": f.trade_id, "orderId": f.exchange_order_id, "orderListId": -1,
+        "price": f8(f.price), "qty": f8(f.qty), "quoteQty": f8(f.price * f.qty), "commission": f8(f.fee),
+        "commissionAsset": f.fee_asset, "time": f.ts_ms, "isBuyer": f.side is Side.BUY, "isMaker": f.is_maker,
+        "isBestMatch": True,
+    }
 
 
 @dataclass
@@ -209,15 +180,10 @@ class FakeBinance:
         self.weight_limit = weight_limit
         self.port = 0
         self._runner: web.AppRunner | None = None
-        # market and account state
-        self.prices: dict[str, Decimal] = {}
-        self.balances: dict[str, list[Decimal]] = defaultdict(lambda: [D0, D0])  # asset -> [free, locked]
-        self.orders: dict[int, FakeOrder] = {}
-        self.orders_by_cid: dict[tuple[str, str], FakeOrder] = {}
-        self.trades: dict[str, list[FakeTrade]] = defaultdict(list)
-        self._order_ids = itertools.count(1000)
-        self._trade_ids: dict[str, itertools.count] = defaultdict(lambda: itertools.count(5000))
+        # market and account state: the shared matching engine (tgtrader/exchange/matching.py)
+        self.engine = MatchingEngine(self.rules.values())
         self._market_trade_ids = itertools.count(900_000)
+        self._market_update_ids = itertools.count(400_000_000)
         # counters for tests
         self.order_posts: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
@@ -298,16 +264,27 @@ class FakeBinance:
     def server_ms(self) -> int:
         return int(time.time() * 1000) + self.clock_offset_ms
 
-    def set_balance(self, asset: str, free: str | Decimal, locked: str | Decimal = "0") -> None:
-        self.balances[asset] = [Decimal(free), Decimal(locked)]
+    def set_balance(self, asset: str, free: str | Decimal) -> None:
+        """Set the account's free balance of `asset` (no event, like a deposit done before the test)."""
+        self.engine.set_balance(ACCOUNT, asset, Decimal(free))
+
+    @property
+    def prices(self) -> dict[str, Decimal]:
+        out = {}
+        for sym in self.engine.symbols:
+            last = self.engine.last_price(sym)
+            if last is not None:
+                out[sym] = last
+        return out
+
+    def trades(self, symbol: str) -> list[Fill]:
+        """Every trade of the account on `symbol`, oldest first."""
+        return self.engine.my_trades(ACCOUNT, symbol)
 
     async def set_price(self, symbol: str, price: str | Decimal, qty: str = "0.01000000") -> int:
-        """Move the market: broadcast a trade and a bookTicker, fill every resting order the move touched.
-
-        Returns the number of our orders that filled.
-        """
+        """Move the market: broadcast a trade and a bookTicker, fill every resting order the move touched
+        (at its limit price, in path order: the shared matching engine's model). Returns orders filled."""
         px = Decimal(price)
-        self.prices[symbol] = px
         now = self.server_ms()
         tick = self.rules[symbol].tick_size
         low_s = symbol.lower()
@@ -316,35 +293,41 @@ class FakeBinance:
             "T": now, "m": True, "M": True,
         })
         self._broadcast(f"{low_s}@bookTicker", {
-            "u": next(self._market_trade_ids), "s": symbol, "b": f8(px - tick), "B": "1.00000000",
+            "u": next(self._market_update_ids), "s": symbol, "b": f8(px - tick), "B": "1.00000000",
             "a": f8(px + tick), "A": "1.00000000",
         })
-        filled = 0
-        for order in sorted(self._resting(symbol), key=lambda o: o.order_id):
-            if order.type not in ("LIMIT", "LIMIT_MAKER"):
-                continue
-            if (order.side is Side.BUY and px <= order.price) or (order.side is Side.SELL and px >= order.price):
-                self._execute(order, order.price, order.orig_qty - order.executed_qty, maker=True)
-                filled += 1
+        filled = self.engine.on_trade(symbol, px, now)
+        self._publish()
         await asyncio.sleep(0)
         return filled
 
-    def _resting(self, symbol: str) -> list[FakeOrder]:
-        return [o for o in self.orders.values() if o.symbol == symbol and o.status in ("NEW", "PARTIALLY_FILLED")]
+    def _publish(self, cancel_ids: dict[str, str] | None = None) -> list[Fill]:
+        """Turn the engine's news into user-data events (Binance layout); returns the fills among them.
 
-    async def _ctl_set_price(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        filled = await self.set_price(body["symbol"], body["price"])
-        return self._json({"filled": filled})
-
-    async def _ctl_balance(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.set_balance(body["asset"], body["free"])
-        return self._json({})
-
-    async def _ctl_stats(self, request: web.Request) -> web.Response:
-        return self._json({"order_received_at": self.order_received_at, "trade_event_sent_at": self.trade_event_sent_at,
-                           "order_posts": dict(self.order_posts)})
+        The engine reports a fill as Fill, OrderUpdate, BalanceUpdate; Binance reports it as ONE
+        executionReport with x=TRADE carrying both, then an outboundAccountPosition.
+        """
+        fills: list[Fill] = []
+        pending: dict[str, Fill] = {}
+        for ev in self.engine.drain():
+            item = ev.event
+            if isinstance(item, Fill):
+                pending[item.client_order_id] = item
+                fills.append(item)
+            elif isinstance(item, OrderUpdate):
+                rec = self.engine.find_order(ACCOUNT, item.symbol, item.client_order_id)
+                fill = pending.pop(item.client_order_id, None)
+                if fill is not None:
+                    exec_type = "TRADE"
+                elif item.status is OrderStatus.NEW:
+                    exec_type = "NEW"
+                else:
+                    exec_type = item.status.value  # CANCELED, EXPIRED, REJECTED
+                cancel_cid = (cancel_ids or {}).get(item.client_order_id, f"cancel{item.exchange_order_id}")
+                self._user_event(self._exec_report(item, rec, exec_type, fill, cancel_cid))
+            elif isinstance(item, BalanceUpdate):
+                self._account_event(item)
+        return fills
 
     # ------------------------------------------------------------ test API: faults
 
@@ -507,13 +490,17 @@ class FakeBinance:
             raise ApiError(400, -1121, "Invalid symbol.")
         return sym
 
-    def _find(self, p: dict[str, str], sym: str, cid_key: str = "origClientOrderId", id_key: str = "orderId") -> FakeOrder | None:
+    def _find(self, p: dict[str, str], sym: str, cid_key: str = "origClientOrderId",
+              id_key: str = "orderId") -> EngineOrder | None:
         if p.get(id_key):
-            o = self.orders.get(int(p[id_key]))
-            return o if o is not None and o.symbol == sym else None
+            return self.engine.find_order(ACCOUNT, sym, order_id=int(p[id_key]))
         if p.get(cid_key):
-            return self.orders_by_cid.get((sym, p[cid_key]))
+            return self.engine.find_order(ACCOUNT, sym, client_order_id=p[cid_key])
         raise ApiError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+
+    @staticmethod
+    def _api_error(exc: ExchangeError) -> ApiError:
+        return ApiError(400, exc.code if exc.code is not None else -1000, str(exc))
 
     async def _order(self, request: web.Request) -> web.StreamResponse:
         if request.method == "POST":
@@ -524,20 +511,20 @@ class FakeBinance:
                 o = self._find(p, sym)
                 if o is None:
                     raise ApiError(400, -2013, "Order does not exist.")
-                return o.rest()
+                return order_rest(o)
             return await self._call(request, 4, True, get)
         if request.method == "DELETE":
             def cancel(p: dict[str, str]) -> dict[str, Any]:
                 sym = self._symbol(p)
                 o = self._find(p, sym)
-                if o is None or o.status not in ("NEW", "PARTIALLY_FILLED"):
+                if o is None or not o.status.is_open:
                     raise ApiError(400, -2011, "Unknown order sent.")
                 return self._cancel(o, p.get("newClientOrderId") or f"cancel{o.order_id}")
             return await self._call(request, 1, True, cancel)
         return web.Response(status=405)
 
     async def _new_order(self, p: dict[str, str], request: web.Request) -> Any:
-        cid = p.get("newClientOrderId") or f"fake{next(self._order_ids)}"
+        cid = p.get("newClientOrderId") or f"fake{len(self.order_posts) + 1}"
         self.order_posts[cid] += 1
         self.order_received_at[cid] = time.perf_counter()
         answer = self._place(p, cid)
@@ -548,11 +535,13 @@ class FakeBinance:
             return web.Response(status=500)  # never reaches the client: the connection is gone
         return answer
 
-    def _place(self, p: dict[str, str], cid: str) -> dict[str, Any]:
+    def _order_args(self, p: dict[str, str]) -> tuple[str, Side, OrderType, Decimal, Decimal | None, Decimal | None, str | None]:
         sym = self._symbol(p)
-        rules = self.rules[sym]
         try:
             side = Side(p["side"])
+        except (KeyError, ValueError):
+            raise ApiError(400, -1100, "Illegal characters found in parameter 'side'.") from None
+        try:
             otype = OrderType(p["type"])
         except (KeyError, ValueError):
             raise ApiError(400, -1116, "Invalid orderType.") from None
@@ -562,101 +551,40 @@ class FakeBinance:
             stop = Decimal(p["stopPrice"]) if p.get("stopPrice") else None
         except (KeyError, ArithmeticError):
             raise ApiError(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.") from None
-        existing = self.orders_by_cid.get((sym, cid))
-        if existing is not None and existing.status in ("NEW", "PARTIALLY_FILLED"):
-            raise ApiError(400, -2010, "Duplicate order sent.")
-        if otype is not OrderType.MARKET and p.get("timeInForce") is None and otype is not OrderType.LIMIT_MAKER:
+        tif = p.get("timeInForce")
+        if otype in (OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT) and tif is None:
             raise ApiError(400, -1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
-        market = self.prices.get(sym)
-        problems = rules.check_order(side, otype, qty, price, reference_price=market, stop_price=stop)
-        if problems:
-            raise ApiError(400, -1013, f"Filter failure: {problems[0].filter}")
-        crosses = market is not None and price is not None and (
-            (side is Side.BUY and price >= market) or (side is Side.SELL and price <= market))
-        if otype is OrderType.LIMIT_MAKER and crosses:
-            raise ApiError(400, -2010, "Order would immediately match and take.")
-        if otype is OrderType.MARKET and market is None:
-            raise ApiError(400, -2010, "Market is closed.")
-        base, quote = rules.base_asset, rules.quote_asset
-        lock_price = price if price is not None else market
-        assert lock_price is not None
-        lock_asset, lock_amount = (quote, lock_price * qty) if side is Side.BUY else (base, qty)
-        bal = self.balances[lock_asset]
-        if bal[0] < lock_amount:
-            raise ApiError(400, -2010, "Account has insufficient balance for requested action.")
-        now = self.server_ms()
-        order = FakeOrder(
-            symbol=sym, order_id=next(self._order_ids), client_order_id=cid, side=side, type=otype.value,
-            tif=p.get("timeInForce", "GTC"), price=price or D0, orig_qty=qty, stop_price=stop or D0,
-            time=now, update_time=now, locked_asset=lock_asset, locked_amount=lock_amount,
-        )
-        bal[0] -= lock_amount
-        bal[1] += lock_amount
-        self.orders[order.order_id] = order
-        self.orders_by_cid[(sym, cid)] = order
-        self._user_event(self._exec_report(order, "NEW"))
-        self._account_event([lock_asset])
-        fills: list[dict[str, Any]] = []
-        if otype is OrderType.MARKET or (otype is OrderType.LIMIT and crosses):
-            assert market is not None
-            trade = self._execute(order, market, qty, maker=False)
-            fills.append({"price": f8(trade.price), "qty": f8(trade.qty), "commission": f8(trade.commission),
-                          "commissionAsset": trade.commission_asset, "tradeId": trade.id})
-        return order.ack(fills, now)
+        return sym, side, otype, qty, price, stop, tif
 
-    def _execute(self, order: FakeOrder, price: Decimal, qty: Decimal, maker: bool) -> FakeTrade:
-        rules = self.rules[order.symbol]
-        base, quote = rules.base_asset, rules.quote_asset
+    def _place(self, p: dict[str, str], cid: str) -> dict[str, Any]:
+        sym, side, otype, qty, price, stop, tif = self._order_args(p)
         now = self.server_ms()
-        notional = price * qty
-        if order.side is Side.BUY:
-            spend = notional
-            release = order.locked_amount if qty >= order.orig_qty - order.executed_qty else (order.price or price) * qty
-            self.balances[quote][1] -= release
-            self.balances[quote][0] += release - spend
-            order.locked_amount -= release
-            fee, fee_asset = qty * FEE_RATE, base
-            self.balances[base][0] += qty - fee
-        else:
-            self.balances[base][1] -= qty
-            order.locked_amount -= qty
-            fee, fee_asset = notional * FEE_RATE, quote
-            self.balances[quote][0] += notional - fee
-        order.executed_qty += qty
-        order.cum_quote += notional
-        order.status = "FILLED" if order.executed_qty >= order.orig_qty else "PARTIALLY_FILLED"
-        order.update_time = now
-        trade = FakeTrade(order.symbol, next(self._trade_ids[order.symbol]), order.order_id, price, qty,
-                          fee, fee_asset, now, order.side is Side.BUY, maker)
-        self.trades[order.symbol].append(trade)
-        self._user_event(self._exec_report(order, "TRADE", trade))
-        self._account_event([base, quote])
-        return trade
+        try:
+            self.engine.place_order(ACCOUNT, sym, cid, side, otype, qty, price, stop, tif or "GTC", now)
+        except ExchangeError as exc:
+            self._publish()
+            raise self._api_error(exc) from None
+        fills = [f for f in self._publish() if f.client_order_id == cid]
+        rec = self.engine.find_order(ACCOUNT, sym, cid)
+        assert rec is not None
+        return order_ack(rec, fills, now)
 
-    def _cancel(self, o: FakeOrder, cancel_cid: str) -> dict[str, Any]:
-        o.status = "CANCELED"
-        o.update_time = self.server_ms()
-        bal = self.balances[o.locked_asset]
-        bal[1] -= o.locked_amount
-        bal[0] += o.locked_amount
-        o.locked_amount = D0
-        self._user_event(self._exec_report(o, "CANCELED", cancel_cid=cancel_cid))
-        self._account_event([o.locked_asset])
-        return o.cancel_answer(cancel_cid, o.update_time)
+    def _cancel(self, o: EngineOrder, cancel_cid: str) -> dict[str, Any]:
+        now = self.server_ms()
+        self.engine.cancel_order(ACCOUNT, o.symbol, client_order_id=o.client_order_id, ts_ms=now)
+        self._publish({o.client_order_id: cancel_cid})
+        return cancel_answer(o, cancel_cid, now)
 
     async def _open_orders(self, request: web.Request) -> web.StreamResponse:
         if request.method == "GET":
             def listing(p: dict[str, str]) -> list[dict[str, Any]]:
-                sym = p.get("symbol")
-                if sym is not None:
-                    self._symbol(p)
-                return [o.rest() for o in self.orders.values()
-                        if o.status in ("NEW", "PARTIALLY_FILLED") and (sym is None or o.symbol == sym)]
+                sym = self._symbol(p) if "symbol" in p else None
+                return [order_rest(o) for o in self.engine.open_order_records(ACCOUNT, sym)]
             return await self._call(request, 6, True, listing)
         if request.method == "DELETE":
             def cancel_all(p: dict[str, str]) -> list[dict[str, Any]]:
                 sym = self._symbol(p)
-                resting = sorted(self._resting(sym), key=lambda o: o.order_id)
+                resting = self.engine.open_order_records(ACCOUNT, sym)
                 if not resting:
                     raise ApiError(400, -2011, "Unknown order sent.")
                 return [self._cancel(o, f"cancelall{o.order_id}") for o in resting]
@@ -665,36 +593,46 @@ class FakeBinance:
 
     async def _cancel_replace(self, request: web.Request) -> web.StreamResponse:
         def replace(p: dict[str, str]) -> dict[str, Any]:
-            sym = self._symbol(p)
-            cid = p.get("newClientOrderId") or f"fake{next(self._order_ids)}"
+            sym, side, otype, qty, price, stop, tif = self._order_args(p)
+            cid = p.get("newClientOrderId") or f"fake{len(self.order_posts) + 1}"
             self.order_posts[cid] += 1
-            o = self._find(p, sym, cid_key="cancelOrigClientOrderId", id_key="cancelOrderId")
-            if o is None or o.status not in ("NEW", "PARTIALLY_FILLED"):
+            old = self._find(p, sym, cid_key="cancelOrigClientOrderId", id_key="cancelOrderId")
+            cancel_cid = p.get("cancelNewClientOrderId") or f"cancel{old.order_id if old else 0}"
+            now = self.server_ms()
+            try:
+                self.engine.cancel_replace(
+                    ACCOUNT, sym, old.client_order_id if old else "\x00missing", cid, side, otype, qty, price, stop,
+                    tif or "GTC", ts_ms=now)
+            except UnknownOrder:
+                self._publish()
                 raise ApiError(400, -2022, "Order cancel-replace failed.", data={
                     "cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
-                    "cancelResponse": {"code": -2011, "msg": "Unknown order sent."}, "newOrderResponse": None})
-            cancel_answer = self._cancel(o, p.get("cancelNewClientOrderId") or f"cancel{o.order_id}")
-            try:
-                new_answer = self._place(p, cid)
-            except ApiError as err:
+                    "cancelResponse": {"code": -2011, "msg": "Unknown order sent."}, "newOrderResponse": None}) from None
+            except ExchangeError as exc:
+                self._publish({old.client_order_id: cancel_cid} if old else None)
+                if old is None or getattr(exc, "cancel_update", None) is None:
+                    raise self._api_error(exc) from None
                 raise ApiError(409, -2021, "Order cancel-replace partially failed.", data={
-                    "cancelResult": "SUCCESS", "newOrderResult": "FAILURE", "cancelResponse": cancel_answer,
-                    "newOrderResponse": {"code": err.code, "msg": err.msg}}) from None
-            return {"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS", "cancelResponse": cancel_answer,
-                    "newOrderResponse": new_answer}
+                    "cancelResult": "SUCCESS", "newOrderResult": "FAILURE",
+                    "cancelResponse": cancel_answer(old, cancel_cid, now),
+                    "newOrderResponse": {"code": exc.code, "msg": str(exc)}}) from None
+            assert old is not None
+            fills = [f for f in self._publish({old.client_order_id: cancel_cid}) if f.client_order_id == cid]
+            new = self.engine.find_order(ACCOUNT, sym, cid)
+            assert new is not None
+            return {"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS",
+                    "cancelResponse": cancel_answer(old, cancel_cid, now), "newOrderResponse": order_ack(new, fills, now)}
         return await self._call(request, 1, True, replace)
 
     async def _my_trades(self, request: web.Request) -> web.StreamResponse:
         def trades(p: dict[str, str]) -> list[dict[str, Any]]:
             sym = self._symbol(p)
-            rows = self.trades[sym]
             limit = min(int(p.get("limit", "500")), 1000)
+            rows = self.engine.my_trades(ACCOUNT, sym, int(p["fromId"]) if p.get("fromId") else None)
             if p.get("orderId"):
-                rows = [t for t in rows if t.order_id == int(p["orderId"])]
-            if p.get("fromId"):
-                from_id = int(p["fromId"])
-                return [t.rest() for t in rows if t.id >= from_id][:limit]
-            return [t.rest() for t in rows[-limit:]]
+                rows = [t for t in rows if t.exchange_order_id == int(p["orderId"])]
+            rows = rows[:limit] if p.get("fromId") else rows[-limit:]
+            return [trade_rest(t) for t in rows]
         return await self._call(request, 20, True, trades)
 
     async def _account(self, request: web.Request) -> web.StreamResponse:
@@ -705,15 +643,17 @@ class FakeBinance:
                 "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
                 "requireSelfTradePrevention": False, "preventSor": False, "updateTime": self.server_ms(),
                 "accountType": "SPOT",
-                "balances": [{"asset": a, "free": f8(b[0]), "locked": f8(b[1])} for a, b in sorted(self.balances.items())],
+                "balances": [{"asset": a, "free": f8(b.free), "locked": f8(b.locked)}
+                             for a, b in sorted(self.engine.balances(ACCOUNT).items())],
                 "permissions": ["SPOT"], "uid": 354937868,
             }
         return await self._call(request, 20, True, account)
 
     def _price_of(self, sym: str) -> Decimal:
-        if sym not in self.prices:
+        px = self.engine.last_price(sym)
+        if px is None:
             raise ApiError(400, -1121, "Invalid symbol.")
-        return self.prices[sym]
+        return px
 
     async def _ticker_price(self, request: web.Request) -> web.StreamResponse:
         def price(p: dict[str, str]) -> Any:
@@ -867,28 +807,32 @@ class FakeBinance:
                 stamp = event["c"] if event.get("x") == "TRADE" else None
                 self._send(ws, orjson.dumps({"subscriptionId": sub, "event": event}).decode(), stamp)
 
-    def _exec_report(self, o: FakeOrder, exec_type: str, trade: FakeTrade | None = None, cancel_cid: str = "") -> dict[str, Any]:
+    def _exec_report(self, u: OrderUpdate, rec: EngineOrder | None, exec_type: str, fill: Fill | None,
+                     cancel_cid: str) -> dict[str, Any]:
         """executionReport in Binance's field layout (ws_user_executionReport_*.json)."""
         now = self.server_ms()
         cancel = exec_type == "CANCELED"
+        created = rec.created_ms if rec is not None else u.ts_ms
+        stop = rec.stop_price if rec is not None and rec.stop_price is not None else D0
+        tif = rec.time_in_force if rec is not None else "GTC"
         return {
-            "e": "executionReport", "E": now, "s": o.symbol,
-            "c": cancel_cid if cancel else o.client_order_id,
-            "S": o.side.value, "o": o.type, "f": o.tif, "q": f8(o.orig_qty), "p": f8(o.price), "P": f8(o.stop_price),
-            "F": "0.00000000", "g": -1, "C": o.client_order_id if cancel else "", "x": exec_type, "X": o.status,
-            "r": "NONE", "i": o.order_id,
-            "l": f8(trade.qty) if trade else "0.00000000", "z": f8(o.executed_qty),
-            "L": f8(trade.price) if trade else "0.00000000",
-            "n": f8(trade.commission) if trade else "0", "N": trade.commission_asset if trade else None,
-            "T": trade.time if trade else now, "t": trade.id if trade else -1, "I": next(self._market_trade_ids),
-            "w": o.status == "NEW", "m": trade.is_maker if trade else False, "M": bool(trade), "O": o.time,
-            "Z": f8(o.cum_quote), "Y": f8(trade.price * trade.qty) if trade else "0.00000000",
-            "Q": "0.00000000", "W": o.time, "V": "EXPIRE_MAKER",
+            "e": "executionReport", "E": now, "s": u.symbol, "c": cancel_cid if cancel else u.client_order_id,
+            "S": u.side.value, "o": u.order_type.value, "f": tif, "q": f8(u.orig_qty), "p": f8(u.price),
+            "P": f8(stop), "F": "0.00000000", "g": -1, "C": u.client_order_id if cancel else "",
+            "x": exec_type, "X": u.status.value, "r": "NONE", "i": u.exchange_order_id,
+            "l": f8(fill.qty) if fill else "0.00000000", "z": f8(u.executed_qty),
+            "L": f8(fill.price) if fill else "0.00000000",
+            "n": f8(fill.fee) if fill else "0", "N": fill.fee_asset if fill else None,
+            "T": fill.ts_ms if fill else u.ts_ms, "t": fill.trade_id if fill else -1,
+            "I": next(self._market_update_ids), "w": u.status is OrderStatus.NEW, "m": fill.is_maker if fill else False,
+            "M": bool(fill), "O": created, "Z": f8(u.cum_quote),
+            "Y": f8(fill.price * fill.qty) if fill else "0.00000000", "Q": "0.00000000", "W": created,
+            "V": "EXPIRE_MAKER",
         }
 
-    def _account_event(self, assets: list[str]) -> None:
+    def _account_event(self, update: BalanceUpdate) -> None:
         now = self.server_ms()
         self._user_event({
             "e": "outboundAccountPosition", "E": now, "u": now,
-            "B": [{"a": a, "f": f8(self.balances[a][0]), "l": f8(self.balances[a][1])} for a in dict.fromkeys(assets)],
+            "B": [{"a": b.asset, "f": f8(b.free), "l": f8(b.locked)} for b in update.balances],
         })
