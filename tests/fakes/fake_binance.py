@@ -329,6 +329,20 @@ class FakeBinance:
                 self._account_event(item)
         return fills
 
+    async def _ctl_set_price(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        filled = await self.set_price(body["symbol"], body["price"])
+        return self._json({"filled": filled})
+
+    async def _ctl_balance(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.set_balance(body["asset"], body["free"])
+        return self._json({})
+
+    async def _ctl_stats(self, request: web.Request) -> web.Response:
+        return self._json({"order_received_at": self.order_received_at, "trade_event_sent_at": self.trade_event_sent_at,
+                           "order_posts": dict(self.order_posts)})
+
     # ------------------------------------------------------------ test API: faults
 
     def fail_next(self, status: int, n: int = 1, retry_after: float | None = None,
