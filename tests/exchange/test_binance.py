@@ -386,3 +386,83 @@ async def test_market_silence_is_a_fault(fake: FakeBinance) -> None:
         await until(lambda: fake.market_connections_opened >= 2)
     finally:
         await e.close()
+
+
+# ---------------------------------------------------------------- more recovery paths
+
+
+async def test_lost_cancel_and_replace_answers_are_looked_up(fake: FakeBinance) -> None:
+    e = make_exchange(fake, request_timeout=0.5)
+    await e.start()
+    try:
+        await e.place_order(limit("lc1", Side.BUY, "0.001", "49000"))
+        fake.delay_next(1.5)
+        assert (await e.cancel_order("BTCUSDT", "lc1")).status is OrderStatus.CANCELED
+        await e.place_order(limit("lr1", Side.BUY, "0.001", "49000"))
+        fake.delay_next(1.5)
+        new = await e.replace_order(ReplaceOrder(CancelOrder("BTCUSDT", "lr1"), limit("lr2", Side.BUY, "0.001", "48500")))
+        assert new.client_order_id == "lr2" and new.status is OrderStatus.NEW
+        assert fake.order_posts["lr2"] == 1
+        assert [o.client_order_id for o in await e.open_orders("BTCUSDT")] == ["lr2"]
+    finally:
+        await e.close()
+
+
+async def test_failed_reconciliation_is_retried(ex: BinanceExchange, fake: FakeBinance) -> None:
+    await ex.place_order(limit("fr1", Side.BUY, "0.001", "49900"))
+    await ex.place_order(limit("fr2", Side.BUY, "0.001", "49800"))
+    await fake.set_price("BTCUSDT", "49850")
+    await until(lambda: len(ex.rec.of(Fill)) == 1)
+    fake.refuse_ws_for(0.5)
+    await fake.drop_websockets()
+    await fake.set_price("BTCUSDT", "49700")  # missed
+    fake.fail_next(503, n=6, path="/api/v3/myTrades")  # the first reconciliation cannot read trades
+    await until(lambda: any(s.up and "late reconciliation" in s.reason for s in ex.rec.status("user")), timeout=15)
+    assert any(s.up and "incomplete" in s.reason for s in ex.rec.status("user"))
+    assert sorted(f.client_order_id for f in ex.rec.of(Fill)) == ["fr1", "fr2"]
+
+
+async def test_ban_end_and_user_resubscribe_with_clock_skew(ex: BinanceExchange, fake: FakeBinance) -> None:
+    fake.fail_next(418, retry_after=60)
+    with pytest.raises(IpBanned):
+        await ex.ticker_price("BTCUSDT")
+    ex.limiter.banned_until = 0  # the ban ran out
+    await ex.ticker_price("BTCUSDT")
+    assert [s.up for s in ex.rec.status("rest")] == [False, True]
+    # the server clock jumps, then the WebSocket API drops: the new subscription must resync and succeed
+    fake.clock_offset_ms = 20_000
+    await fake.drop_websockets()
+    await until(lambda: sum(1 for s in ex.rec.status("user") if s.up) >= 2, timeout=15)
+    assert fake.user_subscriptions_opened == 2
+    assert 19_000 <= ex.health().clock_offset_ms <= 21_000
+
+
+async def test_subscribe_before_start_and_unsubscribe_all(fake: FakeBinance) -> None:
+    rec = Recorder()
+    e = make_exchange(fake)
+    e.set_event_sink(rec)
+    await e.subscribe({"BTCUSDT"})  # remembered; connected by start()
+    await e.start()
+    try:
+        await until(lambda: len(fake._market_conns) == 1)
+        await fake.set_price("BTCUSDT", "50003")
+        await until(lambda: bool(rec.of(Tick)))
+        await e.unsubscribe({"BTCUSDT"})
+        await until(lambda: not fake._market_conns)  # nothing left to stream: the connection is closed
+    finally:
+        await e.close()
+
+
+async def test_fake_control_routes() -> None:
+    import aiohttp
+
+    f = await FakeBinance(control_routes=True).start()
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"http://127.0.0.1:{f.port}/_fake/set_price", json={"symbol": "BTCUSDT", "price": "123.45"}) as r:
+                assert (await r.json()) == {"filled": 0}
+            async with s.get(f"http://127.0.0.1:{f.port}/_fake/stats") as r:
+                assert set(await r.json()) == {"order_received_at", "trade_event_sent_at", "order_posts"}
+        assert f.prices["BTCUSDT"] == D("123.45")
+    finally:
+        await f.stop()

@@ -10,13 +10,18 @@ Design notes (facts about the library are in shared/notes/offline-clients.md):
   backoff. An order whose answer was lost (timeout, cut connection, 5xx) is looked up by client order id
   before anything is re-sent.
 - Market data: one combined stream per <= 1024 streams; SUBSCRIBE/UNSUBSCRIBE are sent on the open
-  connection (`ReconnectingWebsocket.ws.send`) and the socket's path is rewritten so the library's own
-  reconnects come back with the current stream list. One drain task per socket reads with a timeout
-  (silence is a fault), checks every message for the library's {"e": "error"} dicts, and re-creates the
-  socket with backoff + jitter on ReadLoopClosed. Sockets are renewed before Binance's 24 h cut.
+  connection (`ReconnectingWebsocket.ws.send`, at most 5 control messages/s) and the socket's path is
+  rewritten so the library's own reconnects come back with the current stream list. Ticks are parsed inside
+  the library's read loop (its `_handle_message` is replaced per socket): one orjson decode, no per-message
+  asyncio.Queue hop, and no queue that can overflow and kill the stream. One supervising task per socket
+  recv()s with a timeout what still goes through the queue (the library's {"e": "error"} dicts, control
+  errors), treats silence as a fault, re-creates the socket with backoff + jitter on ReadLoopClosed, and
+  renews it before Binance's 24 h cut.
 - User data: `bsm.user_socket()` (WS-API userDataStream.subscribe.signature). A WS-API drop kills the
   subscription, so the drain task drops the socket, waits for the WS-API connection to settle, subscribes
-  again and reconciles (missed fills via myTrades since the last seen trade id, then order states).
+  again (resyncing the clock on -1021) and reconciles (missed fills via myTrades since the last seen trade
+  id, then order states), then emits StreamStatus("user", up=True, recovered_fills=N). A reconciliation
+  that fails is retried in the background with backoff.
 - The adapter never emits the same fill twice (dedup by (symbol, trade id) across the REST answer, the
   stream and reconciliation); the core/store dedups again across restarts.
 """
@@ -257,6 +262,8 @@ class BinanceExchange:
         self._unknown: dict[str, set[str]] = {}  # orders whose placement answer was lost
         self._reconcile_source: Callable[[], Mapping[str, int | None]] | None = None
         self._reconcile_lock = asyncio.Lock()
+        self._reconcile_retry: asyncio.Task | None = None
+        self._rest_down = False
         self.recovered_fills_total = 0
         self._reconnects: list[float] = []
 
@@ -343,6 +350,7 @@ class BinanceExchange:
         elif use_testnet:
             self.bsm.STREAM_URL = self.bsm.STREAM_TESTNET_URL
         self._started = True
+        self._start_market_tasks()
         self._user_task = asyncio.create_task(self._user_loop(), name="binance-user-stream")
         try:
             await asyncio.wait_for(self._user_ready.wait(), timeout=max(5.0, self.request_timeout))
@@ -351,7 +359,7 @@ class BinanceExchange:
 
     async def close(self) -> None:
         self._closing = True
-        tasks = [c.task for c in self._conns if c.task] + ([self._user_task] if self._user_task else [])
+        tasks = [c.task for c in self._conns if c.task] + [t for t in (self._user_task, self._reconcile_retry) if t]
         for t in tasks:
             await _cancel_and_wait(t)
         for conn in self._conns:
@@ -410,13 +418,18 @@ class BinanceExchange:
                                f"not sending ({what}).", retry_after=self.limiter.ban_remaining(), http_status=418)
             await self.limiter.before_request()
             try:
-                return await fn(**params)
+                result = await fn(**params)
+                if self._rest_down:
+                    self._rest_down = False
+                    self._emit(StreamStatus("rest", True, reason="the IP ban has ended", ts_ms=_now_ms()))
+                return result
             except BinanceAPIException as exc:
                 status = exc.status_code
                 if status == 418:
                     err = map_api_error(exc, what)
                     assert isinstance(err, IpBanned)
                     self.limiter.record_ban(err.retry_after)
+                    self._rest_down = True
                     logger.error("binance: {}", err)
                     self._emit(StreamStatus("rest", False, reason=str(err), ts_ms=_now_ms()))
                     raise err from None
@@ -772,9 +785,16 @@ class BinanceExchange:
             await self._send_control(conn, "SUBSCRIBE", take)
         while wanted:
             take, wanted = wanted[: self.max_streams], wanted[self.max_streams:]
-            conn = _MarketConn(streams=set(take))
-            self._conns.append(conn)
-            conn.task = asyncio.create_task(self._market_loop(conn), name=f"binance-market-{len(self._conns)}")
+            self._conns.append(_MarketConn(streams=set(take)))
+        self._start_market_tasks()
+
+    def _start_market_tasks(self) -> None:
+        """One supervising task per connection (only once started: before that, start() does it)."""
+        if not self._started or self._closing:
+            return
+        for i, conn in enumerate(self._conns):
+            if conn.task is None:
+                conn.task = asyncio.create_task(self._market_loop(conn), name=f"binance-market-{i + 1}")
 
     async def unsubscribe(self, symbols: set[str]) -> None:
         symbols = {s.upper() for s in symbols} & self._symbols
@@ -1009,13 +1029,22 @@ class BinanceExchange:
                 raise
             except Exception as exc:  # noqa: BLE001 - any subscribe failure: back off and retry
                 await self._drop_user_sock()
+                if isinstance(exc, BinanceAPIException) and exc.code == -1021:
+                    try:
+                        await self.sync_time()
+                        continue  # one immediate retry with the corrected clock
+                    except ExchangeError:
+                        pass
                 self._user_status(False, f"cannot subscribe to the user data stream: {type(exc).__name__}")
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_base_s * 5, self.backoff_cap_s))
                 attempt += 1
                 continue
             attempt = 0
-            recovered = await self.run_reconcile()
-            self._user_status(True, recovered=recovered)
+            recovered, problems = await self._reconcile_once()
+            reason = "" if not problems else "reconciliation incomplete, retrying: " + "; ".join(problems)[:300]
+            self._user_status(True, reason=reason, recovered=recovered)
+            if problems:
+                self._spawn_reconcile_retry()
             self._user_up = True
             self._user_ready.set()
             sock = self._user_sock
@@ -1060,6 +1089,27 @@ class BinanceExchange:
 
     async def run_reconcile(self) -> int:
         """Fetch missed fills and order states, push them to the sink once; returns the number of fills recovered."""
+        return (await self._reconcile_once())[0]
+
+    def _spawn_reconcile_retry(self) -> None:
+        if self._reconcile_retry is not None and not self._reconcile_retry.done():
+            return
+        self._reconcile_retry = asyncio.create_task(self._retry_reconcile(), name="binance-reconcile-retry")
+
+    async def _retry_reconcile(self) -> None:
+        """A reconciliation that failed (REST down, banned) is retried with backoff until it completes."""
+        for attempt in range(1, 30):
+            await asyncio.sleep(max(self.limiter.ban_remaining(), backoff_delay(attempt, self.backoff_base_s * 5, self.backoff_cap_s)))
+            if self._closing:
+                return
+            n, problems = await self._reconcile_once()
+            if not problems:
+                if n:
+                    self._emit(StreamStatus("user", True, reason="late reconciliation", recovered_fills=n, ts_ms=_now_ms()))
+                return
+        logger.error("binance: reconciliation keeps failing; missed fills may be unknown until it succeeds")
+
+    async def _reconcile_once(self) -> tuple[int, list[str]]:
         async with self._reconcile_lock:
             last: dict[str, int | None] = {}
             if self._reconcile_source is not None:
@@ -1084,7 +1134,7 @@ class BinanceExchange:
             if n:
                 logger.info("binance: reconciliation recovered {} fill(s)", n)
             self.recovered_fills_total += n
-            return n
+            return n, result.errors
 
 
 class _StreamDropped(Exception):
