@@ -285,3 +285,25 @@ def test_start_twice_refused() -> None:
     with pytest.raises(ValueError):
         g.start(D("115"), 0)
     assert g.pause(1) and all(isinstance(i, CancelOrder) for i in g.pause(2)) is True
+
+
+def test_rejected_start_buy_pauses_and_resume_retries() -> None:
+    g = Grid(1, cfg(), RULES)
+    first = g.start(D("115"), 0)
+    start = next(p for p in first if isinstance(p, PlaceOrder) and p.order_type is OrderType.MARKET)
+    out = g.on_order_update(OrderUpdate("TESTUSDT", start.client_order_id, Side.BUY, OrderType.MARKET,
+                                        OrderStatus.REJECTED, D(0), start.qty, D(0), reject_reason="no price"))
+    assert g.state == "paused"
+    assert any(getattr(a, "kind", "") == "grid-start-failed" for a in out)
+    cancels = [c for c in out if isinstance(c, CancelOrder)]
+    assert len(cancels) == 2
+    for c in cancels:
+        o = g.orders[c.client_order_id]
+        g.on_order_update(OrderUpdate("TESTUSDT", c.client_order_id, o.side, OrderType.LIMIT, OrderStatus.CANCELED,
+                                      o.price, o.qty, D(0)))
+    assert not any(isinstance(p, PlaceOrder) and p.side is Side.BUY and p.price and p.price > D("115") for p in out)
+    sim = Sim(RULES, D("115"), quote=D("2000"))
+    drive(g, sim, g.resume(D("115"), 5))
+    assert g.state == "running" and g.base_held() == D("4.544")
+    assert sorted((o.side, o.price) for o in sim.resting.values()) == [
+        (Side.BUY, D("100")), (Side.BUY, D("110")), (Side.SELL, D("130")), (Side.SELL, D("140"))]

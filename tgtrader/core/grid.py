@@ -430,9 +430,18 @@ class Grid:
         start_busy = any(o.role == "start" for o in self.orders.values()) or (
             self.chase is not None and not self.chase.done
         )
+        out: list[Intent] = []
         if self.start_pending and not start_busy:
-            self._allocate_start(ts)
-        return self._place_all()
+            short = self._start_shortfall()
+            if self._tradable(Side.BUY, short, self.last_price, market=True):
+                out.append(self._start_market(short))  # the start buy failed or was cut short: retry the rest
+            else:
+                self._allocate_start(ts)
+        return out + self._place_all()
+
+    def _start_shortfall(self) -> Decimal:
+        need = self.q * sum(1 for iv in self.intervals if iv.awaiting_start) - self.pool_base
+        return self.rules.round_qty(max(need, ZERO), market=True)
 
     def stop(self, sell: bool, ts: int, reason: str = "user") -> list[Intent]:
         if self.state in ("stopped", "preview"):
@@ -598,6 +607,13 @@ class Grid:
         del self.orders[o.cid]
         out: list[Intent] = []
         if o.role == "start":
+            if o.filled < o.qty and self.state == "running":
+                # the start buy was refused or cut short: pause with the reason; resume retries the rest
+                why = o.final_status or "ended"
+                out.append(self._alert("grid-start-failed",
+                                       f"grid {self.id} {self.config.symbol}: the start buy {why.lower()} "
+                                       f"({fmt_decimal(o.filled)} of {fmt_decimal(o.qty)} filled); grid paused"))
+                return out + self.pause(ts, "start buy failed")
             return out + self._after_start(ts)
         if o.role == "exit":
             return out

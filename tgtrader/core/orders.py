@@ -256,6 +256,9 @@ class OrderTracker:
     def is_duplicate(self, fill: Fill) -> bool:
         return (fill.symbol, fill.trade_id) in self.seen_trades
 
+    def is_duplicate_key(self, symbol: str, trade_id: int) -> bool:
+        return (symbol, trade_id) in self.seen_trades
+
     # ------------------------------------------------------------ queries
 
     def get(self, client_order_id: str) -> TrackedOrder | None:
