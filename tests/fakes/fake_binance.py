@@ -211,6 +211,9 @@ class FakeBinance:
         self._writers: set[asyncio.Future] = set()
         self.user_event_hook = None  # optional callable(event_dict) for benchmarks
         self.mute_user_stream = False  # events are generated but not delivered (a silent gap)
+        # optional callable(client_order_id) run after a POSTed order executed, before its answer is sent
+        # (the reliability suite SIGKILLs the bot there: executed on the exchange, ack never stored)
+        self.after_order_hook: Any = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -542,6 +545,8 @@ class FakeBinance:
         self.order_posts[cid] += 1
         self.order_received_at[cid] = time.perf_counter()
         answer = self._place(p, cid)
+        if self.after_order_hook is not None:  # the order is executed, its answer not yet written
+            self.after_order_hook(cid)
         if self._lose_order_responses > 0:
             self._lose_order_responses -= 1
             if request.transport is not None:
