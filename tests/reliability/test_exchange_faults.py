@@ -1,0 +1,70 @@
+"""Exchange faults against the real bot process: WebSocket drops during fills, refused reconnects,
+429/418-free REST errors (429, 500, 502, 503), a lost order answer, a late answer, and -1021 clock skew.
+Adapter-level unit coverage of the same faults lives in tests/exchange/test_binance.py; here the whole
+process (adapter + core + store + alerts) must come out with the issue-7 invariants intact."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.reliability.harness import Harness
+from tests.reliability.test_crash_restart import assert_invariants
+
+
+async def test_websocket_drops_during_fill_bursts(harness: Harness) -> None:
+    h = harness
+    await h.start_bot()
+    await h.create_grid("BTCUSDT", "49000", "51000", 8, "800")
+    assert await h.settle(quiet_s=0.8)
+    market_before = h.binance.market_connections_opened
+    for price in ("49300", "50800", "49100"):
+        await h.move("BTCUSDT", price)  # a burst of fills...
+        await h.binance.drop_websockets()  # ...whose user-data events are cut off mid-flight
+        await asyncio.sleep(0.3)
+    h.binance.refuse_ws_for(2.0)
+    await h.binance.drop_websockets()
+    await asyncio.sleep(2.5)
+    await h.move("BTCUSDT", "50300")
+    assert await h.settle(timeout=45, quiet_s=2.0)
+    assert h.binance.market_connections_opened > market_before
+    assert_invariants(h, outbox=False)
+    assert len(h.fake_fills()) >= 6
+
+
+async def test_rest_errors_lost_and_late_answers_on_order_placement(harness: Harness) -> None:
+    h = harness
+    await h.start_bot()
+    await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
+    assert await h.settle(quiet_s=0.8)
+    order = "/api/v3/order"
+    steps = [
+        (lambda: h.binance.fail_next(429, retry_after=1, path=order), "49400"),
+        (lambda: h.binance.fail_next(503, path=order), "50100"),
+        (lambda: h.binance.fail_next(500, path=order), "49400"),
+        (lambda: h.binance.fail_next(502, path=order), "50100"),
+        (lambda: h.binance.lose_next_order_response(), "49400"),
+        (lambda: h.binance.lose_next_order_response(), "50100"),
+    ]
+    for inject, price in steps:
+        inject()
+        await h.move("BTCUSDT", price)
+        assert await h.settle(timeout=40, quiet_s=1.0), f"no settle after fault before {price}"
+        assert_invariants(h, outbox=False)
+    assert sum(h.binance.order_posts.values()) == len(h.binance.order_posts)  # no id POSTed twice
+    assert h.binance.requests["POST /api/v3/order"] > len(h.binance.order_posts)  # the faults were hit
+
+
+async def test_clock_skew_minus_1021_is_resynced(harness: Harness) -> None:
+    h = harness
+    await h.start_bot()
+    await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
+    assert await h.settle(quiet_s=0.8)
+    syncs = h.binance.requests["GET /api/v3/time"]
+    h.binance.clock_offset_ms = -4000  # the exchange's clock is now 4 s behind the bot: -1021 on every signed call
+    await h.move("BTCUSDT", "49400")
+    assert await h.settle(timeout=30, quiet_s=1.0)
+    await h.move("BTCUSDT", "50100")
+    assert await h.settle(timeout=30, quiet_s=1.0)
+    assert_invariants(h, outbox=False)
+    assert len(h.fake_fills()) >= 3
+    assert h.binance.requests["GET /api/v3/time"] > syncs  # the bot re-synced its clock after -1021
