@@ -206,6 +206,7 @@ class BinanceExchange:
         rules_ttl_s: float = 3600.0,
         conflate_book: bool = True,
         session_params: dict[str, Any] | None = None,
+        user_stream: bool = True,
     ) -> None:
         self.name = "binance-testnet" if testnet else "binance"
         self._key, self._secret = api_key, api_secret
@@ -230,6 +231,7 @@ class BinanceExchange:
         self.queue_size = queue_size
         self.rules_ttl_s = rules_ttl_s
         self._session_params = session_params or {}
+        self.user_stream = user_stream  # False: market data only (paper trading on live prices, no keys)
 
         self.client: TgAsyncClient | None = None
         self.bsm: BinanceSocketManager | None = None
@@ -351,6 +353,8 @@ class BinanceExchange:
             self.bsm.STREAM_URL = self.bsm.STREAM_TESTNET_URL
         self._started = True
         self._start_market_tasks()
+        if not self.user_stream:
+            return
         self._user_task = asyncio.create_task(self._user_loop(), name="binance-user-stream")
         try:
             await asyncio.wait_for(self._user_ready.wait(), timeout=max(5.0, self.request_timeout))

@@ -1,0 +1,187 @@
+"""`tgtrader run`: wire settings -> store -> exchange -> trading core -> Telegram, and run until a signal.
+
+This module only builds and connects components; every decision lives in the core.
+Paper mode (the default) trades on the in-process paper exchange fed by Binance's public market
+stream; live mode needs TGTRADER_MODE=live and keys. Without a bot token the console chat is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from contextlib import suppress
+from typing import Any
+
+from loguru import logger
+
+from tgtrader.config import Settings, load_settings
+from tgtrader.core.engine import CoreConfig, TradingCore
+from tgtrader.core.events import EventBus
+from tgtrader.exchange.binance import BinanceExchange
+from tgtrader.exchange.paper import PaperExchange
+from tgtrader.exchange.port import Exchange
+from tgtrader.logging_setup import setup_logging
+from tgtrader.store.db import Database
+from tgtrader.types import Tick
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="paper-trade on live Binance market data even if TGTRADER_MODE=live",
+    )
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="also read commands from this terminal (the same commands as the chat)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    setup_logging(settings)
+    paper = bool(args.paper) or not settings.is_live
+    if not paper and not settings.has_binance_keys:  # load_settings already refuses this; belt and braces
+        print("config: live mode needs BINANCE_API_KEY and BINANCE_API_SECRET", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(serve(settings, paper=paper, console=bool(args.console)))
+    except KeyboardInterrupt:
+        return 130
+
+
+def core_config(settings: Settings) -> CoreConfig:
+    return CoreConfig(
+        fee_rate=settings.paper_taker_fee,
+        max_per_grid=settings.max_grid_quote,
+        max_total_in_grids=settings.max_total_quote,
+        max_open_orders=settings.max_open_orders,
+    )
+
+
+def build_exchange(settings: Settings, db: Database, paper: bool) -> tuple[Exchange, list[Any]]:
+    """The exchange the core trades on, plus helpers that must be started/closed with it."""
+    key = settings.binance_api_key.reveal() if settings.binance_api_key else ""
+    secret = settings.binance_api_secret.reveal() if settings.binance_api_secret else ""
+    if not paper:
+        return (
+            BinanceExchange(
+                key, secret, testnet=settings.binance_testnet,
+                rest_url=settings.binance_rest_url, ws_url=settings.binance_ws_url,
+            ),
+            [],
+        )
+    market = BinanceExchange(
+        key, secret, testnet=settings.binance_testnet, rest_url=settings.binance_rest_url,
+        ws_url=settings.binance_ws_url, user_stream=False, stream_kinds=("trade", "bookTicker"),
+    )
+    exchange = PaperExchange(
+        db,
+        maker_fee=settings.paper_maker_fee,
+        taker_fee=settings.paper_taker_fee,
+        initial_balances=settings.paper_balances,
+        on_subscribe=market.subscribe,
+        on_unsubscribe=market.unsubscribe,
+    )
+
+    def forward(event: object) -> None:
+        if isinstance(event, Tick):
+            exchange.feed(event)
+
+    market.set_event_sink(forward)  # type: ignore[arg-type]
+    return exchange, [market]
+
+
+async def serve(settings: Settings, *, paper: bool, console: bool = False) -> int:
+    db = await Database.open(settings.db_path)
+    bus = EventBus()
+    exchange, helpers = build_exchange(settings, db, paper)
+    mode = "paper" if paper else ("testnet" if settings.binance_testnet else "live")
+    core = TradingCore(exchange, db, bus, config=core_config(settings), mode=mode)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    bot: Any = None
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        for helper in helpers:
+            await helper.start()
+        if settings.telegram_bot_token:
+            from tgtrader.telegram.app import build_application, frontend
+
+            app = build_application(
+                token=settings.telegram_bot_token.reveal(),
+                api=core,
+                allowed_chat_ids=settings.telegram_allowed_chat_ids,
+                db=db,
+                base_url=settings.telegram_api_base,
+                base_file_url=settings.telegram_api_base.replace("/bot", "/file/bot"),
+                extra_secrets=settings.secrets(),
+            )
+            bot = frontend(app)
+            if bot.notifier is not None:
+                # Subscribe alerts BEFORE core.start(): the start-up reconciliation publishes the fills made
+                # while the bot was down, and they must reach the durable outbox (found by tests/reliability).
+                bot.notifier.attach(bus)
+                bot.notifier.attach = lambda _bus: None  # type: ignore[method-assign]  # post_init: no 2nd subscription
+        await core.start()
+        logger.info("tgtrader running in {} mode on {}", mode, exchange.name)
+        if bot is not None:
+            # Telegram being unreachable must not stop trading: connect in the background, with backoff.
+            tasks.append(asyncio.create_task(_start_telegram(bot), name="telegram-start"))
+        if console or not settings.telegram_bot_token:
+            tasks.append(asyncio.create_task(_console_then_stop(core, stop)))
+        await stop.wait()
+        logger.info("stopping: orders stay resting on the exchange; a restart resumes them")
+        return 0
+    finally:
+        for task in tasks:
+            task.cancel()
+        if bot is not None:
+            with suppress(Exception):
+                await bot.stop()
+        with suppress(Exception):
+            await core.stop()
+        for helper in helpers:
+            with suppress(Exception):
+                await helper.close()
+        with suppress(Exception):
+            await exchange.close()
+        await db.close()
+
+
+async def _start_telegram(bot: Any) -> None:
+    """Start the Telegram front end, retrying with backoff while the Bot API is unreachable."""
+    from telegram.error import InvalidToken, TelegramError
+
+    delay = 1.0
+    while True:
+        try:
+            await bot.start()
+            return
+        except InvalidToken:
+            logger.error("Telegram refused the bot token; the bot keeps trading without chat control")
+            return
+        except (TelegramError, OSError) as exc:
+            logger.warning("Telegram not reachable ({}); retrying in {:.0f} s", type(exc).__name__, delay)
+            with suppress(Exception):
+                if bot.app.running:
+                    await bot.app.stop()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
+async def _console_then_stop(core: TradingCore, stop: asyncio.Event) -> None:
+    from tgtrader.console import run_console
+
+    try:
+        await run_console(core)
+    finally:
+        if not sys.stdin.isatty():
+            return  # a closed stdin (service, container) must not stop the bot
+        stop.set()
