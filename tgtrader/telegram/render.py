@@ -443,7 +443,7 @@ def render_event(event: CoreEvent) -> str | None:
     if isinstance(event, GridStateChanged):
         if event.new not in {"stopped", "paused", "running"} or event.old == event.new:
             return None
-        if event.new == "running" and event.old in {"", "new", "starting", "created"}:
+        if event.new == "running" and event.old in {"", "new", "starting", "created", "preview"}:
             return f"GRID #{event.grid_id} {event.symbol} started"
         verb = {"stopped": "STOPPED", "paused": "paused", "running": "resumed"}[event.new]
         return f"GRID #{event.grid_id} {event.symbol} {verb}" + (f": {event.reason}" if event.reason else "")
