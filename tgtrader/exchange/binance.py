@@ -995,6 +995,14 @@ class BinanceExchange:
         ws_api = self.client.ws_api
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if ws_api._handle_read_loop is None and ws_api.ws is not None and ws_api.ws_state == WSListenerState.STREAMING:
+                # The read loop died (e.g. on an unparseable frame) but the socket is still open: every request
+                # would be sent and time out forever. Close it so the next request reconnects.
+                try:
+                    await asyncio.wait_for(ws_api.close(), timeout=5)
+                except Exception:  # noqa: BLE001 - closing a broken connection may fail; ws is dropped anyway
+                    ws_api.ws = None
+                return
             if ws_api._handle_read_loop is None or ws_api.ws_state == WSListenerState.STREAMING:
                 return
             await asyncio.sleep(0.05)
