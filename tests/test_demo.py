@@ -1,0 +1,80 @@
+"""The unattended demo: the real core + paper exchange on the shipped candles, driven through the console
+chat, must make exactly the fills the vectorized backtester makes on the same candles."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tgtrader.backtest.candles import load_candles
+from tgtrader.backtest.vector import GridSpec as VSpec
+from tgtrader.backtest.vector import run_backtest
+from tgtrader.demo import SAMPLE, Demo, _grid_words, _read_script
+from tgtrader.exchange.paper import load_exchange_info
+from tgtrader.store.db import Database
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def test_unattended_demo_fills_equal_the_backtest(tmp_path: Path) -> None:
+    candles = load_candles(SAMPLE)
+    script = tmp_path / "script.txt"
+    script.write_text("@25% /status\n@50% /orders\n@75% /pnl\n/size BTCUSDT 20000 19000\n")
+    out: list[str] = []
+    grid = _grid_words(None, float(candles.open[0]))
+    demo = Demo(candles, "BTCUSDT", speed=None, grid=grid, script=_read_script(script), db_path=tmp_path / "d.db",
+                out_dir=tmp_path / "charts", interactive=False, write=out.append)
+    summary = await demo.run()
+    text = "\n".join(out)
+
+    lower, upper, n, investment = (float(x) for x in grid.split())
+    rules = load_exchange_info()["BTCUSDT"]
+    vec = run_backtest(candles, VSpec(lower, upper, int(n), investment, "arithmetic", 0.001), rules)
+
+    db = await Database.open(tmp_path / "d.db")
+    try:
+        fills = await db.fills.list(symbol="BTCUSDT")
+    finally:
+        await db.close()
+    grid_fills = [f for f in fills if f.client_order_id.startswith("tg-g1-") and "-x" not in f.client_order_id]
+    assert [(f.side.value, float(f.price)) for f in grid_fills] == [
+        (side, pytest.approx(price)) for _, side, _, price, _ in vec.fills.records()
+    ]
+    assert len(grid_fills) == vec.buys + vec.sells > 20
+    assert Decimal(summary.final_equity) - Decimal(summary.start_equity) == pytest.approx(
+        Decimal(str(round(vec.final_equity - investment, 2))), abs=Decimal("0.01"))
+    # what a trader sees: the scripted commands answered, alerts, the summary and the chart
+    for needle in ("you> /status", "you> /orders", "you> /pnl", "ALERT", "demo summary", "round trips"):
+        assert needle in text
+    assert summary.chart is not None and Path(summary.chart).stat().st_size > 10_000
+
+
+def test_demo_cli_runs_unattended_and_exits_0(tmp_path: Path) -> None:
+    """`tgtrader demo < /dev/null` — exactly how the README checks it — in a clean working directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "BINANCE_", "TGTRADER_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tgtrader", "demo", "--summary-json", "s.json"],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "demo summary" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["buys"] > 10 and summary["sells"] > 10
+    assert (tmp_path / summary["chart"]).exists()
+
+
+def test_demo_bad_arguments_get_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tgtrader", "demo", "--speed", "fast"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("demo: --speed")
+    assert "Traceback" not in proc.stderr
