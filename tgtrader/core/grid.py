@@ -12,6 +12,9 @@ cancels/expires it) keeps its filled part in the interval's `base`: a waiting in
 only the shortfall `q - base`, a holding interval sells all its base. If that remainder is below the
 filters, a waiting interval buys a full q instead (the dust rides along and is sold with it).
 
+A REJECTED order leaves its interval without an order (and an alert): no retry loop against a
+refusing exchange; `resume()` re-places every missing order.
+
 Invariant: never more than one open order per interval. States: preview -> running <-> paused ->
 stopped (reason: user, stop-loss, take-profit, panic). Fills must be de-duplicated upstream (the
 order tracker); the grid also ignores a trade id it has already applied to the same order.
@@ -419,6 +422,7 @@ class Grid:
         if self.state != "running":
             return []
         self._set_state("paused", reason, ts)
+        self.stop_reason = reason  # why it is not running (shown in summaries)
         return self._cancel_all()
 
     def resume(self, price: Decimal | None, ts: int) -> list[Intent]:
@@ -427,6 +431,7 @@ class Grid:
         if price is not None:
             self.last_price = price
         self._set_state("running", "user", ts)
+        self.stop_reason = ""
         start_busy = any(o.role == "start" for o in self.orders.values()) or (
             self.chase is not None and not self.chase.done
         )
@@ -638,6 +643,9 @@ class Grid:
                 self._events.append(
                     GridRoundTrip(self.id, self.config.symbol, buy_price, o.quote / o.filled, o.filled, o.profit, ts)
                 )
+        if o.final_status == OrderStatus.REJECTED.value and not full:
+            # a refused order leaves the interval without one (no retry loop); resume re-places it
+            return out
         if self.state == "running" and not iv.awaiting_start:
             p = self._place_level(iv)
             if p is not None:

@@ -1,0 +1,166 @@
+"""TradingCore under exchange faults: lost answers, rejections, bans, stream drops, silent market."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from typing import Any
+
+from tgtrader.core.api import GridSpec
+from tgtrader.core.engine import CoreConfig, TradingCore, _Timer
+from tgtrader.core.events import ErrorEvent, EventBus, OrderRejected, StreamDown, StreamUp
+from tgtrader.errors import ExchangeUnavailable, InsufficientBalance, IpBanned, OrderStatusUnknown
+from tgtrader.exchange.paper import PaperExchange
+from tgtrader.exchange.port import StreamStatus
+from tgtrader.store import Database
+from tgtrader.types import OrderType, PlaceOrder, Side
+
+from .conftest import REAL_RULES
+
+T0 = 1_700_000_000_000
+SPEC = GridSpec("BTCUSDT", D("40000"), D("60000"), 4, D("1000"))
+
+
+class Flaky(PaperExchange):
+    """The real paper exchange with scripted failures on place_order."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.script: list[str] = []  # per call: "ok", "lost-after" (placed, answer lost), "lost-before", "ban"
+        self.calls: list[str] = []
+
+    async def place_order(self, order: PlaceOrder):  # type: ignore[override]
+        self.calls.append(order.client_order_id)
+        action = self.script.pop(0) if self.script else "ok"
+        if action == "lost-before":
+            raise OrderStatusUnknown("timeout")
+        if action == "ban":
+            raise IpBanned("banned", retry_after=60)
+        if action == "nofunds":
+            raise InsufficientBalance("Account has insufficient balance for requested action.")
+        upd = await super().place_order(order)
+        if action == "lost-after":
+            raise OrderStatusUnknown("timeout")
+        return upd
+
+
+async def make(usdt: str = "10000") -> tuple[TradingCore, Flaky, list, list[int]]:
+    db = await Database.open(":memory:")
+    paper = Flaky(db, rules=REAL_RULES, initial_balances={"USDT": D(usdt)})
+    events: list = []
+    bus = EventBus()
+    bus.subscribe(events.append)
+    now = [T0]
+    core = TradingCore(paper, db, bus, CoreConfig(timer_interval_s=0, soft_stop_silence_s=30), clock_ms=lambda: now[0])
+    await core.start()
+    await paper.subscribe({"BTCUSDT"})
+    paper.feed_trade("BTCUSDT", D("52000"), now[0])
+    await core.idle()
+    return core, paper, events, now
+
+
+async def test_lost_answers_are_looked_up_never_duplicated() -> None:
+    core, paper, events, now = await make()
+    paper.script = ["ok", "lost-after", "lost-before", "ok"]
+    await core.start_grid((await core.preview_grid(SPEC)).token)
+    await core.idle()
+    opened = await paper.open_orders("BTCUSDT")
+    cids = [o.client_order_id for o in opened]
+    assert len(cids) == len(set(cids)) == 4
+    # the "lost-before" order was sent again with the same id; the "lost-after" one was not resent
+    assert len(paper.calls) == len(set(paper.calls)) + 1
+    assert sorted((o.side.value, o.price) for o in await core.open_orders()) == sorted(
+        (o.side.value, o.price) for o in opened)
+    await core.stop()
+
+
+async def test_insufficient_balance_pauses_grid_with_reason() -> None:
+    core, paper, events, now = await make()
+    gid = (await core.start_grid((await core.preview_grid(SPEC)).token)).id
+    await core.idle()
+    paper.script = ["nofunds"]
+    now[0] += 1000
+    paper.feed_trade("BTCUSDT", D("49000"), now[0])  # buy at 50000 fills; its counter sell is refused
+    await core.idle()
+    assert any(isinstance(e, OrderRejected) for e in events)
+    assert any(isinstance(e, ErrorEvent) and e.severity == "insufficient-balance" for e in events)
+    g = await core.grid(gid)
+    assert g.state == "paused" and g.stop_reason == "insufficient balance"
+    assert await paper.open_orders("BTCUSDT") == []
+    await core.resume_grid(gid)  # re-places every order, including the refused sell
+    await core.idle()
+    opened = await paper.open_orders("BTCUSDT")
+    assert any(o.side is Side.SELL and o.price == D("55000") for o in opened) and len(opened) == 4
+    await core.stop()
+
+
+async def test_ban_stops_sending_and_pauses_grids() -> None:
+    core, paper, events, now = await make()
+    gid = (await core.start_grid((await core.preview_grid(SPEC)).token)).id
+    await core.idle()
+    paper.script = ["ban"]
+    now[0] += 1000
+    paper.feed_trade("BTCUSDT", D("49000"), now[0])  # buy at 50000 fills -> counter sell -> 418
+    await core.idle()
+    assert any(isinstance(e, ErrorEvent) and e.severity == "ban" for e in events)
+    assert (await core.grid(gid)).state == "paused"
+    calls = len(paper.calls)
+    await core.resume_grid(gid)
+    await core.idle()
+    assert len(paper.calls) == calls  # nothing is sent while banned
+    await core.stop()
+
+
+async def test_stream_status_becomes_bus_events() -> None:
+    core, paper, events, now = await make()
+    paper._push(StreamStatus("market", False, "socket closed", ts_ms=T0 + 1000))
+    paper._push(StreamStatus("market", True, "", recovered_fills=2, ts_ms=T0 + 6000))
+    await core.idle()
+    down = [e for e in events if isinstance(e, StreamDown)]
+    up = [e for e in events if isinstance(e, StreamUp) and e.stream == "market"]
+    assert down and down[0].reason == "socket closed"
+    assert up and up[0].down_for_s == 5.0 and up[0].recovered_fills == 2
+    await core.stop()
+
+
+async def test_soft_stop_falls_back_to_hard_when_market_is_silent() -> None:
+    core, paper, events, now = await make()
+    await paper.deposit("BTC", D("0.01"))
+    view = await core.add_stop("BTCUSDT", D("45000"))
+    assert view.kind == "soft"
+    now[0] += 31_000
+    core._queue.put_nowait(_Timer(now[0]))
+    await core.idle()
+    stops = await core.list_stops()
+    assert stops[0].state == "fallback-hard" and stops[0].kind == "hard"
+    opened = await paper.open_orders("BTCUSDT")
+    assert [o.order_type for o in opened] == [OrderType.STOP_LOSS_LIMIT]
+    assert await core.db.outbox.pending_count() >= 1
+    # the exchange triggers it
+    now[0] += 1000
+    paper.feed_trade("BTCUSDT", D("44000"), now[0])
+    await core.idle()
+    stops = await core.list_stops()
+    assert stops[0].state == "done"
+    await core.stop()
+
+
+async def test_unknown_and_foreign_orders_are_tolerated() -> None:
+    core, paper, events, now = await make()
+    await paper.place_order(PlaceOrder("BTCUSDT", "web_manual_1", Side.BUY, OrderType.LIMIT, D("0.001"), D("30000")))
+    await core.idle()
+    assert any(o.owner == "foreign" for o in await core.open_orders())
+    await core.stop()
+
+
+async def test_exchange_unavailable_on_place_is_a_rejection() -> None:
+    core, paper, events, now = await make()
+
+    async def down(order: PlaceOrder):  # type: ignore[no-untyped-def]
+        raise ExchangeUnavailable("503")
+
+    paper.place_order = down  # type: ignore[method-assign]
+    gid = (await core.start_grid((await core.preview_grid(SPEC)).token)).id
+    await core.idle()
+    assert any(isinstance(e, OrderRejected) for e in events)
+    assert (await core.grid(gid)).state == "paused"  # the start buy failed: paused with the reason
+    await core.stop()
