@@ -247,3 +247,37 @@ async def test_sizing_and_stops_and_chase(tmp_path: Path) -> None:
     assert bal.get("BTC") is None or bal["BTC"].total == 0
     await core.stop()
     await db.close()
+
+
+async def test_failed_save_halts_and_restart_recovers_the_fill_once(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "t.db")
+    clock, events = Clock(), []
+    core, paper = await make(db, clock, events)
+    await paper.subscribe({"BTCUSDT"})
+    await feed(core, paper, clock, "52000")
+    gid = (await core.start_grid((await core.preview_grid(SPEC)).token)).id
+    await core.idle()
+    real = db.fills.set_last_seen_trade_id
+
+    async def broken(symbol: str, trade_id: int) -> int:
+        raise OSError("disk full")
+
+    db.fills.set_last_seen_trade_id = broken  # type: ignore[method-assign]
+    await feed(core, paper, clock, "49000")  # the buy at 50000 fills; saving its reaction fails
+    from tgtrader.core.events import ErrorEvent
+
+    assert any(isinstance(e, ErrorEvent) and "halted" in e.message for e in events)
+    with pytest.raises(ApiError):
+        await core.pause_grid(gid)
+    assert not any(o.side is Side.SELL and o.price == D("55000") for o in await paper.open_orders("BTCUSDT"))
+    db.fills.set_last_seen_trade_id = real  # type: ignore[method-assign]
+    await core.stop()
+    await paper.close()
+    events2: list = []
+    core2, paper2 = await make(db, clock, events2)
+    recovered = [e for e in events2 if isinstance(e, OrderFilled)]
+    assert len(recovered) == 1 and recovered[0].recovered
+    sells = [o for o in await paper2.open_orders("BTCUSDT") if o.side is Side.SELL and o.price == D("55000")]
+    assert len(sells) == 1
+    await core2.stop()
+    await db.close()

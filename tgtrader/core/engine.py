@@ -189,6 +189,7 @@ class TradingCore:
         self._recovering = False
         self._recovered = 0
         self._started = False
+        self._halted = False
 
     # ================================================================ lifecycle
 
@@ -367,6 +368,8 @@ class TradingCore:
     # ================================================================ event handling
 
     async def _handle(self, event: Any) -> None:
+        if self._halted:
+            return  # nothing is applied until a restart; reconciliation recovers what is dropped here
         if isinstance(event, Tick):
             await self._handle_tick(event)
         elif isinstance(event, Fill):
@@ -518,6 +521,40 @@ class TradingCore:
         for c in intents:
             if isinstance(c, CancelOrder):
                 self.tracker.on_cancel_requested(c.client_order_id, ts)
+        try:
+            await self._persist(machine, intents, places, fill, updated, events, ts)
+        except Exception as exc:
+            self._halt(exc)
+            raise
+        for ev in events:
+            self.bus.publish(ev)
+        await self._execute(intents)
+        if isinstance(machine, Chase):
+            self._resolve_chase(machine)
+
+    def _halt(self, exc: BaseException) -> None:
+        """A reaction could not be saved: memory and database differ, so stop trading until a restart
+        (which reloads the saved state and recovers the missed fills by reconciliation)."""
+        if not self._halted:
+            self._halted = True
+            logger.error("core: saving failed ({}); trading halted until restart", exc)
+            self.bus.publish(ErrorEvent("store", f"saving failed, trading halted until restart: {exc}",
+                                        self.clock_ms(), severity="error"))
+
+    def _check_running(self) -> None:
+        if self._halted:
+            raise ApiError("trading is halted after a database error; restart the bot")
+
+    async def _persist(
+        self,
+        machine: Machine | None,
+        intents: list[Intent],
+        places: list[PlaceOrder],
+        fill: Fill | None,
+        updated: list[TrackedOrder] | None,
+        events: list[CoreEvent],
+        ts: int,
+    ) -> None:
         async with self.db.transaction():
             if fill is not None:
                 await self.db.fills.add(fill)
@@ -546,11 +583,6 @@ class TradingCore:
             for ev in events:
                 if isinstance(ev, GridRoundTrip):
                     await self._add_pnl(ev)
-        for ev in events:
-            self.bus.publish(ev)
-        await self._execute(intents)
-        if isinstance(machine, Chase):
-            self._resolve_chase(machine)
 
     async def _add_pnl(self, ev: GridRoundTrip) -> None:
         day = datetime.fromtimestamp(ev.ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
@@ -763,6 +795,7 @@ class TradingCore:
     # ================================================================ API: grids
 
     async def start_grid(self, preview_token: str) -> GridSummary:
+        self._check_running()
         pv = self._previews.get(preview_token)
         now = self.clock_ms()
         if pv is None:
@@ -821,6 +854,7 @@ class TradingCore:
         return self._summary(self._grid_or_error(grid_id))
 
     async def pause_grid(self, grid_id: int, reason: str = "user") -> GridSummary:
+        self._check_running()
         async with self._lock:
             g = self._grid_or_error(grid_id)
             if g.state != "running":
@@ -829,6 +863,7 @@ class TradingCore:
         return self._summary(g)
 
     async def resume_grid(self, grid_id: int) -> GridSummary:
+        self._check_running()
         async with self._lock:
             g = self._grid_or_error(grid_id)
             if g.state != "paused":
@@ -839,6 +874,7 @@ class TradingCore:
         return self._summary(g)
 
     async def stop_grid(self, grid_id: int, sell: bool = False) -> GridSummary:
+        self._check_running()
         async with self._lock:
             g = self._grid_or_error(grid_id)
             if g.state == "stopped":
@@ -931,6 +967,7 @@ class TradingCore:
         return n
 
     async def chase(self, symbol: str, side: Side, qty: Decimal, limit_price: Decimal | None = None) -> ChaseResult:
+        self._check_running()
         rules = await self._rules_or_api_error(symbol)
         symbol = rules.symbol
         qty = rules.round_qty(qty)
@@ -961,6 +998,7 @@ class TradingCore:
         return StopView(s.id, s.symbol, s.kind, s.purpose, s.trigger, s.qty, state)
 
     async def add_stop(self, symbol: str, price: Decimal, kind: str = "soft") -> StopView:
+        self._check_running()
         if kind not in ("soft", "hard"):
             raise ApiError("stop kind must be soft or hard")
         rules = await self._rules_or_api_error(symbol)
@@ -991,6 +1029,7 @@ class TradingCore:
         return [self._stop_view(s) for s in sorted(self.stops.values(), key=lambda s: s.id)]
 
     async def cancel_stop(self, stop_id: int) -> StopView:
+        self._check_running()
         async with self._lock:
             s = self.stops.get(stop_id)
             if s is None:
