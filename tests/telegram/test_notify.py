@@ -36,7 +36,7 @@ def make_notifier(db: Database, bot: ExtBot, **kw: object) -> Notifier:
 
     options = dict(window_s=0.1, per_chat_interval_s=0.0, poll_s=0.05, backoff_base_s=0.05, stream_down_alert_s=0.2)
     options.update(kw)
-    return Notifier(db.outbox, send, lambda: CHATS, **options)  # type: ignore[arg-type]
+    return Notifier(db, send, lambda: CHATS, **options)  # type: ignore[arg-type]
 
 
 def fill(i: int) -> OrderFilled:

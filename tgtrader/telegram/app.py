@@ -119,7 +119,7 @@ def build_application(
             return await app.bot.send_message(chat_id, text)
 
         notifier = Notifier(
-            db.outbox, send, lambda: allowed, window_s=alert_window_s, stream_down_alert_s=stream_down_alert_s,
+            db, send, lambda: allowed, window_s=alert_window_s, stream_down_alert_s=stream_down_alert_s,
             per_chat_interval_s=per_chat_interval_s, poll_s=notifier_poll_s,
         )
 

@@ -13,16 +13,24 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
-from typing import Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from loguru import logger
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
-from tgtrader.core.events import CoreEvent, EventBus, StreamDown, StreamUp
-from tgtrader.store.outbox import OutboxRepo, OutboxRow
+from tgtrader.core.events import CoreEvent, EventBus, OrderRejected, StopTriggered, StreamDown, StreamUp
+from tgtrader.store.outbox import OutboxRow
 from tgtrader.telegram.render import MAX_MESSAGE, render_alerts
 
 SendFn = Callable[[int, str], Awaitable[object]]
+
+
+def covered_by_core(event: CoreEvent) -> bool:
+    """Events whose alert the core already wrote to the outbox as an AlertIntent (in the same
+    transaction as the state change), so rendering them again would alert twice."""
+    if isinstance(event, StopTriggered):
+        return True
+    return isinstance(event, OrderRejected) and event.owner.startswith(("grid:", "stop:"))
 
 
 def _now_ms() -> int:
@@ -42,7 +50,7 @@ def retry_after_s(exc: RetryAfter) -> float:
 class Notifier:
     def __init__(
         self,
-        outbox: OutboxRepo,
+        db: Any,
         send: SendFn,
         recipients: Callable[[], Iterable[int]],
         *,
@@ -55,7 +63,8 @@ class Notifier:
         poll_s: float = 1.0,
         clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
-        self.outbox = outbox
+        self.db = db  # tgtrader.store.Database: its outbox, and transactions for fan-out
+        self.outbox = db.outbox
         self.send = send
         self.recipients = recipients
         self.window_s = window_s
@@ -76,6 +85,7 @@ class Notifier:
         self._down: dict[str, tuple[StreamDown, bool]] = {}  # stream -> (event, alerted?)
         self._down_timers: dict[str, asyncio.TimerHandle] = {}
         self._unsubscribe: Callable[[], None] | None = None
+        self._stopping = False
         self.sent_messages = 0
 
     # ------------------------------------------------------------ events in (sync, never blocks)
@@ -85,6 +95,8 @@ class Notifier:
 
     def on_event(self, event: CoreEvent) -> None:
         """Bus subscriber. Stream outages are only reported once they last `stream_down_alert_s`."""
+        if covered_by_core(event):
+            return
         if isinstance(event, StreamDown):
             self._on_stream_down(event)
             return
@@ -94,7 +106,7 @@ class Notifier:
             if timer is not None:
                 timer.cancel()
             alerted = down is not None and down[1]
-            if not (alerted or event.down_for_s >= self.stream_down_alert_s):
+            if not (alerted or event.down_for_s >= self.stream_down_alert_s or event.recovered_fills):
                 return
         self._add(event)
 
@@ -163,6 +175,7 @@ class Notifier:
 
     async def start(self) -> None:
         if self._loop_task is None:
+            self._stopping = False
             self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="alert-outbox")
 
     async def stop(self) -> None:
@@ -178,11 +191,12 @@ class Notifier:
         except Exception:
             logger.exception("could not write buffered alerts to the outbox at shutdown")
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            try:
-                await self._loop_task
-            except (asyncio.CancelledError, Exception):
-                pass
+            self._stopping = True
+            self._wake.set()
+            done, _ = await asyncio.wait({self._loop_task}, timeout=5.0)
+            if not done:  # stuck in a send: cancel it (the row stays unsent and is retried next start)
+                self._loop_task.cancel()
+                await asyncio.wait({self._loop_task}, timeout=2.0)
             self._loop_task = None
         for task in list(self._flush_tasks):
             task.cancel()
@@ -194,7 +208,10 @@ class Notifier:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        # A stop flag rather than cancellation alone: on Python 3.11 asyncio.wait_for can swallow a
+        # cancel that races with its inner wait, which left this loop running forever.
+        while not self._stopping:
+            self._wake.clear()  # before delivering: a wake-up during delivery must not be lost
             try:
                 delay = await self.deliver_due()
             except asyncio.CancelledError:
@@ -202,10 +219,12 @@ class Notifier:
             except Exception:
                 logger.exception("alert delivery loop failed; retrying")
                 delay = self.poll_s
-            self._wake.clear()
+            if self._stopping:
+                break
             try:
-                await asyncio.wait_for(self._wake.wait(), max(0.01, delay))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(max(0.01, delay)):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
 
     async def deliver_due(self) -> float:
@@ -221,10 +240,12 @@ class Notifier:
             return self.poll_s
         by_chat: dict[int, list[OutboxRow]] = {}
         for row in rows:
-            if row.chat_id is None:  # written by someone else for "every chat": fan out
-                for chat_id in sorted(set(self.recipients())):
-                    await self.outbox.enqueue(row.kind, row.text, chat_id, now=row.created_ms)
-                await self.outbox.mark_sent(row.id, now)
+            if row.chat_id is None:  # written by the core for "every chat": one row per chat, atomically
+                async with self.db.transaction():
+                    for chat_id in sorted(set(self.recipients())):
+                        await self.outbox.enqueue(row.kind, row.text, chat_id, now=now)
+                    await self.outbox.mark_sent(row.id, now)
+                self._wake.set()
                 continue
             by_chat.setdefault(row.chat_id, []).append(row)
         sleep = self.poll_s

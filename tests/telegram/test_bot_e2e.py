@@ -1,0 +1,272 @@
+"""End to end: the real PTB Application over real HTTP against the fake Bot API, driving the real
+TradingCore on the real PaperExchange and a real SQLite database. No mocks of the core."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal as D
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from tests.fakes.fake_telegram import FakeTelegram
+from tgtrader.core.engine import CoreConfig, TradingCore
+from tgtrader.core.events import EventBus
+from tgtrader.exchange.paper import PaperExchange
+from tgtrader.store.db import Database
+from tgtrader.telegram import render
+from tgtrader.telegram.app import TelegramBot, build_application, frontend
+from tgtrader.telegram.commands import COMMANDS
+
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+
+ALICE, BOB, EVE = 777, 888, 555  # Alice and Bob are allowed; Eve is not
+GRID = "/grid new BTCUSDT 40000 60000 4 1000"
+
+
+@dataclass
+class Stack:
+    fake: FakeTelegram
+    db: Database
+    paper: PaperExchange
+    core: TradingCore
+    bot: TelegramBot
+    now_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+
+    async def price(self, *prices: str) -> None:
+        for price in prices:
+            self.now_ms += 1000
+            self.paper.feed_trade("BTCUSDT", D(price), self.now_ms)
+            await self.core.idle()
+
+    async def ask(self, chat: int, text: str, method: str | tuple[str, ...] = ("sendMessage", "sendPhoto")) -> str:
+        before = len(self.fake.sent_to(chat))
+        self.fake.push_command(chat, text)
+        await self.fake.wait_for(lambda: len(self.fake.sent_to(chat)) > before, timeout=5)
+        call = self.fake.sent_to(chat)[before]
+        assert call.method in ((method,) if isinstance(method, str) else method), call
+        return str(call.params.get("text", call.params.get("caption", "")))
+
+    async def press(self, chat: int, data: str, message_id: int | None = None, as_chat: int | None = None) -> str:
+        """Press a button; returns the text the bot edited in or sent as the answer."""
+        target = as_chat if as_chat is not None else chat
+        before = len(self.fake.sent_to(target))
+        self.fake.push_callback(target, data, message_id=message_id if as_chat is None else None)
+        await self.fake.wait_for(lambda: len(self.fake.sent_to(target)) > before, timeout=5)
+        return str(self.fake.sent_to(target)[before].params.get("text", ""))
+
+
+async def make_stack(tmp_path: Path, fake: FakeTelegram, **kw: object) -> Stack:
+    db = await Database.open(tmp_path / "bot.sqlite")
+    paper = PaperExchange(db, initial_balances={"USDT": D("10000")})
+    core = TradingCore(paper, db, EventBus(), CoreConfig(timer_interval_s=0), mode="paper")
+    await core.start()
+    await paper.subscribe({"BTCUSDT"})
+    options: dict[str, object] = dict(alert_window_s=0.15, per_chat_interval_s=0.0, notifier_poll_s=0.05,
+                                      max_retries=2)
+    options.update(kw)
+    app = build_application(token=fake.token, api=core, allowed_chat_ids=[ALICE, BOB], db=db,
+                            base_url=fake.base_url, base_file_url=fake.base_file_url, **options)  # type: ignore[arg-type]
+    bot = frontend(app)
+    await bot.start(poll_timeout=1)
+    stack = Stack(fake, db, paper, core, bot)
+    await stack.price("52000")
+    return stack
+
+
+async def close_stack(stack: Stack) -> None:
+    await stack.bot.stop()
+    await stack.core.stop()
+    await stack.paper.close()
+    await stack.db.close()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, fake: FakeTelegram) -> AsyncIterator[Stack]:
+    s = await make_stack(tmp_path, fake)
+    try:
+        yield s
+    finally:
+        await close_stack(s)
+
+
+async def test_start_help_and_menu(stack: Stack) -> None:
+    text = await stack.ask(ALICE, "/start")
+    assert "Mode: PAPER" in text and "10,000.00 USDT free" in text and "receives alerts" in text
+    start_call = stack.fake.sent_to(ALICE)[-1]
+    assert start_call.params["reply_markup"]["keyboard"][0][0]["text"] == "/status"
+    help_text = await stack.ask(ALICE, "/help")
+    for command in COMMANDS:
+        assert f"/{command.name}" in help_text
+    assert "/grid new SYMBOL LOWER UPPER GRIDS INVESTMENT" in help_text
+    assert [c["command"] for c in stack.fake.commands] == [c.name for c in COMMANDS]
+    for command in COMMANDS:  # every command answers '/cmd help' with its syntax and an example
+        answer = await stack.ask(ALICE, f"/{command.name} help")
+        assert "Example: /" in answer and answer.startswith("/")
+
+
+async def test_full_grid_flow_alerts_status_and_panic(stack: Stack) -> None:
+    fake = stack.fake
+    await stack.ask(ALICE, "/start")
+    preview = await stack.ask(ALICE, GRID)
+    assert "Grid preview BTCUSDT" in preview and "Levels: 40000, 45000, 50000, 55000, 60000" in preview
+    labels = [b["text"] for b in fake.buttons(ALICE)]
+    assert labels == ["Start", "Cancel"]
+    assert not await stack.core.list_grids()  # the preview placed nothing
+
+    started = await stack.press(ALICE, fake.buttons(ALICE)[0]["callback_data"])
+    assert "Grid #1 BTCUSDT started" in started
+    grids = await stack.core.list_grids()
+    assert len(grids) == 1 and grids[0].state == "running"
+    assert any(c.method == "answerCallbackQuery" for c in fake.calls)
+
+    await stack.price("49000", "56000")  # buy at 50000 fills, then its sell at 55000: one round trip
+    for chat in (ALICE, BOB):  # alerts go to every authorized chat
+        await fake.wait_for(lambda: any("ROUND TRIP" in t for t in fake.texts_to(chat)), timeout=5)
+    alerts = "\n".join(fake.texts_to(BOB))
+    assert "FILL BTCUSDT BUY" in alerts and "FILL BTCUSDT SELL" in alerts and "[grid:1]" in alerts
+    assert "ROUND TRIP grid #1 BTCUSDT: bought 50000 sold 55000" in alerts
+
+    status = await stack.ask(ALICE, "/status")
+    assert "Mode: PAPER" in status and "Grids: 1 running" in status and "#1 BTCUSDT running" in status
+    assert "Realized today +" in status
+
+    listing = await stack.ask(ALICE, "/grid list")
+    assert "#1 BTCUSDT running 40000-60000 x4" in listing and "1 trips" in listing
+    chart = await stack.ask(ALICE, "/chart 1", "sendPhoto")
+    assert chart.startswith("Grid #1 BTCUSDT")
+    assert fake.sent_to(ALICE, ("sendPhoto",))[-1].files["photo"].startswith(b"\x89PNG")
+
+    plan = await stack.ask(ALICE, "/panic")
+    assert "PANIC will:" in plan and "pause 1 grid(s)" in plan and "within 30 s" in plan
+    assert [b["text"] for b in fake.buttons(ALICE)] == ["CONFIRM PANIC", "Cancel"]
+    report = await stack.press(ALICE, fake.buttons(ALICE)[0]["callback_data"])
+    assert report.startswith("PANIC done") and "paused 1 grid(s)" in report and "FAILED" not in report
+    await stack.core.idle()
+    assert (await stack.core.list_grids())[0].state == "paused"
+    assert not await stack.core.open_orders()
+    assert "BTC" not in {b.asset for b in (await stack.core.balances()).balances if b.total > 0}
+
+    resumed = await stack.ask(ALICE, "/resume_all")
+    assert "Resumed 1 grid(s)" in resumed
+    assert (await stack.core.list_grids())[0].state != "stopped"
+
+
+async def test_grid_stop_asks_for_confirmation(stack: Stack) -> None:
+    await stack.ask(ALICE, GRID)
+    await stack.press(ALICE, stack.fake.buttons(ALICE)[0]["callback_data"])
+    question = await stack.ask(ALICE, "/grid stop 1")
+    assert question.startswith("Stop grid #1 BTCUSDT?")
+    assert (await stack.core.grid(1)).state == "running"  # nothing happens before the confirmation
+    buttons = stack.fake.buttons(ALICE)
+    assert [b["text"] for b in buttons] == ["Stop grid #1", "Keep running"]
+    answer = await stack.press(ALICE, buttons[0]["callback_data"])
+    assert "Grid #1 stopped" in answer
+    assert (await stack.core.grid(1)).state == "stopped"
+    assert "already stopped" in await stack.ask(ALICE, "/grid stop 1")
+
+
+async def test_unauthorized_chat_gets_one_neutral_refusal_and_nothing_changes(stack: Stack) -> None:
+    fake = stack.fake
+    fake.push_command(EVE, GRID)
+    fake.push_command(EVE, "/status")
+    fake.push_command(EVE, "/panic")
+    await stack.ask(ALICE, "/help")  # a later update from Alice: Eve's were processed before it
+    await asyncio.sleep(0.1)
+    texts = fake.texts_to(EVE)
+    assert texts == ["Sorry, this is a private bot."]
+    assert not await stack.core.list_grids()
+    # Eve replays a button she saw somewhere: the refusal is a toast, nothing runs
+    await stack.ask(ALICE, GRID)
+    data = fake.buttons(ALICE)[0]["callback_data"]
+    fake.push_callback(EVE, data)
+    await fake.wait_for(lambda: any(c.method == "answerCallbackQuery" and "private" in str(c.params.get("text"))
+                                    for c in fake.calls))
+    assert not await stack.core.list_grids()
+    assert fake.texts_to(EVE) == ["Sorry, this is a private bot."]
+    # no data leaked anywhere in what Eve received
+    assert all("USDT" not in t for t in fake.texts_to(EVE))
+
+
+async def test_forged_expired_and_other_chat_buttons_do_nothing(tmp_path: Path, fake: FakeTelegram) -> None:
+    stack = await make_stack(tmp_path, fake, preview_ttl_s=0.5)
+    try:
+        await stack.ask(ALICE, GRID)
+        start = fake.buttons(ALICE)[0]["callback_data"]
+        # Bob (allowed, but another chat) presses Alice's Start
+        answer = await stack.press(ALICE, start, as_chat=BOB)
+        assert "belongs to another chat" in answer
+        # forged and malformed data
+        assert "no longer valid" in await stack.press(ALICE, "b1:AAAAAAAAAAAAAAAA")
+        assert "not valid" in await stack.press(ALICE, "grid_start:1")
+        assert not await stack.core.list_grids()
+        # expired
+        await asyncio.sleep(0.6)
+        assert "expired" in await stack.press(ALICE, start)
+        assert not await stack.core.list_grids()
+        # a fresh preview works once; its siblings and a second press are spent
+        await stack.ask(ALICE, GRID)
+        start, cancel = (b["callback_data"] for b in fake.buttons(ALICE))
+        assert "started" in await stack.press(ALICE, start)
+        assert "already used" in await stack.press(ALICE, start)
+        assert "already used" in await stack.press(ALICE, cancel)
+        assert len(await stack.core.list_grids()) == 1
+    finally:
+        await close_stack(stack)
+
+
+async def test_bad_input_answers_without_reaching_the_core(stack: Stack) -> None:
+    cases = {
+        "/grid new DOGEXYZ 1 2 10 100": "unknown symbol DOGEXYZ",
+        "/grid new BTCUSDT 60000 50000 4 1000": "LOWER must be below UPPER",
+        "/grid new BTCUSDT 50000 60000 500 1000": "GRIDS must be from 2 to 200",
+        "/grid new BTCUSDT 50000.001 60000 4 1000": "not on the BTCUSDT price tick 0.01",
+        "/grid new BTCUSDT abc 60000 4 1000": "LOWER must be a number",
+        "/buy BTCUSDT -1": "must be positive",
+        "/status now please": "too many arguments",
+        "/grid show 99": "",
+    }
+    for text, needle in cases.items():
+        answer = await stack.ask(ALICE, text)
+        assert needle in answer, (text, answer)
+        assert "Traceback" not in answer
+    big = await stack.ask(ALICE, "/grid new BTCUSDT 40000 60000 4 100000")  # above the free balance
+    assert "Cannot start" in big and [b["text"] for b in stack.fake.buttons(ALICE)] == ["Cancel"]
+    assert not await stack.core.list_grids()
+
+
+async def test_internal_error_is_logged_with_an_id_never_a_traceback(stack: Stack,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> str:
+        raise RuntimeError(f"renderer bug near {stack.fake.token}")
+
+    monkeypatch.setattr(render, "render_status", broken)  # a bug in our own layer, not in the core
+    answer = await stack.ask(ALICE, "/status")
+    assert answer.startswith("internal error, logged as #")
+    assert stack.fake.token not in answer and "RuntimeError" not in answer
+
+
+async def test_flood_control_on_a_reply_is_waited_out(stack: Stack) -> None:
+    stack.fake.fail_next("sendMessage", retry_after=1, times=1)
+    t0 = time.monotonic()
+    answer = await stack.ask(ALICE, "/balance")
+    assert "USDT: 10000" in answer
+    assert time.monotonic() - t0 >= 1.0
+
+
+async def test_burst_of_fills_is_coalesced_into_few_messages(stack: Stack) -> None:
+    fake = stack.fake
+    await stack.ask(ALICE, "/grid new BTCUSDT 40000 60000 40 4000")
+    await stack.press(ALICE, fake.buttons(ALICE)[0]["callback_data"])
+    before = len(fake.texts_to(BOB))
+    await stack.price("40100", "59900", "40100")  # sweeps: dozens of fills within a second
+    await fake.wait_for(lambda: any("FILLS" in t for t in fake.texts_to(BOB)[before:]), timeout=5)
+    await asyncio.sleep(0.4)
+    fills = await stack.db.fetchall("SELECT COUNT(*) FROM fills")
+    messages = fake.texts_to(BOB)[before:]
+    assert fills[0][0] >= 50
+    assert len(messages) <= fills[0][0] // 10, messages  # a handful of messages, not one per fill
+    assert all(len(m) <= 4096 for m in messages)
