@@ -466,3 +466,20 @@ async def test_fake_control_routes() -> None:
         assert f.prices["BTCUSDT"] == D("123.45")
     finally:
         await f.stop()
+
+
+async def test_market_connection_renewed_before_the_24h_cut(fake: FakeBinance) -> None:
+    rec = Recorder()
+    e = make_exchange(fake, proactive_reconnect_s=0.3)  # stands in for 23.5 h
+    e.set_event_sink(rec)
+    await e.start()
+    try:
+        await e.subscribe({"BTCUSDT"})
+        await until(lambda: fake.market_connections_opened >= 2, timeout=5)
+        e.proactive_reconnect_s = 3600.0  # (read at each check) stop renewing, then data flows on the new one
+        await asyncio.sleep(0.5)
+        await until(lambda: len(fake._market_conns) == 1)
+        await fake.set_price("BTCUSDT", "50004")
+        await until(lambda: any(isinstance(x, Tick) and x.bid == D("50003.99") for x in rec.events))
+    finally:
+        await e.close()

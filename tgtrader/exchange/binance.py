@@ -918,7 +918,7 @@ class BinanceExchange:
     async def _market_loop(self, conn: _MarketConn) -> None:
         """Supervise one combined-stream socket: errors, silence, ReadLoopClosed, age. Ticks bypass this task."""
         attempt = 0
-        check = min(1.0, self.market_silence_s)
+        check = min(1.0, self.market_silence_s, self.proactive_reconnect_s)
         while not self._closing and conn.streams:
             if conn.sock is None:
                 try:
