@@ -270,3 +270,34 @@ async def test_burst_of_fills_is_coalesced_into_few_messages(stack: Stack) -> No
     assert fills[0][0] >= 50
     assert len(messages) <= fills[0][0] // 10, messages  # a handful of messages, not one per fill
     assert all(len(m) <= 4096 for m in messages)
+
+
+async def test_account_sizing_stops_and_chase_commands(stack: Stack) -> None:
+    fake = stack.fake
+    assert "USDT: 10000 / 0" in await stack.ask(ALICE, "/balance")
+    assert "No open orders" in await stack.ask(ALICE, "/orders")
+    pnl = await stack.ask(ALICE, "/pnl 3")
+    assert pnl.startswith("Realized profit per day (UTC):") and pnl.count("round trips") == 3
+    sized = await stack.ask(ALICE, "/size BTCUSDT 52000 50000 1%")
+    assert sized.startswith("Position size (fixed-fraction)") and "Quantity:" in sized
+    kelly = await stack.ask(ALICE, "/size kelly 0.55 1.5")
+    assert "kelly" in kelly.lower()
+    assert "No stops" in await stack.ask(ALICE, "/stops")
+
+    # /buy chases as a maker; a trade below our bid fills it, then the answer comes
+    before = len(fake.sent_to(ALICE))
+    fake.push_command(ALICE, "/buy BTCUSDT 0.01 max=52100")
+    await asyncio.sleep(0.3)
+    await stack.price("51900")
+    await fake.wait_for(lambda: any(t.startswith("BUY BTCUSDT") for t in fake.texts_to(ALICE)[before:]), timeout=5)
+    bought = next(t for t in fake.texts_to(ALICE)[before:] if t.startswith("BUY BTCUSDT"))
+    assert bought.startswith("BUY BTCUSDT: filled") and "Filled 0.01 of 0.01" in bought, bought
+    assert not any("REJECTED" in t for t in fake.texts_to(ALICE)[before:])
+
+    armed = await stack.ask(ALICE, "/stop BTCUSDT 45000 hard")
+    assert armed.startswith("Stop armed:") and "Stop #1 BTCUSDT" in armed
+    assert "Stop #1 BTCUSDT" in await stack.ask(ALICE, "/stops")
+    cancelled = await stack.ask(ALICE, "/stop cancel 1")
+    assert cancelled.startswith("Stop cancelled:") and "cancelled" in cancelled
+    missing = await stack.ask(ALICE, "/stop cancel 99")
+    assert "99" in missing and "internal error" not in missing

@@ -69,7 +69,7 @@ def test_grid_bot_suffix_and_defaults() -> None:
         ("/stop BTCUSDT 62000 medium", "soft or hard"),
         ("/stop cancel abc", "whole number"),
         ("/size BTCUSDT 100 100", "STOP must differ"),
-        ("/size BTCUSDT 100 90 150", "at most 100"),
+        ("/size BTCUSDT 100 90 150", "below 100"),
         ("/size kelly 1.5 2", "between 0 and 1"),
         ("/size kelly 0.5", "missing"),
         ("/pnl 0", "from 1 to"),
@@ -99,7 +99,7 @@ def test_other_commands() -> None:
     assert p.parse("/grid resume 2") == p.GridResume(2)
     assert p.parse("/orders ethusdt", CTX) == p.Orders("ETHUSDT")
     assert p.parse("/pnl 30") == p.Pnl(30)
-    assert p.parse("/size BTCUSDT 65000 63000 1%", CTX) == p.SizeFixed("BTCUSDT", Decimal(65000), Decimal(63000), Decimal(1))
+    assert p.parse("/size BTCUSDT 65000 63000 1%", CTX) == p.SizeFixed("BTCUSDT", Decimal(65000), Decimal(63000), Decimal("0.01"))
     assert p.parse("/size kelly 55% 1.5") == p.SizeKelly(Decimal("0.55"), Decimal("1.5"))
     assert p.parse("/size kelly 0.55 1.5") == p.SizeKelly(Decimal("0.55"), Decimal("1.5"))
     assert p.parse("/buy BTCUSDT 0.01 max=65100", CTX) == p.Trade(Side.BUY, "BTCUSDT", Decimal("0.01"), Decimal(65100))

@@ -87,7 +87,7 @@ async def size(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
     if isinstance(req, p.SizeKelly):
         return Reply(r.render_size(await d.api.size_kelly(req.win_rate, req.payoff)))
     assert isinstance(req, p.SizeFixed)
-    return Reply(r.render_size(await d.api.size_fixed(req.symbol, req.entry, req.stop, req.risk_pct)))
+    return Reply(r.render_size(await d.api.size_fixed(req.symbol, req.entry, req.stop, req.risk)))
 
 
 async def trade(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:

@@ -26,11 +26,12 @@ SendFn = Callable[[int, str], Awaitable[object]]
 
 
 def covered_by_core(event: CoreEvent) -> bool:
-    """Events whose alert the core already wrote to the outbox as an AlertIntent (in the same
-    transaction as the state change), so rendering them again would alert twice."""
+    """Events not to alert from the bus: the core already wrote their alert to the outbox as an
+    AlertIntent (in the same transaction as the state change), so rendering them again would alert
+    twice; and a chase's rejections ("would match" re-pricing), which the /buy or /sell answer reports."""
     if isinstance(event, StopTriggered):
         return True
-    return isinstance(event, OrderRejected) and event.owner.startswith(("grid:", "stop:"))
+    return isinstance(event, OrderRejected) and event.owner.startswith(("grid:", "stop:", "chase:"))
 
 
 def _now_ms() -> int:

@@ -107,7 +107,7 @@ class SizeFixed:
     symbol: str
     entry: Decimal
     stop: Decimal
-    risk_pct: Decimal | None = None
+    risk: Decimal | None = None  # fraction of capital: "1%" or "1" -> 0.01 (the core's risk_pct convention)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,9 +395,10 @@ def _parse_size(args: list[str], ctx: Context) -> Request:
         raise ParseError("STOP must differ from ENTRY", syntax)
     risk: Decimal | None = None
     if len(args) == 4:
-        risk = parse_number(args[3].rstrip("%"), "RISK%", syntax)
-        if risk > 100:
-            raise ParseError(f"RISK% must be at most 100, got {fmt_decimal(risk)}", syntax)
+        percent = parse_number(args[3].rstrip("%"), "RISK%", syntax)
+        if percent >= 100:
+            raise ParseError(f"RISK% must be below 100, got {fmt_decimal(percent)}", syntax)
+        risk = percent / 100
     return SizeFixed(symbol, entry, stop, risk)
 
 
