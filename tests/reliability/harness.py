@@ -81,6 +81,7 @@ class BotRun:
 class Harness:
     tmp: Path
     chat_id: int = CHAT
+    other_chats: tuple[int, ...] = ()  # further allowed chats (button-binding tests)
     log_level: str = "INFO"
     extra_env: dict[str, str] = field(default_factory=dict)
     balances: dict[str, str] = field(default_factory=lambda: {"USDT": "100000", "BTC": "1", "ETH": "20", "ADA": "50000"})
@@ -99,6 +100,7 @@ class Harness:
         self.runs: list[BotRun] = []
         self.proc: asyncio.subprocess.Process | None = None
         self.kills = 0
+        self.slow_stops = 0  # SIGTERM not obeyed within the timeout (then SIGKILLed)
         # order ids resting on the fake right before each kill (to prove none was cancelled by the restart)
         self.resting_at_kill: set[int] = set()
         self.user_cancels: set[str] = set()  # cids the test itself asked to cancel (pause/stop/panic)
@@ -116,7 +118,10 @@ class Harness:
 
     async def close(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
-            await self.stop_bot()
+            try:
+                await self.stop_bot(timeout=15)
+            except asyncio.TimeoutError:  # recorded; tests that care about graceful stops assert on it
+                self.slow_stops += 1
         await self.telegram.stop()
         await self.binance.stop()
 
@@ -130,7 +135,7 @@ class Harness:
             "BINANCE_REST_URL": self.binance.rest_url,
             "BINANCE_WS_URL": self.binance.ws_url,
             "TELEGRAM_BOT_TOKEN": self.secrets.bot_token,
-            "TELEGRAM_ALLOWED_CHAT_IDS": str(self.chat_id),
+            "TELEGRAM_ALLOWED_CHAT_IDS": ",".join(str(c) for c in (self.chat_id, *self.other_chats)),
             "TELEGRAM_API_BASE": self.telegram.base_url,
             "TGTRADER_DB": str(self.db_path),
             "TGTRADER_LOG_DIR": str(self.log_dir),
@@ -312,17 +317,31 @@ class Harness:
         for (name,) in self.db_rows("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"):
             tables[name] = sorted(map(repr, self.db_rows(f"SELECT * FROM {name}")))
         return {
-            "db": tables,
+            "db": tables,  # includes the outbox: drain it first (a delivery changes sent_ms)
             "orders": sorted((o.client_order_id, o.status.value, str(o.executed_qty)) for o in self.orders()),
             "balances": {a: (str(b.free), str(b.locked)) for a, b in self.binance.engine.balances(ACCOUNT).items()},
             "posts": dict(self.binance.order_posts),
         }
 
+    @staticmethod
+    def diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+        """Readable differences between two snapshots."""
+        out = []
+        for key in sorted(set(a) | set(b)):
+            if key == "db":
+                for t in sorted(set(a["db"]) | set(b["db"])):
+                    ra, rb = set(a["db"].get(t, [])), set(b["db"].get(t, []))
+                    out += [f"{t} -{r}" for r in sorted(ra - rb)] + [f"{t} +{r}" for r in sorted(rb - ra)]
+            elif a.get(key) != b.get(key):
+                out.append(f"{key}: {a.get(key)} -> {b.get(key)}")
+        return out
+
     def resting(self) -> list[Any]:
         return self.binance.engine.open_order_records(ACCOUNT)
 
     async def settle(self, timeout: float = 20.0, quiet_s: float = 1.5) -> bool:
-        """Wait until the bot stops changing exchange and DB state for `quiet_s` and no DB order is in flight."""
+        """Wait until the bot stops changing exchange and DB state for `quiet_s`, no DB order is in flight and
+        the DB holds as many fills as the exchange made (a bot that missed a fill has not settled)."""
         deadline = time.monotonic() + timeout
         last, since = None, time.monotonic()
         while time.monotonic() < deadline:
@@ -336,10 +355,17 @@ class Harness:
                      sum(self.binance.order_posts.values()))
             if state != last:
                 last, since = state, time.monotonic()
-            elif inflight == 0 and time.monotonic() - since >= quiet_s:
+            elif inflight == 0 and time.monotonic() - since >= quiet_s and db_state is not None \
+                    and db_state[-1] >= len(self.fake_fills()):  # the bot has seen every fill the exchange made
                 return True
             await asyncio.sleep(0.1)
         return False
+
+    async def quiesce(self, timeout: float = 30.0) -> bool:
+        """Settled exchange/DB state, alert coalescing window passed, outbox empty."""
+        ok = await self.settle(timeout=timeout, quiet_s=0.8)
+        await asyncio.sleep(1.3)
+        return ok and await self.outbox_drained(timeout)
 
     async def outbox_drained(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
