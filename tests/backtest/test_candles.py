@@ -81,6 +81,8 @@ def test_malformed_files_name_file_and_line(tmp_path: Path, text: str, where: st
 def test_missing_and_corrupt_gz(tmp_path: Path) -> None:
     with pytest.raises(CandleFileError, match="no such file"):
         load_candles(tmp_path / "nope.csv")
+    with pytest.raises(CandleFileError, match="is a directory"):
+        load_candles(tmp_path)
     bad = tmp_path / "x.csv.gz"
     bad.write_bytes(b"\x1f\x8bnot really gzip")
     with pytest.raises(CandleFileError, match="cannot read"):

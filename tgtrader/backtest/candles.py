@@ -83,6 +83,8 @@ def load_candles(path: str | Path) -> Candles:
     """Read a candle CSV (header or Binance headerless, optionally gzip'd). Raises CandleFileError."""
     p = Path(path)
     name = str(path)
+    if p.is_dir():
+        raise CandleFileError(f"{name}: is a directory, not a candle file")
     if not p.is_file():
         raise CandleFileError(f"{name}: no such file")
     try:
