@@ -79,6 +79,7 @@ def test_grid_bot_suffix_and_defaults() -> None:
         ("hello", "not a command"),
         ("", "empty message"),
         ("/chart", "missing grid ID"),
+        ("/grid new 1234 1 2 10 100", "is not a symbol"),
     ],
 )
 def test_bad_input_gets_reason_and_syntax(text: str, needle: str) -> None:

@@ -137,9 +137,12 @@ def build_application(
 
     app.add_handler(TypeHandler(Update, handlers.authorize), group=-1)
     for command in COMMANDS:
-        app.add_handler(CommandHandler(command.name, handlers.on_message, block=command.block))
+        # new messages only: editing an old "/grid new ..." must not run it again
+        app.add_handler(CommandHandler(command.name, handlers.on_message, filters=filters.UpdateType.MESSAGE,
+                                       block=command.block))
     app.add_handler(CallbackQueryHandler(handlers.on_callback))
-    app.add_handler(MessageHandler(filters.TEXT | filters.COMMAND, handlers.on_message))
+    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & (filters.TEXT | filters.COMMAND),
+                                   handlers.on_message))
     app.add_error_handler(handlers.on_error)
     app.post_init = bot.post_init
     app.post_stop = bot.post_stop

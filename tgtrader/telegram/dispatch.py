@@ -88,6 +88,10 @@ class Dispatcher:
         return self._clean(reply)
 
     async def _context(self, args: Sequence[str]) -> p.Context:
+        """Known symbols and tick sizes, fetched only when the text names a symbol-like word, so
+        commands without symbols (/panic, /status) never wait on the exchange."""
+        if not any(p.looks_like_symbol(word) for word in args[:12]):
+            return p.Context(self._symbols, {})
         now = self.clock()
         if now - self._symbols_at > SYMBOLS_TTL_S:
             try:

@@ -252,7 +252,7 @@ def parse_id(token: str, what: str, syntax: str) -> int:
 
 def parse_symbol(token: str, ctx: Context, syntax: str) -> str:
     symbol = token.upper()
-    if not _SYMBOL_RE.match(symbol):
+    if not looks_like_symbol(symbol):
         raise ParseError(f"{_show(token)} is not a symbol (like BTCUSDT)", syntax)
     if ctx.known_symbols and symbol not in ctx.known_symbols:
         raise ParseError(f"unknown symbol {symbol}", syntax)
@@ -526,6 +526,12 @@ def parse(text: str, ctx: Context | None = None) -> Request:
     """Parse a whole message ('/grid new BTCUSDT 60000 70000 10 1000'). Raises ParseError only."""
     name, args = split_command(text)
     return parse_args(name, args, ctx)
+
+
+def looks_like_symbol(word: str) -> bool:
+    """A word that could be a symbol: letters and digits, at least one letter (not '1000' or '#3')."""
+    upper = word.upper()
+    return bool(_SYMBOL_RE.match(upper)) and any(ch.isalpha() for ch in upper)
 
 
 def symbols_in(text: str) -> set[str]:
