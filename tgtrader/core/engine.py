@@ -541,6 +541,11 @@ class TradingCore:
             self.bus.publish(ErrorEvent("store", f"saving failed, trading halted until restart: {exc}",
                                         self.clock_ms(), severity="error"))
 
+    def _check_order_room(self, new_orders: int) -> None:
+        breach = check_exposure(self._limits(), open_orders=len(self.tracker.open_orders()), new_orders=new_orders)
+        if breach is not None:
+            raise ApiError(f"{breach.limit}: {breach.message}")
+
     def _check_running(self) -> None:
         if self._halted:
             raise ApiError("trading is halted after a database error; restart the bot")
@@ -651,6 +656,9 @@ class TradingCore:
                 return
 
     async def _send_cancel(self, c: CancelOrder) -> None:
+        if self._banned_until > self.clock_ms():
+            self.tracker.on_cancel_failed(c.client_order_id)  # nothing can be sent while banned
+            return
         try:
             upd = await self.exchange.cancel_order(c.symbol, c.client_order_id)
             self._queue.put_nowait(upd)
@@ -968,6 +976,7 @@ class TradingCore:
 
     async def chase(self, symbol: str, side: Side, qty: Decimal, limit_price: Decimal | None = None) -> ChaseResult:
         self._check_running()
+        self._check_order_room(1)
         rules = await self._rules_or_api_error(symbol)
         symbol = rules.symbol
         qty = rules.round_qty(qty)
@@ -999,6 +1008,7 @@ class TradingCore:
 
     async def add_stop(self, symbol: str, price: Decimal, kind: str = "soft") -> StopView:
         self._check_running()
+        self._check_order_room(1 if kind == "hard" else 0)
         if kind not in ("soft", "hard"):
             raise ApiError("stop kind must be soft or hard")
         rules = await self._rules_or_api_error(symbol)
