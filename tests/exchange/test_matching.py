@@ -351,3 +351,20 @@ def test_snapshot_restore_roundtrip(eng: MatchingEngine) -> None:
     fs = fills(e2.drain())
     assert [(f.client_order_id, f.trade_id) for f in fs] == [("st", 2), ("b", 3)]
     assert e2.place_order(A, "BTCUSDT", "n", B, LIM, D(1), D(80)).exchange_order_id == eng.next_order_id
+
+
+def test_max_num_orders_filter() -> None:
+    from dataclasses import replace
+
+    e = MatchingEngine([replace(simple_rules(), max_num_orders=3)])
+    e.set_balance(A, "USDT", D(10000))
+    e.on_trade("BTCUSDT", D(100), 1)
+    for i in range(3):
+        e.place_order(A, "BTCUSDT", f"b{i}", B, LIM, D(1), D(90 - i))
+    assert e.open_count(A, "BTCUSDT") == 3
+    with pytest.raises(FilterRejected, match="^Filter failure: MAX_NUM_ORDERS$"):
+        e.place_order(A, "BTCUSDT", "b3", B, LIM, D(1), D(80))
+    e.set_balance("other", "USDT", D(1000))
+    e.place_order("other", "BTCUSDT", "o", B, LIM, D(1), D(80))  # the limit is per account
+    e.on_trade("BTCUSDT", D(89), 2)
+    assert e.place_order(A, "BTCUSDT", "b3", B, LIM, D(1), D(80)).status is OrderStatus.NEW

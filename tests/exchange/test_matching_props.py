@@ -49,7 +49,7 @@ def check_invariants(e: MatchingEngine, fills: list[Fill]) -> None:
     assert [f.trade_id for f in e.my_trades(A, "BTCUSDT")] == list(range(1, len(fills) + 1))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(ops, min_size=20, max_size=80), st.sampled_from([D("0.001"), D("0.00075"), D(0)]))
 def test_random_sequences_conserve_balances(seq: list[tuple], taker: D) -> None:
     e = MatchingEngine([RULES], maker_fee=D("0.001"), taker_fee=taker)

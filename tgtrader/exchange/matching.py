@@ -253,7 +253,7 @@ class MatchingEngine:
         self._balances: dict[str, dict[str, list[Decimal]]] = {}  # account -> asset -> [free, locked]
         self._orders: dict[tuple[str, str, str], EngineOrder] = {}  # (account, symbol, client id) -> latest
         self._by_id: dict[tuple[str, int], EngineOrder] = {}  # (symbol, order id)
-        self._open: dict[str, dict[tuple[str, str], EngineOrder]] = {}  # account -> (symbol, cid) -> order
+        self._open: dict[str, dict[str, dict[str, EngineOrder]]] = {}  # account -> symbol -> cid -> order
         self._trades: dict[tuple[str, str], list[Fill]] = {}  # (account, symbol) -> fills by trade id
         self._events: list[EngineEvent] = []
         self.next_order_id = 1
@@ -335,8 +335,13 @@ class MatchingEngine:
         return [o.to_update() for o in self.open_order_records(account, symbol)]
 
     def open_order_records(self, account: str, symbol: str | None = None) -> list[EngineOrder]:
-        orders = self._open.get(account, {}).values()
-        return sorted((o for o in orders if symbol is None or o.symbol == symbol), key=lambda o: o.seq)
+        by_symbol = self._open.get(account, {})
+        if symbol is not None:
+            return sorted(by_symbol.get(symbol, {}).values(), key=lambda o: o.seq)
+        return sorted((o for orders in by_symbol.values() for o in orders.values()), key=lambda o: o.seq)
+
+    def open_count(self, account: str, symbol: str) -> int:
+        return len(self._open.get(account, {}).get(symbol, ()))
 
     def all_orders(self, account: str | None = None) -> list[EngineOrder]:
         return [o for o in self._orders.values() if account is None or o.account == account]
@@ -410,6 +415,8 @@ class MatchingEngine:
         existing = self._orders.get(key)
         if existing is not None and existing.status.is_open:
             raise ExchangeError(MSG_DUPLICATE, -2010)
+        if rules.max_num_orders > 0 and self.open_count(account, symbol) >= rules.max_num_orders:
+            raise FilterRejected("Filter failure: MAX_NUM_ORDERS", -1013)
         if order_type is OrderType.STOP_LOSS_LIMIT:
             assert stop_price is not None
             if book.last is not None and (
@@ -444,7 +451,7 @@ class MatchingEngine:
         bal[1] += lock_amt
         o = self._new_order(account, symbol, client_order_id, side, order_type, qty, price, stop_price, tif,
                             lock_asset, lock_amt, ts, OrderStatus.NEW)
-        self._open.setdefault(account, {})[(symbol, client_order_id)] = o
+        self._mark_open(o)
         self._events.append(EngineEvent(account, o.to_update()))
         if order_type is OrderType.STOP_LOSS_LIMIT:
             o.working = False
@@ -669,7 +676,7 @@ class MatchingEngine:
         bal[1] += need
         o = self._new_order(account, book.rules.symbol, cid, side, OrderType.MARKET, qty, None, None, "GTC",
                             need_asset, need, ts, OrderStatus.NEW)
-        self._open.setdefault(account, {})[(book.rules.symbol, cid)] = o
+        self._mark_open(o)
         self._events.append(EngineEvent(account, o.to_update()))
         self._fill(book, o, px, is_maker=False, ts=ts)
         return o.to_update()
@@ -698,7 +705,7 @@ class MatchingEngine:
         o.status = OrderStatus.FILLED
         o.updated_ms = ts
         o.working = True
-        self._open.get(o.account, {}).pop((o.symbol, o.client_order_id), None)
+        self._mark_closed(o)
         trade_id = book.next_trade_id
         book.next_trade_id += 1
         fill = Fill(
@@ -723,9 +730,17 @@ class MatchingEngine:
         o.locked = ZERO
         o.status = OrderStatus.CANCELED
         o.updated_ms = ts
-        self._open.get(o.account, {}).pop((o.symbol, o.client_order_id), None)
+        self._mark_closed(o)
         self._events.append(EngineEvent(o.account, o.to_update()))
         self._emit_balances(o.account, (o.locked_asset,), ts)
+
+    def _mark_open(self, o: EngineOrder) -> None:
+        self._open.setdefault(o.account, {}).setdefault(o.symbol, {})[o.client_order_id] = o
+
+    def _mark_closed(self, o: EngineOrder) -> None:
+        orders = self._open.get(o.account, {}).get(o.symbol)
+        if orders is not None:
+            orders.pop(o.client_order_id, None)
 
     def _emit_balances(self, account: str, assets: Iterable[str], ts: int) -> None:
         bals = self._balances[account]
@@ -821,7 +836,7 @@ class MatchingEngine:
         self._seq = max(self._seq, o.seq)
         if not o.status.is_open:
             return
-        self._open.setdefault(o.account, {})[(o.symbol, o.client_order_id)] = o
+        self._mark_open(o)
         book = self._books.get(o.symbol)
         if book is None:
             return
