@@ -204,6 +204,7 @@ async def test_pause_resume_stop_sell_and_panic(tmp_path: Path) -> None:
     bal = await paper.balances()
     assert bal.get("BTC") is None or bal["BTC"].total * D("52000") < D("10")
     assert (await core.grid(gid)).state == "paused"
+    assert any(isinstance(e, OrderFilled) and e.owner == "panic" and e.side is Side.SELL for e in events)
     with pytest.raises(ApiError):
         await core.panic(plan.token)  # single use
     resumed = await core.resume_all()

@@ -457,6 +457,10 @@ class TradingCore:
         if self.tracker.is_duplicate(fill) or await self.db.fills.exists(fill.symbol, fill.trade_id):
             self.tracker.seen_trades.add((fill.symbol, fill.trade_id))
             return
+        if len(self.tracker.seen_trades) > 200_000:
+            self.tracker.seen_trades.clear()  # bounded memory: the database's unique key still dedups
+        if len(self.tracker.orders) > 20_000:
+            self.tracker.prune(keep_final=5_000)  # final orders live on in the database
         self.tracker.on_fill(fill)
         machine = self._owner_machine(fill.client_order_id)
         fee = self._fee_quote(fill)
@@ -464,8 +468,9 @@ class TradingCore:
         owner = parse_client_order_id(fill.client_order_id)
         if self._recovering:
             self._recovered += 1
+        owner_name = "foreign" if owner is None else owner.kind if owner.kind in ("panic", "manual") else owner.owner
         ev = OrderFilled(fill.symbol, fill.side, fill.price, fill.qty, fee, fill.client_order_id,
-                         owner.owner if owner else "foreign", fill.trade_id, fill.ts_ms, recovered=self._recovering)
+                         owner_name, fill.trade_id, fill.ts_ms, recovered=self._recovering)
         await self._react(machine, intents, fill=fill, extra_events=[ev])
 
     async def _apply_update(self, upd: OrderUpdate) -> None:
