@@ -194,3 +194,18 @@ async def test_replay_is_fast_enough() -> None:
     assert res.vertices == 80_000
     assert time.perf_counter() - t0 < 5.0
     await asyncio.sleep(0)
+
+
+async def test_chunked_runs_feed_exactly_what_one_run_feeds() -> None:
+    rows = [(10.0, 12.0, 8.0, 9.0), (9.0, 9.5, 7.0, 7.5), (7.5, 11.0, 7.5, 11.0), (11.5, 13.0, 11.0, 12.0)]
+    splits = [D("8.5"), D("10.5"), D("11.25")]
+    whole = Recorder()
+    await CandleReplay(whole, "X", tiny(rows), split_prices=splits).run()
+    progress: list[ReplayProgress] = []
+    chunked = Recorder()
+    r = CandleReplay(chunked, "X", tiny(rows), split_prices=splits, on_progress=progress.append, progress_every=4)
+    results = [await r.run(a, b) for a, b in [(0, 3), (3, 9), (9, 13), (13, 16)]]
+    assert chunked.ticks == whole.ticks
+    assert [res.next_vertex for res in results] == [3, 9, 13, 16]
+    assert [p.vertex for p in progress] == [3, 4, 8, 9, 13, 13, 16, 16]  # repeated prices are not fed: 12 is reported as 13
+    assert all(p.total == 16 for p in progress)

@@ -45,8 +45,8 @@ class ReplayTick:
 
 @dataclass(frozen=True, slots=True)
 class ReplayProgress:
-    vertex: int  # path vertices done so far
-    total: int  # path vertices in the run
+    vertex: int  # path vertices done so far, counted from the start of the whole path
+    total: int  # path vertices in the whole path
     candle: int
     ts_ms: int
     price: Decimal
@@ -60,7 +60,8 @@ class ReplayProgress:
 
 @dataclass(frozen=True, slots=True)
 class ReplayResult:
-    vertices: int
+    vertices: int  # path vertices walked by this run
+    next_vertex: int  # where a following run(start=...) continues
     ticks: int
     fills: int
     last_price: Decimal | None
@@ -141,21 +142,27 @@ class CandleReplay:
         return base + (self.interval_ms * k) // 4
 
     def ticks(self, start: int = 0, stop: int | None = None) -> Iterator[ReplayTick]:
-        """The ticks the replay feeds for path vertices [start, stop), split prices included (pure)."""
+        """The ticks the replay feeds for path vertices [start, stop), split prices included (pure).
+
+        With start > 0 the walk continues from vertex start - 1 (assumed already fed): the segment into
+        `start` is split as usual and a first vertex equal to it is not fed again, so chunked runs
+        (run(0, k), run(k, m), ...) feed exactly what one run would.
+        """
         path = self._path
         end = self.total_vertices if stop is None else min(stop, self.total_vertices)
-        prev: Decimal | None = None
         q = self.price_quantum
+        prev: Decimal | None = to_decimal(path[start - 1], q) if 0 < start <= end else None
         for v in range(start, end):
             price = to_decimal(path[v], q)
+            if price == prev:
+                continue
             candle = v // 4
             ts = self.vertex_ts(v)
-            if prev is not None and price != prev and self._splits:
+            if prev is not None and self._splits:
                 base_ts = self.vertex_ts(v - 1) if v > 0 else ts
                 for i, sp in enumerate(self._between(prev, price), start=1):
                     yield ReplayTick(v, candle, min(base_ts + i, ts), sp, True)
-            if price != prev:
-                yield ReplayTick(v, candle, ts, price)
+            yield ReplayTick(v, candle, ts, price)
             prev = price
 
     def _between(self, a: Decimal, b: Decimal) -> list[Decimal]:
@@ -166,19 +173,25 @@ class CandleReplay:
         return s[bisect_right(s, b) : bisect_left(s, a)][::-1]
 
     async def run(self, start: int = 0, stop: int | None = None) -> ReplayResult:
-        """Feed vertices [start, stop) to the exchange, awaiting `on_step` after every tick."""
+        """Feed vertices [start, stop) to the exchange, awaiting `on_step` after every tick.
+
+        Progress reports count path vertices from the start of the whole path (so chunked runs report a
+        steady fraction); `stop()` takes effect after the current vertex.
+        """
         self._stop = False
         end = self.total_vertices if stop is None else min(stop, self.total_vertices)
-        total = max(end - start, 0)
+        total = self.total_vertices
         loop = asyncio.get_running_loop()
         feed = self.exchange.feed_trade
         symbol = self.symbol
         on_step = self.on_step
+        every = self.progress_every
+        next_report = (start // every + 1) * every
         ticks = fills = 0
-        done = 0
+        done = start  # absolute: vertices [0, done) are behind us
         last: ReplayTick | None = None
         pace_t0 = loop.time()
-        pace_v0 = 0
+        pace_v0 = start
         pace_speed = self.speed
         for tick in self.ticks(start, end):
             fills += feed(symbol, tick.price, tick.ts_ms)
@@ -190,9 +203,10 @@ class CandleReplay:
                 await asyncio.sleep(0)  # let background work (persistence, sinks) run
             if tick.split:
                 continue
-            done = tick.vertex - start + 1
-            if self.on_progress is not None and done % self.progress_every == 0:
-                self.on_progress(self._progress(done, total, tick, ticks, fills))
+            done = tick.vertex + 1
+            if self.on_progress is not None and done >= next_report:
+                next_report = (done // every + 1) * every
+                self.on_progress(ReplayProgress(done, total, tick.candle, tick.ts_ms, tick.price, ticks, fills))
             if self.speed != pace_speed:  # speed changed while running: restart pacing from here
                 pace_speed, pace_t0, pace_v0 = self.speed, loop.time(), done
             if pace_speed is not None and pace_speed > 0:
@@ -203,20 +217,18 @@ class CandleReplay:
                 break
         stopped = self._stop
         if not stopped:
-            done = total
+            done = max(end, start)
         if last is not None and self.on_progress is not None:
-            self.on_progress(self._progress(done, total, last, ticks, fills))
+            self.on_progress(ReplayProgress(done, total, last.candle, last.ts_ms, last.price, ticks, fills))
         return ReplayResult(
-            vertices=done,
+            vertices=done - start,
+            next_vertex=done,
             ticks=ticks,
             fills=fills,
             last_price=last.price if last is not None else None,
             last_ts_ms=last.ts_ms if last is not None else 0,
             stopped=stopped,
         )
-
-    def _progress(self, done: int, total: int, tick: ReplayTick, ticks: int, fills: int) -> ReplayProgress:
-        return ReplayProgress(done, total, tick.candle, tick.ts_ms, tick.price, ticks, fills)
 
 
 def _infer_interval(open_time: np.ndarray) -> int:
