@@ -368,3 +368,12 @@ def test_max_num_orders_filter() -> None:
     e.place_order("other", "BTCUSDT", "o", B, LIM, D(1), D(80))  # the limit is per account
     e.on_trade("BTCUSDT", D(89), 2)
     assert e.place_order(A, "BTCUSDT", "b3", B, LIM, D(1), D(80)).status is OrderStatus.NEW
+
+
+def test_stop_immediate_trigger_checked_against_book_without_trades() -> None:
+    e = MatchingEngine([simple_rules()])
+    e.set_balance(A, "BTC", D(1))
+    e.on_book("BTCUSDT", D(100), D(101), 1)
+    with pytest.raises(ExchangeError, match="^Stop price would trigger immediately.$"):
+        e.place_order(A, "BTCUSDT", "s", S, STOP, D(1), D(99), stop_price=D(100))
+    assert e.place_order(A, "BTCUSDT", "s", S, STOP, D(1), D(98), stop_price=D("99.5")).status is OrderStatus.NEW

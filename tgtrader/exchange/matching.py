@@ -419,8 +419,10 @@ class MatchingEngine:
             raise FilterRejected("Filter failure: MAX_NUM_ORDERS", -1013)
         if order_type is OrderType.STOP_LOSS_LIMIT:
             assert stop_price is not None
-            if book.last is not None and (
-                (side is Side.SELL and book.last <= stop_price) or (side is Side.BUY and book.last >= stop_price)
+            # what on_trade / on_book would trigger on: last trade, else the touch side of the book
+            now = book.last if book.last is not None else (book.bid if side is Side.SELL else book.ask)
+            if now is not None and (
+                (side is Side.SELL and now <= stop_price) or (side is Side.BUY and now >= stop_price)
             ):
                 raise ExchangeError(MSG_STOP_IMMEDIATE, -2010)
 
