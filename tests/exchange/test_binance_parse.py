@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tgtrader.exchange import binance_parse as bp
@@ -74,10 +74,17 @@ def test_control_replies_and_unknown_streams_are_ignored() -> None:
 
 def test_bad_prices_are_dropped() -> None:
     p = make_parser()
-    for bad in ("NaN", "Infinity", "-1", "0", "1e999999", "abc", None, [], {}, "9" * 100):
+    for bad in ("NaN", "Infinity", "-1", "0", "1e999999", "10E999999", "1E-999999", "abc", None, [], {}, "9" * 100):
         msg = copy.deepcopy(BOOK_TICKER)
         msg["data"]["b"] = bad
         assert p.parse(msg) is None, bad
+
+
+def test_huge_exponents_are_rejected_without_decimal_traps() -> None:
+    for text in ("10E999999", "-10E999999", "1E-999999"):
+        ev = dict(EXEC_TRADE, L=text)
+        assert bp.parse_execution_report(ev) is None
+    assert bp.parse_execution_report(dict(EXEC_TRADE, n="0E-999999")) is not None  # a zero fee is fine
 
 
 def test_execution_report_new_and_trade() -> None:
@@ -129,7 +136,7 @@ def test_rest_shapes() -> None:
 junk = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=30) | st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999999999", "-0", "0x10", "1_0",
-                                            "99999999999999999999999999", "", " 1 ", "BUY", "TRADE", "FILLED"]),
+                                            "99999999999999999999999999", "10E999999", "1E-999999", "0E-999999", "", " 1 ", "BUY", "TRADE", "FILLED"]),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=3), children, max_size=4),
     max_leaves=12,
 )
@@ -163,6 +170,7 @@ def test_fuzz_raw_bytes(raw: bytes) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(junk)
+@example({"p": "10E999999"})  # found by this fuzz: abs() on it trapped decimal.Overflow
 def test_fuzz_any_json_value(value: object) -> None:
     p = make_parser()
     p.parse(value)

@@ -25,7 +25,8 @@ from tgtrader.exchange.port import BalanceUpdate
 from tgtrader.types import Balance, Fill, OrderStatus, OrderType, OrderUpdate, Side, Tick
 
 ZERO = Decimal(0)
-_MAX_ABS = Decimal("1e20")  # larger prices/quantities are garbage, not markets
+_MAX_EXP = 20  # prices/quantities of 1e21 and more are garbage, not markets
+_MIN_EXP = 40  # and so are non-zero amounts below 1e-40
 _MAX_STR = 64  # numeric strings longer than this are rejected before Decimal parses them
 
 KIND_BOOK = 1
@@ -75,7 +76,12 @@ def to_decimal(value: Any) -> Decimal:
             raise BadPayload(f"not a number: {value!r}") from exc
     else:
         raise BadPayload(f"not a number: {type(value).__name__}")
-    if not d.is_finite() or abs(d) > _MAX_ABS:
+    # adjusted() reads the exponent without a decimal context: abs()/compare on 1E+1000000 would trap Overflow
+    if not d.is_finite():
+        raise BadPayload(f"number out of range: {value!r}")
+    if not d:
+        return ZERO
+    if not -_MIN_EXP <= d.adjusted() <= _MAX_EXP:
         raise BadPayload(f"number out of range: {value!r}")
     return d
 
@@ -358,7 +364,7 @@ class StreamParser:
         rejected = self._rejected
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
-        expected = (KeyError, TypeError, AttributeError, BadPayload, IndexError)
+        expected = (KeyError, TypeError, AttributeError, BadPayload, IndexError, ArithmeticError)
 
         def parse_raw(raw: bytes | str) -> Tick | None:
             """One raw combined-stream frame -> Tick (None for control replies, conflated or bad messages)."""
@@ -461,7 +467,7 @@ def parse_execution_report(d: Any) -> tuple[OrderUpdate, Fill | None] | None:
                 exchange_order_id=order_id,
             )
         return update, fill
-    except (KeyError, TypeError, AttributeError, BadPayload) as exc:
+    except (KeyError, TypeError, AttributeError, BadPayload, ArithmeticError) as exc:
         _report_bad("executionReport", exc)
         return None
 
@@ -476,7 +482,7 @@ def parse_account_position(d: Any) -> BalanceUpdate | None:
             Balance(asset=_str(r["a"]), free=_nonneg(r["f"]), locked=_nonneg(r["l"])) for r in rows
         )
         return BalanceUpdate(balances=balances, ts_ms=_int(d.get("E") or d.get("u") or 0))
-    except (KeyError, TypeError, AttributeError, BadPayload) as exc:
+    except (KeyError, TypeError, AttributeError, BadPayload, ArithmeticError) as exc:
         _report_bad("outboundAccountPosition", exc)
         return None
 
@@ -508,7 +514,7 @@ def order_from_rest(d: Any) -> OrderUpdate | None:
             exchange_order_id=_int(d["orderId"]),
             ts_ms=_int(d.get("updateTime") or d.get("transactTime") or d.get("time") or 0),
         )
-    except (KeyError, TypeError, AttributeError, BadPayload) as exc:
+    except (KeyError, TypeError, AttributeError, BadPayload, ArithmeticError) as exc:
         _report_bad("REST order", exc)
         return None
 
@@ -537,7 +543,7 @@ def fills_from_rest_order(d: Any, update: OrderUpdate) -> list[Fill]:
                     exchange_order_id=update.exchange_order_id,
                 )
             )
-        except (KeyError, TypeError, AttributeError, BadPayload) as exc:
+        except (KeyError, TypeError, AttributeError, BadPayload, ArithmeticError) as exc:
             _report_bad("REST order fill", exc)
     return out
 
@@ -558,7 +564,7 @@ def fill_from_my_trade(d: Any, client_order_id: str) -> Fill | None:
             ts_ms=_int(d.get("time", 0)),
             exchange_order_id=_int(d["orderId"]),
         )
-    except (KeyError, TypeError, AttributeError, BadPayload) as exc:
+    except (KeyError, TypeError, AttributeError, BadPayload, ArithmeticError) as exc:
         _report_bad("REST myTrades row", exc)
         return None
 
@@ -574,6 +580,6 @@ def balances_from_account(d: Any) -> dict[str, Balance]:
         try:
             asset = _str(r["asset"])
             out[asset] = Balance(asset=asset, free=_nonneg(r["free"]), locked=_nonneg(r["locked"]))
-        except (KeyError, TypeError, AttributeError, BadPayload) as exc:
+        except (KeyError, TypeError, AttributeError, BadPayload, ArithmeticError) as exc:
             _report_bad("REST account balance", exc)
     return out
