@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from tgtrader.telegram import parse as p
 from tgtrader.types import Side
 
-CTX = p.Context(frozenset({"BTCUSDT", "ETHUSDT"}), {"BTCUSDT": Decimal("0.01"), "ETHUSDT": Decimal("0.01")})
+CTX = p.Context(frozenset({"BTCUSDT", "ETHUSDT", "SHIBUSDT"}),
+                {"BTCUSDT": Decimal("0.01"), "ETHUSDT": Decimal("0.01"), "SHIBUSDT": Decimal("1E-12")})
 
 
 def err(text: str, ctx: p.Context = CTX) -> p.ParseError:
@@ -80,6 +81,8 @@ def test_grid_bot_suffix_and_defaults() -> None:
         ("", "empty message"),
         ("/chart", "missing grid ID"),
         ("/grid new 1234 1 2 10 100", "is not a symbol"),
+        ("/grid new BTCUSDT 1 99999999999999999999 10 100", "too many digits"),
+        ("/buy BTCUSDT 0.0000000000001", "too many digits"),
     ],
 )
 def test_bad_input_gets_reason_and_syntax(text: str, needle: str) -> None:
@@ -143,7 +146,8 @@ def test_fuzz_arbitrary_text_only_parse_errors(text: str) -> None:
 WORDS = st.sampled_from(
     ["/grid", "new", "list", "show", "stop", "sell", "BTCUSDT", "ethusdt", "NaN", "-1", "0", "1e9", "60000",
      "70000", "10", "1000", "geo", "sl=", "tp=5", "max=", "%", "/size", "kelly", "/buy", "/pnl", "/stop",
-     "cancel", "#3", "help", "0.001", "1,000", "999999999999999999999", ".5", "5.", "∞", "\x00", "/chart"]
+     "cancel", "#3", "help", "0.001", "1,000", "999999999999999999999", ".5", "5.", "∞", "\x00", "/chart",
+     "SHIBUSDT", "999999999999999.999999999999", "max=999999999999999", "sl=0.000000000001"]
 )
 
 

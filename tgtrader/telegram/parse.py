@@ -20,7 +20,7 @@ MIN_GRIDS = 2
 MAX_GRIDS = 200
 MAX_ID = 10**12
 MAX_DAYS = 3650
-_NUMBER_RE = re.compile(r"^(?:\d{1,20}(?:\.\d{0,18})?|\.\d{1,18})$")
+_NUMBER_RE = re.compile(r"^(?:\d{1,15}(?:\.\d{0,12})?|\.\d{1,12})$")  # bounded: Decimal math stays exact
 _INT_RE = re.compile(r"^#?\d{1,13}$")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 _COMMAND_RE = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@[A-Za-z0-9_]{1,64})?$")
@@ -225,6 +225,8 @@ def _show(token: str) -> str:
 def parse_number(token: str, what: str, syntax: str, *, allow_zero: bool = False) -> Decimal:
     """A positive plain decimal ('65000', '0.5'); no signs, exponents, NaN or Infinity."""
     cleaned = token.replace(",", "") if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", token) else token
+    if re.fullmatch(r"\d{16,}(\.\d*)?|\d*\.\d{13,}", cleaned):
+        raise ParseError(f"{what} has too many digits: {_show(token)}", syntax)
     if not _NUMBER_RE.match(cleaned):
         low = token.lower().lstrip("+-")
         if low in {"nan", "snan", "inf", "infinity"}:
@@ -265,7 +267,11 @@ def check_tick(symbol: str, value: Decimal, what: str, ctx: Context, syntax: str
     tick = ctx.tick_sizes.get(symbol)
     if tick is None or tick <= 0:
         return
-    if value % tick != 0:
+    try:
+        off_tick = value % tick != 0
+    except InvalidOperation:  # quotient beyond Decimal precision: a nonsense number for this symbol
+        raise ParseError(f"{what} {fmt_decimal(value)} is too large for {symbol}", syntax) from None
+    if off_tick:
         raise ParseError(
             f"{what} {fmt_decimal(value)} is not on the {symbol} price tick {fmt_decimal(tick)}", syntax
         )
