@@ -24,7 +24,6 @@ import asyncio
 import json
 import secrets
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -176,7 +175,8 @@ class TradingCore:
         self.last_prices: dict[str, Decimal] = {}
         self.books: dict[str, tuple[Decimal | None, Decimal | None]] = {}
         self.balances_cache: dict[str, Balance] = {}
-        self.prices_ring: dict[str, deque[tuple[int, float]]] = {}
+        self.prices_ring: dict[str, list[tuple[int, float]]] = {}
+        self._ring_bucket_ms: dict[str, int] = {}
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -404,15 +404,24 @@ class TradingCore:
         self.last_prices[tick.symbol] = price
         if tick.bid is not None or tick.ask is not None:
             self.books[tick.symbol] = (tick.bid, tick.ask)
-        ring = self.prices_ring.setdefault(tick.symbol, deque(maxlen=self.config.chart_points))
-        if not ring or tick.ts_ms - ring[-1][0] >= 1000 or len(ring) < 2:
-            ring.append((tick.ts_ms, float(price)))
-        else:
-            ring[-1] = (tick.ts_ms, float(price))
+        self._record_price(tick.symbol, tick.ts_ms, price)
         for machine in self._machines_for(tick.symbol):
             intents = machine.on_tick(tick)
             intents += machine.on_timer(tick.ts_ms)  # replay: timers follow the replay clock
             await self._react(machine, intents)
+
+    def _record_price(self, symbol: str, ts: int, price: Decimal) -> None:
+        """Chart history: one point per bucket; when full, every other point goes and buckets double,
+        so the buffer stays bounded and always covers the whole run."""
+        ring = self.prices_ring.setdefault(symbol, [])
+        bucket = self._ring_bucket_ms.setdefault(symbol, 1000)
+        if ring and ts - ring[-1][0] < bucket and len(ring) >= 2 and ts - ring[-2][0] < bucket:
+            ring[-1] = (ts, float(price))
+            return
+        ring.append((ts, float(price)))
+        if len(ring) > self.config.chart_points:
+            del ring[1:-1:2]
+            self._ring_bucket_ms[symbol] = bucket * 2
 
     async def _handle_timer(self, ts: int) -> None:
         for machine in self._all_machines():
