@@ -595,8 +595,14 @@ class BinanceExchange:
             found = await self.get_order(symbol, client_order_id)
             if found is None:
                 raise UnknownOrder(f"Binance does not know this order ({what}).") from None
-            if found.status.is_open:  # the cancel did not land: cancelling twice is harmless
-                resp = await self._rest(what, self.client.cancel_order, symbol=symbol, origClientOrderId=client_order_id)
+            if found.status.is_open:  # the cancel did not land (yet): cancelling twice is harmless
+                try:
+                    resp = await self._rest(what, self.client.cancel_order, symbol=symbol, origClientOrderId=client_order_id)
+                except UnknownOrder:  # the first cancel landed in the meantime
+                    found = await self.get_order(symbol, client_order_id)
+                    if found is None:
+                        raise
+                    return found
             else:
                 self._track(found)
                 return found
