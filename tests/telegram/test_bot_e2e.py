@@ -13,6 +13,7 @@ from typing import AsyncIterator
 import pytest
 
 from tests.fakes.fake_telegram import FakeTelegram
+from tgtrader.core.api import GridSpec
 from tgtrader.core.engine import CoreConfig, TradingCore
 from tgtrader.core.events import EventBus
 from tgtrader.exchange.paper import PaperExchange
@@ -301,3 +302,44 @@ async def test_account_sizing_stops_and_chase_commands(stack: Stack) -> None:
     assert cancelled.startswith("Stop cancelled:") and "cancelled" in cancelled
     missing = await stack.ask(ALICE, "/stop cancel 99")
     assert "99" in missing and "internal error" not in missing
+
+
+async def test_telegram_down_at_start_trading_goes_on_and_alerts_arrive_later(tmp_path: Path,
+                                                                               fake: FakeTelegram) -> None:
+    fake.unreachable = True
+    t0 = time.monotonic()
+    stack = await make_stack(tmp_path, fake, connect_retry_s=0.2)
+    try:
+        assert time.monotonic() - t0 < 3  # start returned although Telegram is down
+        # trade through the core directly while the bot is offline
+        preview = await stack.core.preview_grid(GridSpec("BTCUSDT", D(40000), D(60000), 4, D(1000)))
+        await stack.core.start_grid(preview.token)
+        await stack.price("49000", "56000")
+        await asyncio.sleep(0.3)
+        assert await stack.db.outbox.pending_count() > 0  # alerts wait in the outbox
+        assert not fake.sent_to(ALICE)
+        fake.unreachable = False
+        for chat in (ALICE, BOB):
+            await fake.wait_for(lambda: any("ROUND TRIP" in t for t in fake.texts_to(chat)), timeout=8)
+        assert "Grids: 1 running" in await stack.ask(ALICE, "/status")  # polling works too
+        assert [c["command"] for c in fake.commands] == [c.name for c in COMMANDS]
+    finally:
+        await close_stack(stack)
+
+
+async def test_rejected_token_is_a_config_error_without_the_token(tmp_path: Path, fake: FakeTelegram) -> None:
+    from tgtrader.errors import ConfigError
+
+    db = await Database.open(tmp_path / "t.sqlite")
+    paper = PaperExchange(db, initial_balances={"USDT": D("10")})
+    core = TradingCore(paper, db, EventBus(), CoreConfig(timer_interval_s=0), mode="paper")
+    bad = "999:WRONG-secret-token-value"
+    app = build_application(token=bad, api=core, allowed_chat_ids=[ALICE], db=db, base_url=fake.base_url)
+    try:
+        with pytest.raises(ConfigError) as info:
+            await frontend(app).start(poll_timeout=1)
+        assert "WRONG-secret" not in str(info.value)
+    finally:
+        await frontend(app).stop()
+        await paper.close()
+        await db.close()

@@ -8,11 +8,13 @@ Use `TelegramBot.start()/stop()` to run it inside an existing event loop (tests,
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any, Iterable
 
 from loguru import logger
 from telegram import BotCommand, Update
+from telegram.error import InvalidToken, NetworkError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -26,6 +28,7 @@ from telegram.ext import (
 )
 
 from tgtrader.core.api import TradingApi
+from tgtrader.errors import ConfigError
 from tgtrader.telegram.commands import COMMANDS, menu
 from tgtrader.telegram.dispatch import Dispatcher
 from tgtrader.telegram.handlers import TelegramHandlers
@@ -39,38 +42,97 @@ class TelegramBot:
     """The parts of the Telegram front end, reachable from `app.bot_data["tgtrader"]`."""
 
     def __init__(self, app: Application, dispatcher: Dispatcher, handlers: TelegramHandlers,
-                 notifier: Notifier | None, api: TradingApi) -> None:
+                 notifier: Notifier | None, api: TradingApi, connect_retry_s: float = 1.0) -> None:
         self.app = app
         self.dispatcher = dispatcher
         self.handlers = handlers
         self.notifier = notifier
         self.api = api
+        self.connect_retry_s = connect_retry_s
+        self._notifier_started = False
+        self._connect_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
-    async def post_init(self, app: Application) -> None:
-        await app.bot.set_my_commands([BotCommand(name, description) for name, description in menu()])
-        if self.notifier is not None:
+    async def _start_notifier(self) -> None:
+        if self.notifier is not None and not self._notifier_started:
+            self._notifier_started = True
             self.notifier.attach(self.api.bus)
             await self.notifier.start()
 
+    async def post_init(self, app: Application) -> None:
+        """Also run by `app.run_polling()`: the command menu, then alert delivery."""
+        await app.bot.set_my_commands([BotCommand(name, description) for name, description in menu()])
+        await self._start_notifier()
+
     async def post_stop(self, app: Application) -> None:
-        if self.notifier is not None:
+        if self.notifier is not None and self._notifier_started:
+            self._notifier_started = False
             await self.notifier.stop()
 
-    async def start(self, poll_timeout: float = 10.0, poll_interval: float = 0.0) -> None:
-        """Initialize, run post_init, start the application and long polling (no signal handlers)."""
-        await self.app.initialize()
-        await self.post_init(self.app)
-        await self.app.start()
+    async def start(self, poll_timeout: float = 10.0, poll_interval: float = 0.0, wait: bool = False) -> None:
+        """Connect and long-poll (no signal handlers). Alerts start first: they only need the database.
+
+        If Telegram is unreachable, trading must not wait for it: unless `wait`, this returns and keeps
+        connecting in the background (alerts pile up in the outbox meanwhile). A rejected token is a
+        configuration error, raised without the token in the message.
+        """
+        self._stopping = False
+        await self._start_notifier()
+        try:
+            await self._connect(poll_timeout, poll_interval)
+        except InvalidToken:
+            raise ConfigError(["Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"]) from None
+        except NetworkError as exc:
+            if wait:
+                raise
+            logger.warning("Telegram unreachable ({}); trading goes on, connecting in the background",
+                           type(exc).__name__)
+            self._connect_task = asyncio.get_running_loop().create_task(
+                self._connect_forever(poll_timeout, poll_interval), name="telegram-connect")
+
+    async def _connect(self, poll_timeout: float, poll_interval: float) -> None:
+        await self.app.initialize()  # getMe; safe to call again after a failure
+        await self.app.bot.set_my_commands([BotCommand(name, description) for name, description in menu()])
+        if not self.app.running:
+            await self.app.start()
         assert self.app.updater is not None
-        await self.app.updater.start_polling(timeout=poll_timeout, poll_interval=poll_interval)
+        if not self.app.updater.running:
+            await self.app.updater.start_polling(timeout=poll_timeout, poll_interval=poll_interval)
+
+    async def _connect_forever(self, poll_timeout: float, poll_interval: float) -> None:
+        delay = self.connect_retry_s
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            try:
+                await self._connect(poll_timeout, poll_interval)
+                logger.info("Telegram reachable again; polling")
+                if self.notifier is not None:
+                    self.notifier.wake()
+                return
+            except InvalidToken:
+                logger.error("Telegram rejected the bot token; the bot stays offline (trading goes on)")
+                return
+            except NetworkError as exc:
+                logger.info("Telegram still unreachable ({})", type(exc).__name__)
+                delay = min(delay * 1.5, 30.0)
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            await asyncio.wait({self._connect_task}, timeout=2.0)
+            self._connect_task = None
         if self.app.updater is not None and self.app.updater.running:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()
         await self.post_stop(self.app)
-        await self.app.shutdown()
+        try:
+            await self.app.shutdown()
+        except Exception as exc:  # never initialized (Telegram was down the whole time)
+            logger.debug("telegram shutdown: {}", exc)
 
     async def daily_summary(self, context: ContextTypes.DEFAULT_TYPE | None = None) -> None:
         if self.notifier is None:
@@ -101,6 +163,7 @@ def build_application(
     preview_ttl_s: float = 300.0,
     confirm_ttl_s: float = 60.0,
     extra_secrets: Iterable[str] = (),
+    connect_retry_s: float = 1.0,
 ) -> Application:
     """Build the bot. `db` is the store `Database` (its `outbox` makes alerts durable); without it no
     alerts are sent. `base_url` points PTB at another Bot API server (e.g. a test fake)."""
@@ -132,7 +195,7 @@ def build_application(
         on_subscribe=on_subscribe, secrets_to_hide=[token, *extra_secrets],
     )
     handlers = TelegramHandlers(dispatcher, allowed)
-    bot = TelegramBot(app, dispatcher, handlers, notifier, api)
+    bot = TelegramBot(app, dispatcher, handlers, notifier, api, connect_retry_s)
     app.bot_data[BOT_DATA_KEY] = bot
 
     app.add_handler(TypeHandler(Update, handlers.authorize), group=-1)
