@@ -377,3 +377,49 @@ def test_stop_immediate_trigger_checked_against_book_without_trades() -> None:
     with pytest.raises(ExchangeError, match="^Stop price would trigger immediately.$"):
         e.place_order(A, "BTCUSDT", "s", S, STOP, D(1), D(99), stop_price=D(100))
     assert e.place_order(A, "BTCUSDT", "s", S, STOP, D(1), D(98), stop_price=D("99.5")).status is OrderStatus.NEW
+
+
+# ---------------------------------------------------------------- quantity-limited (partial) fills
+
+
+def test_trade_volume_caps_fills_in_path_order_and_fifo(eng: MatchingEngine) -> None:
+    place(eng, "b99a", B, "99", "2")
+    place(eng, "b99b", B, "99", "1")
+    place(eng, "b95", B, "95", "1")
+    eng.drain()
+    assert eng.on_trade("BTCUSDT", D(94), 2, qty=D("2.5")) == 2
+    fs = fills(eng.drain())
+    assert [(f.client_order_id, f.qty, f.price) for f in fs] == [("b99a", D(2), D(99)), ("b99b", D("0.5"), D(99))]
+    part = eng.get_order(A, "BTCUSDT", "b99b")
+    assert part.status is OrderStatus.PARTIALLY_FILLED and part.executed_qty == D("0.5")
+    assert part.cum_quote == D("49.5")
+    # the partly filled order keeps its place ahead of b95
+    eng.on_trade("BTCUSDT", D(93), 3, qty=D("0.6"))
+    fs = fills(eng.drain())
+    assert [(f.client_order_id, f.qty) for f in fs] == [("b99b", D("0.5")), ("b95", D("0.1"))]
+    assert eng.get_order(A, "BTCUSDT", "b99b").status is OrderStatus.FILLED
+    # lock left on b95 is exactly its unfilled part
+    assert eng.balance(A, "USDT").locked == D("0.9") * 95 * D("1.001")
+    u = eng.cancel_order(A, "BTCUSDT", "b95")
+    assert u.status is OrderStatus.CANCELED and u.executed_qty == D("0.1")
+    assert eng.balance(A, "USDT").locked == 0
+    spent = D(2) * 99 + D(1) * 99 + D("0.1") * 95
+    assert eng.balance(A, "USDT").free == D(100000) - spent * D("1.001")
+    assert eng.balance(A, "BTC").free == D(10) + D("3.1")
+
+
+def test_volume_limited_sells_and_stops(eng: MatchingEngine) -> None:
+    place(eng, "s", S, "101", "2")
+    place(eng, "st", S, "94", "1", t=STOP, stop_price=D(95))
+    eng.on_trade("BTCUSDT", D(102), 2, qty=D("0.5"))
+    eng.on_trade("BTCUSDT", D(90), 3, qty=D("0.25"))  # stop triggers, fills 0.25 at 95, rests at 94
+    st = eng.get_order(A, "BTCUSDT", "st")
+    assert st.status is OrderStatus.PARTIALLY_FILLED and st.executed_qty == D("0.25")
+    eng.on_trade("BTCUSDT", D(94), 4, qty=D(5))  # rising back to its limit fills the rest as maker
+    fs = fills(eng.drain())
+    assert [(f.client_order_id, f.qty, f.price, f.is_maker) for f in fs] == [
+        ("s", D("0.5"), D(101), True),
+        ("st", D("0.25"), D(95), False),
+        ("st", D("0.75"), D(94), True),
+    ]
+    assert eng.balance(A, "BTC").locked == D("1.5")  # what is left of "s"

@@ -218,3 +218,19 @@ async def test_broken_sink_does_not_break_exchange() -> None:
     ex.set_event_sink(bad)
     ex.feed_trade(SYM, D("0.0007500"), 1000)
     assert (await ex.place_order(buy("b", "0.0007000"))).status is OrderStatus.NEW
+
+
+async def test_partial_fill_persists(tmp_path: Path, open_db) -> None:
+    path = tmp_path / "p.sqlite"
+    ex, events = await make(await open_db(path))
+    ex.feed_trade(SYM, D("0.0007500"), 1000)
+    await ex.place_order(buy("b", "0.0007400", "300"))
+    ex.feed_trade(SYM, D("0.0007300"), 2000, qty=D(120))
+    await ex.close()
+    ex2, _ = await make(await open_db(path))
+    o = await ex2.get_order(SYM, "b")
+    assert o is not None and o.status is OrderStatus.PARTIALLY_FILLED and o.executed_qty == D(120)
+    assert (await ex2.balances())["ETH"].locked == D(180) * D("0.00074") * D("1.001")
+    ex2.feed_trade(SYM, D("0.0007350"), 3000)
+    assert (await ex2.get_order(SYM, "b")).status is OrderStatus.FILLED  # type: ignore[union-attr]
+    assert [f.qty for f in await ex2.my_trades(SYM)] == [D(120), D(180)]

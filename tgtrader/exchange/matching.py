@@ -12,7 +12,9 @@ Model (documented choices):
 - Market movement comes from `on_trade` (last trade price) and `on_book` (best bid/ask). A trade tick
   from p_prev to p is a continuous move: every resting order the move touched fills in full AT ITS LIMIT
   PRICE as maker (buy at L when price <= L, sell at L when price >= L), in the order the path meets them
-  (falling: highest buy first; rising: lowest sell first). No partial fills, no queue position.
+  (falling: highest buy first; rising: lowest sell first; FIFO within a price). A tick may carry the trade's
+  quantity: then only that much fills, in the same order, and an order it partly covers becomes
+  PARTIALLY_FILLED and keeps its place. No depth model beyond that (a taker order fills in full).
 - STOP_LOSS_LIMIT triggers on the last trade price (sell: last <= stop, buy: last >= stop) or, with a book
   feed, on the touch side (sell: bid <= stop, buy: ask >= stop). It then becomes a LIMIT at the point of
   the path where it triggered: if that limit crosses the price there, it fills at that price as taker.
@@ -522,8 +524,12 @@ class MatchingEngine:
 
     # ------------------------------------------------------------ market data
 
-    def on_trade(self, symbol: str, price: Decimal, ts_ms: int) -> int:
-        """A trade at `price`: fill what the move from the previous price touched. Returns orders filled."""
+    def on_trade(self, symbol: str, price: Decimal, ts_ms: int, qty: Decimal | None = None) -> int:
+        """A trade at `price`: fill what the move from the previous price touched. Returns fills made.
+
+        `qty` (optional) caps the quantity that can fill on this tick, shared in path order (then FIFO);
+        an order it only partly covers becomes PARTIALLY_FILLED and keeps its place. None: no cap.
+        """
         book = self._books.get(symbol)
         if book is None:
             raise BadSymbol(MSG_BAD_SYMBOL)
@@ -537,15 +543,16 @@ class MatchingEngine:
         up = (asks and asks[0] <= price) or (sb and sb[0] <= price)
         if not down and not up:
             return 0
+        vol = [qty] if qty is not None else None
         n = 0
         if down and up and prev is not None and price > prev:
-            n += self._move_up(book, price, ts_ms)
-            n += self._move_down(book, price, ts_ms)
+            n += self._move_up(book, price, ts_ms, vol)
+            n += self._move_down(book, price, ts_ms, vol)
             return n
         if down:
-            n += self._move_down(book, price, ts_ms)
+            n += self._move_down(book, price, ts_ms, vol)
         if up:
-            n += self._move_up(book, price, ts_ms)
+            n += self._move_up(book, price, ts_ms, vol)
         return n
 
     def on_book(self, symbol: str, bid: Decimal | None, ask: Decimal | None, ts_ms: int) -> int:
@@ -566,43 +573,66 @@ class MatchingEngine:
 
     # ------------------------------------------------------------ internals: movement
 
-    def _move_down(self, book: _Book, price: Decimal, ts: int) -> int:
+    def _move_down(self, book: _Book, price: Decimal, ts: int, vol: list[Decimal] | None = None) -> int:
         """Falling to `price`: buys at L >= price and sell stops at S >= price, highest first."""
         limits = book.bids.pop_at_or_above(price)
         stops = book.stop_sells.pop_at_or_above(price)
-        if not stops:
+        if not stops and vol is None:
             for key, o in limits:
                 self._fill(book, o, key, is_maker=True, ts=ts)
             return len(limits)
         merged = [(k, 0, o) for k, o in limits] + [(k, 1, o) for k, o in stops]
         merged.sort(key=lambda t: (-t[0], t[1], t[2].seq))
-        n = 0
-        for key, kind, o in merged:
-            if kind == 0:
-                self._fill(book, o, key, is_maker=True, ts=ts)
-                n += 1
-            else:
-                n += self._trigger(book, o, key, ts)
-        return n
+        return self._walk(book, merged, ts, vol)
 
-    def _move_up(self, book: _Book, price: Decimal, ts: int) -> int:
+    def _move_up(self, book: _Book, price: Decimal, ts: int, vol: list[Decimal] | None = None) -> int:
         """Rising to `price`: sells at L <= price and buy stops at S <= price, lowest first."""
         limits = book.asks.pop_at_or_below(price)
         stops = book.stop_buys.pop_at_or_below(price)
-        if not stops:
+        if not stops and vol is None:
             for key, o in limits:
                 self._fill(book, o, key, is_maker=True, ts=ts)
             return len(limits)
         merged = [(k, 0, o) for k, o in limits] + [(k, 1, o) for k, o in stops]
         merged.sort(key=lambda t: (t[0], t[1], t[2].seq))
+        return self._walk(book, merged, ts, vol)
+
+    def _walk(
+        self, book: _Book, merged: list[tuple[Decimal, int, EngineOrder]], ts: int, vol: list[Decimal] | None
+    ) -> int:
+        """Process touched limits (kind 0) and reached stops (kind 1) in path order, within the volume cap.
+
+        What the cap leaves untouched goes back where it was, in the same order (FIFO kept).
+        """
         n = 0
-        for key, kind, o in merged:
+        for i, (key, kind, o) in enumerate(merged):
+            if vol is not None and vol[0] <= 0:
+                for k2, kind2, o2 in merged[i:]:
+                    if kind2 == 0:
+                        (book.bids if o2.side is Side.BUY else book.asks).add(k2, o2)
+                    else:
+                        (book.stop_sells if o2.side is Side.SELL else book.stop_buys).add(k2, o2)
+                break
             if kind == 0:
-                self._fill(book, o, key, is_maker=True, ts=ts)
-                n += 1
+                n += self._fill_capped(book, o, key, True, ts, vol)
+                if o.status.is_open:
+                    (book.bids if o.side is Side.BUY else book.asks).add(key, o)
             else:
-                n += self._trigger(book, o, key, ts)
+                n += self._trigger(book, o, key, ts, vol)
         return n
+
+    def _fill_capped(
+        self, book: _Book, o: EngineOrder, px: Decimal, is_maker: bool, ts: int, vol: list[Decimal] | None
+    ) -> int:
+        if vol is None:
+            self._fill(book, o, px, is_maker=is_maker, ts=ts)
+            return 1
+        q = min(o.orig_qty - o.executed_qty, vol[0])
+        if q <= 0:
+            return 0
+        vol[0] -= q
+        self._fill(book, o, px, is_maker=is_maker, ts=ts, qty=q)
+        return 1
 
     def _move_down_book(self, book: _Book, ask: Decimal, ts: int) -> int:
         n = 0
@@ -622,15 +652,16 @@ class MatchingEngine:
             n += self._trigger(book, o, bid, ts)
         return n
 
-    def _trigger(self, book: _Book, o: EngineOrder, at: Decimal, ts: int) -> int:
+    def _trigger(self, book: _Book, o: EngineOrder, at: Decimal, ts: int, vol: list[Decimal] | None = None) -> int:
         """A stop reached its trigger with the market at `at`: it becomes a limit; fill now if it crosses."""
         o.working = True
         o.updated_ms = ts
+        n = 0
         if (o.side is Side.SELL and o.price <= at) or (o.side is Side.BUY and o.price >= at):
-            self._fill(book, o, at, is_maker=False, ts=ts)
-            return 1
-        (book.bids if o.side is Side.BUY else book.asks).add(o.price, o)
-        return 0
+            n = self._fill_capped(book, o, at, False, ts, vol)
+        if o.status.is_open:
+            (book.bids if o.side is Side.BUY else book.asks).add(o.price, o)
+        return n
 
     # ------------------------------------------------------------ internals: orders and money
 
@@ -683,31 +714,47 @@ class MatchingEngine:
         self._fill(book, o, px, is_maker=False, ts=ts)
         return o.to_update()
 
-    def _fill(self, book: _Book, o: EngineOrder, px: Decimal, is_maker: bool, ts: int) -> None:
-        """Fill the whole remaining quantity of `o` at `px`; move money; emit Fill, OrderUpdate, BalanceUpdate."""
+    def _fill(
+        self, book: _Book, o: EngineOrder, px: Decimal, is_maker: bool, ts: int, qty: Decimal | None = None
+    ) -> None:
+        """Fill `qty` (default: all that remains) of `o` at `px`; move money; emit Fill, OrderUpdate, BalanceUpdate.
+
+        A partial fill releases the lock of the filled part (buy: qty x limit x (1 + fee lock rate), capped by
+        what is locked); the last fill releases whatever is left, so totals stay exact.
+        """
         rules = book.rules
         base, quote = rules.base_asset, rules.quote_asset
-        qty = o.orig_qty - o.executed_qty
+        remaining = o.orig_qty - o.executed_qty
+        if qty is None or qty >= remaining:
+            qty = remaining
+        final = qty == remaining
         notional = px * qty
         fee = notional * (self.maker_fee if is_maker else self.taker_fee)
         bals = self._balances[o.account]
+        if final:
+            release = o.locked
+        elif o.side is Side.BUY:
+            release = min(o.locked, qty * o.price * (1 + self.fee_lock_rate()))
+        else:
+            release = qty
         if o.side is Side.BUY:
             q = bals[quote]
-            q[1] -= o.locked
-            q[0] += o.locked - notional - fee
+            q[1] -= release
+            q[0] += release - notional - fee
             self._bal(o.account, base)[0] += qty
         else:
             b = bals[base]
-            b[1] -= o.locked
-            b[0] += o.locked - qty
+            b[1] -= release
+            b[0] += release - qty
             self._bal(o.account, quote)[0] += notional - fee
-        o.locked = ZERO
+        o.locked -= release
         o.executed_qty += qty
         o.cum_quote += notional
-        o.status = OrderStatus.FILLED
+        o.status = OrderStatus.FILLED if final else OrderStatus.PARTIALLY_FILLED
         o.updated_ms = ts
         o.working = True
-        self._mark_closed(o)
+        if final:
+            self._mark_closed(o)
         trade_id = book.next_trade_id
         book.next_trade_id += 1
         fill = Fill(

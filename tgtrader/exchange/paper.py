@@ -118,11 +118,14 @@ class PaperExchange:
 
     # ------------------------------------------------------------ market data in
 
-    def feed_trade(self, symbol: str, price: Decimal, ts_ms: int) -> int:
-        """A market trade: forward the tick, fill what it touched, push the news. Returns orders filled."""
+    def feed_trade(self, symbol: str, price: Decimal, ts_ms: int, qty: Decimal | None = None) -> int:
+        """A market trade: forward the tick, fill what it touched, push the news. Returns fills made.
+
+        `qty` (the trade's size) caps what fills on this tick (partial fills); None fills every touched order.
+        """
         self._last_feed = self._clock()
         try:
-            n = self.engine.on_trade(symbol, price, ts_ms)
+            n = self.engine.on_trade(symbol, price, ts_ms, qty)
         except BadSymbol:
             logger.debug("paper: trade for unknown symbol {} ignored", symbol)
             return 0
@@ -134,7 +137,7 @@ class PaperExchange:
         return n
 
     def feed_book(self, symbol: str, bid: Decimal | None, ask: Decimal | None, ts_ms: int) -> int:
-        """A best bid/ask update (bookTicker). Returns orders filled."""
+        """A best bid/ask update (bookTicker). Returns fills made."""
         self._last_feed = self._clock()
         try:
             n = self.engine.on_book(symbol, bid, ask, ts_ms)
