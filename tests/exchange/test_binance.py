@@ -483,3 +483,15 @@ async def test_market_connection_renewed_before_the_24h_cut(fake: FakeBinance) -
         await until(lambda: any(isinstance(x, Tick) and x.bid == D("50003.99") for x in rec.events))
     finally:
         await e.close()
+
+
+async def test_garbage_on_the_ws_api_does_not_break_the_user_stream(ex: BinanceExchange, fake: FakeBinance) -> None:
+    for ws in list(fake._ws_api_conns):
+        for frame in ("{", "not json", "null", '{"id":"nope","status":400,"error":{"code":-1,"msg":"x"}}',
+                      '{"subscriptionId":0}', '{"subscriptionId":0,"event":[1,2]}',
+                      '{"subscriptionId":0,"event":{"e":"executionReport","L":"NaN"}}'):
+            await ws.send_str(frame)
+    await ex.place_order(limit("gw1", Side.BUY, "0.001", "49900"))
+    await fake.set_price("BTCUSDT", "49800")
+    await until(lambda: [f.client_order_id for f in ex.rec.of(Fill)] == ["gw1"])
+    assert fake.user_subscriptions_opened == 1  # the stream never dropped

@@ -342,6 +342,7 @@ class BinanceExchange:
         use_testnet = self._testnet and not self._rest_url
         self.client = cls(self._key, self._secret, testnet=use_testnet, session_params=self._session_params)
         self.client.tg_on_response = self._on_response
+        self._harden_ws_api()
         if self._testnet and self._rest_url:
             self.name = "binance-testnet"
         await self.sync_time()
@@ -387,6 +388,26 @@ class BinanceExchange:
                 await self.client.ws_future.close()
             except Exception:  # noqa: BLE001
                 pass
+
+    def _harden_ws_api(self) -> None:
+        """Drop unreadable WebSocket-API frames instead of letting them end the library's read loop.
+
+        python-binance's `_handle_message` raises on invalid JSON (and on an error reply for an unknown request
+        id); its read loop then stops for good, silently taking the user data stream with it. One bad frame is
+        not worth a reconnect and a reconciliation, so it is logged and skipped.
+        """
+        assert self.client is not None
+        ws_api = self.client.ws_api
+        original = ws_api._handle_message
+
+        def handle(msg: Any) -> Any:
+            try:
+                return original(msg)
+            except Exception as exc:  # noqa: BLE001 - see docstring
+                bp._report_bad("WebSocket-API frame", f"{type(exc).__name__}: {exc}")
+                return None
+
+        ws_api._handle_message = handle
 
     # ------------------------------------------------------------ REST core
 
