@@ -112,6 +112,17 @@ class FakeTelegram:
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
         return self._push({"message": message})
 
+    def push_edit(self, chat_id: int, message_id: int, text: str, user_id: int | None = None) -> int:
+        """The user edited an earlier message of theirs (Telegram sends an `edited_message` update)."""
+        message: dict[str, Any] = {
+            "message_id": message_id, "date": int(time.time()) - 5, "edit_date": int(time.time()),
+            "chat": self._chat(chat_id), "from": self._user(user_id if user_id is not None else abs(chat_id)),
+            "text": text,
+        }
+        if text.startswith("/"):
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        return self._push({"edited_message": message})
+
     def push_command(self, chat_id: int, command: str, user_id: int | None = None) -> int:
         """push_command(777, 'grid new BTCUSDT ...') or with the leading slash."""
         return self.push_text(chat_id, command if command.startswith("/") else "/" + command, user_id)

@@ -343,3 +343,15 @@ async def test_rejected_token_is_a_config_error_without_the_token(tmp_path: Path
         await frontend(app).stop()
         await paper.close()
         await db.close()
+
+
+async def test_edited_messages_do_not_rerun_and_daily_summary_is_delivered(stack: Stack) -> None:
+    fake = stack.fake
+    await stack.ask(ALICE, "/status")
+    sent = len(fake.sent_to(ALICE))
+    fake.push_edit(ALICE, 1, "/panic")
+    await stack.ask(BOB, "/help")  # processed after the edit
+    assert len(fake.sent_to(ALICE)) == sent  # the edit ran nothing
+    await stack.bot.daily_summary()
+    for chat in (ALICE, BOB):
+        await fake.wait_for(lambda: any(t.startswith("Daily summary") for t in fake.texts_to(chat)), timeout=5)
