@@ -495,3 +495,24 @@ async def test_garbage_on_the_ws_api_does_not_break_the_user_stream(ex: BinanceE
     await fake.set_price("BTCUSDT", "49800")
     await until(lambda: [f.client_order_id for f in ex.rec.of(Fill)] == ["gw1"])
     assert fake.user_subscriptions_opened == 1  # the stream never dropped
+
+
+def test_endpoint_overrides() -> None:
+    derive, norm = BinanceExchange._derive_ws_api_url, BinanceExchange._norm_rest
+    assert derive("wss://stream.binance.com:9443/") == "wss://ws-api.binance.com/ws-api/v3"
+    assert derive("wss://stream.testnet.binance.vision/") == "wss://ws-api.testnet.binance.vision/ws-api/v3"
+    assert derive("ws://127.0.0.1:5555/") == "ws://127.0.0.1:5555/ws-api/v3"
+    assert norm("http://127.0.0.1:1") == norm("http://127.0.0.1:1/api/v3/") == "http://127.0.0.1:1/api"
+    e = BinanceExchange("k", "s", testnet=True, rest_url="http://127.0.0.1:1", ws_url="ws://127.0.0.1:1")
+    assert e.name == "binance-testnet" and e._ws_api_url == "ws://127.0.0.1:1/ws-api/v3"
+
+
+async def test_testnet_flag_with_override_still_talks_to_the_override(fake: FakeBinance) -> None:
+    e = make_exchange(fake, testnet=True)
+    await e.start()
+    try:
+        assert e.client.testnet is False  # the library's flag would replace API_URL on every call
+        assert await e.ticker_price("BTCUSDT") == D("50000")
+        assert fake.user_subscriptions_opened == 1
+    finally:
+        await e.close()

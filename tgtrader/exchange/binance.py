@@ -213,8 +213,8 @@ class BinanceExchange:
         self._testnet = testnet
         self._rest_url = self._norm_rest(rest_url) if rest_url else None
         self._ws_url = (ws_url if ws_url.endswith("/") else ws_url + "/") if ws_url else None
-        if ws_api_url is None and ws_url is not None:
-            ws_api_url = self._ws_url + "ws-api/v3"  # type: ignore[operator]
+        if ws_api_url is None and self._ws_url is not None:
+            ws_api_url = self._derive_ws_api_url(self._ws_url)
         self._ws_api_url = ws_api_url
         self.stream_kinds = stream_kinds
         self.request_timeout = request_timeout
@@ -270,6 +270,20 @@ class BinanceExchange:
         self._reconnects: list[float] = []
 
     # ------------------------------------------------------------ wiring
+
+    @staticmethod
+    def _derive_ws_api_url(ws_url: str) -> str:
+        """The WebSocket API next to a market-stream URL: Binance's own hosts differ, anything else is the same host."""
+        from urllib.parse import urlsplit
+
+        host = urlsplit(ws_url).hostname or ""
+        if host == "stream.testnet.binance.vision":
+            return "wss://ws-api.testnet.binance.vision/ws-api/v3"
+        if host.startswith("stream.binance."):
+            return f"wss://ws-api.binance.{host.split('binance.', 1)[1]}/ws-api/v3"
+        if host == "data-stream.binance.vision":  # market data only; the account lives on binance.com
+            return "wss://ws-api.binance.com/ws-api/v3"
+        return ws_url + "ws-api/v3"
 
     @staticmethod
     def _norm_rest(url: str) -> str:
