@@ -289,3 +289,44 @@ async def test_doctor_unreachable_exchange_fails(tmp_path: Path) -> None:
     out = io.StringIO()
     assert await diagnose(env=_keys_env(tmp_path, "http://127.0.0.1:9/api"), out=out) == 1
     assert "FAIL  binance      cannot reach Binance" in out.getvalue()
+
+
+@pytest.fixture
+async def fake_bot_api() -> AsyncIterator[str]:
+    good = "123456:GOOD-token-for-doctor-tests"
+
+    async def get_me(request: web.Request) -> web.Response:
+        if request.match_info["token"] != good:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        return web.json_response({"ok": True, "result": {"id": 1, "is_bot": True, "first_name": "T", "username": "tg_bot"}})
+
+    app = web.Application()
+    app.router.add_get("/bot{token}/getMe", get_me)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/bot"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("token, status, text", [
+    ("123456:GOOD-token-for-doctor-tests", "OK", "bot @tg_bot answers"),
+    ("123456:BAD-token-for-doctor-tests", "FAIL", "the Bot API refused the token: Unauthorized"),
+])
+async def test_doctor_checks_the_bot_token(tmp_path: Path, fake_bot_api: str, token: str, status: str, text: str) -> None:
+    out = io.StringIO()
+    env = {
+        "TELEGRAM_BOT_TOKEN": token,
+        "TELEGRAM_ALLOWED_CHAT_IDS": "1",
+        "TELEGRAM_API_BASE": fake_bot_api,
+        "TGTRADER_DB": str(tmp_path / "db" / "t.db"),
+        "TGTRADER_LOG_DIR": str(tmp_path / "logs"),
+    }
+    code = await diagnose(env=env, out=out)
+    assert f"{status:<5} telegram     {text}" in out.getvalue()
+    assert code == (0 if status == "OK" else 1)
+    assert token not in out.getvalue()
