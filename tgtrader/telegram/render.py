@@ -170,7 +170,6 @@ def render_start(status: StatusView, balances: BalancesView | None, bot_name: st
 
 def render_preview(preview: GridPreviewView) -> str:
     spec = preview.spec
-    base = spec.symbol
     quote = _quote_of(spec.symbol)
     levels = preview.levels
     shown = ", ".join(num(level) for level in levels) if len(levels) <= 12 else (
@@ -182,11 +181,11 @@ def render_preview(preview: GridPreviewView) -> str:
         f"Range {num(spec.lower)} - {num(spec.upper)}, {spec.grids} grids, investment {money(spec.investment)}",
         f"Price now {num(preview.price)}",
         f"Levels: {shown}",
-        f"Qty per order: {num(preview.qty_per_order)}",
+        f"Qty per order: {num(preview.qty_per_order)} {_base_of(spec.symbol)}",
         f"Profit per grid after fees: {pct(preview.profit_pct_min)} - {pct(preview.profit_pct_max)}",
         f"Orders: {preview.buy_orders} buy, {preview.sell_orders} sell",
         f"Required: {money(preview.required_quote)} {quote}"
-        + (f" + {num(preview.required_base)} base" if preview.required_base else ""),
+        + (f" + {num(preview.required_base)} {_base_of(spec.symbol)}" if preview.required_base else ""),
     ]
     if spec.stop_loss is not None:
         lines.append(f"Stop-loss: {num(spec.stop_loss)}")
@@ -201,7 +200,6 @@ def render_preview(preview: GridPreviewView) -> str:
     else:
         lines.append("")
         lines.append("Press Start to place the orders.")
-    del base
     return clip("\n".join(lines))
 
 
@@ -226,7 +224,7 @@ def render_grid_list(grids: Sequence[GridSummary]) -> str:
     return clip("Grids:\n" + "\n".join(_grid_line(g) for g in grids))
 
 
-def render_grid(grid: GridSummary, title: str = "") -> str:
+def render_grid(grid: GridSummary, title: str = "", now_ms: int | None = None) -> str:
     lines = [
         title or f"Grid #{grid.id} {grid.symbol}",
         f"State: {grid.state}" + (f" ({grid.stop_reason})" if grid.stop_reason else ""),
@@ -236,8 +234,9 @@ def render_grid(grid: GridSummary, title: str = "") -> str:
         f"Holding {num(grid.base_held)} at avg {num(grid.avg_cost)}, unrealized {signed(grid.unrealized_pnl)}",
         f"Last price {num(grid.last_price)}, open orders {grid.open_orders}",
     ]
-    if grid.annualized_return_pct is not None:
-        lines.append(f"Annualized return {pct(grid.annualized_return_pct)}")
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    if grid.annualized_return_pct is not None and now_ms - grid.started_ts_ms >= 86_400_000:
+        lines.append(f"Annualized return {pct(grid.annualized_return_pct)}")  # meaningless before a day
     if grid.stop_loss is not None or grid.take_profit is not None:
         lines.append(f"SL {num(grid.stop_loss)} / TP {num(grid.take_profit)}")
     lines.append(f"Started {when(grid.started_ts_ms)}")
@@ -330,7 +329,7 @@ def render_size(result: SizeResult) -> str:
     if result.position_quote is not None:
         lines.append(f"Position: {money(result.position_quote)}")
     if result.qty is not None:
-        lines.append(f"Quantity: {num(result.qty)}" + (f" {result.symbol}" if result.symbol else ""))
+        lines.append(f"Quantity: {num(result.qty)}" + (f" {_base_of(result.symbol)}" if result.symbol else ""))
     if result.reason:
         lines.append(result.reason)
     return "\n".join(lines)
@@ -406,6 +405,11 @@ def _quote_of(symbol: str) -> str:
         if symbol.endswith(quote) and len(symbol) > len(quote):
             return quote
     return "quote"
+
+
+def _base_of(symbol: str) -> str:
+    quote = _quote_of(symbol)
+    return symbol[: -len(quote)] if quote != "quote" else "base"
 
 
 def _owner(owner: str) -> str:
