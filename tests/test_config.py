@@ -187,6 +187,10 @@ def test_env_file_parsing() -> None:
     }
 
 
+def test_env_file_with_bom_and_crlf() -> None:
+    assert parse_env_text("\ufeffA=1\r\nB='2'\r\n") == {"A": "1", "B": "2"}
+
+
 @pytest.mark.parametrize(
     "bad_line, reason",
     [

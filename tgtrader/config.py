@@ -117,6 +117,7 @@ def parse_env_text(text: str, source: str = ".env") -> dict[str, str]:
     """
     values: dict[str, str] = {}
     problems: list[str] = []
+    text = text.removeprefix("\ufeff")  # editors on Windows like to add a byte-order mark
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
