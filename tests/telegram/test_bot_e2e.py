@@ -4,6 +4,7 @@ TradingCore on the real PaperExchange and a real SQLite database. No mocks of th
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal as D
@@ -79,6 +80,9 @@ async def make_stack(tmp_path: Path, fake: FakeTelegram, **kw: object) -> Stack:
 
 
 async def close_stack(stack: Stack) -> None:
+    secret_part = stack.fake.token.split(":", 1)[1]
+    for call in stack.fake.calls:  # the bot token never appears in anything the bot sent
+        assert secret_part not in json.dumps(call.params, default=str), call.method
     await stack.bot.stop()
     await stack.core.stop()
     await stack.paper.close()

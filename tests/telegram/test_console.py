@@ -98,3 +98,15 @@ async def test_fuzz_dispatch_always_answers(running: Core, words: list[str]) -> 
     answer = await chat.handle_line(" ".join(words))
     assert answer or not " ".join(words).strip()
     assert "internal error" not in answer and "Traceback" not in answer
+
+
+async def test_run_console_reads_lines_until_quit(running: Core, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from tgtrader.console import run_console
+
+    await run_console(running.core, io.StringIO("status\nbalance\nquit\nstatus\n"), chart_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert "tgtrader console (demo)" in out and "Mode: DEMO" in out and "USDT: 10000" in out
+    assert out.count("Mode: DEMO") == 1  # nothing after quit

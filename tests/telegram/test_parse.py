@@ -126,6 +126,8 @@ def test_every_command_answers_help() -> None:
     assert p.parse("/grid new help") == p.Help("grid new")
     assert p.parse("/size kelly help") == p.Help("size kelly")
     assert p.parse("/help grid") == p.Help("grid")
+    assert p.parse("/help grid new") == p.Help("grid new")
+    assert p.parse("/help /size kelly") == p.Help("size kelly")
     assert p.parse("/help") == p.Help(None)
 
 

@@ -480,12 +480,17 @@ def _parse_chart(args: list[str], ctx: Context) -> Request:
 
 
 def _parse_help(args: list[str], ctx: Context) -> Request:
-    _too_many(args, 1, SYNTAX["help"])
+    _too_many(args, 2, SYNTAX["help"])
     if not args:
         return Help()
     name = args[0].lower().lstrip("/")
     if name not in PARSERS:
         raise ParseError(f"no command {_show(args[0])}", SYNTAX["help"])
+    if len(args) == 2:  # "/help grid new"
+        topic = f"{name} {args[1].lower()}"
+        if topic not in SYNTAX:
+            raise ParseError(f"no help topic {_show(topic)}", SYNTAX["help"])
+        return Help(topic)
     return Help(name)
 
 
