@@ -359,3 +359,18 @@ async def test_edited_messages_do_not_rerun_and_daily_summary_is_delivered(stack
     await stack.bot.daily_summary()
     for chat in (ALICE, BOB):
         await fake.wait_for(lambda: any(t.startswith("Daily summary") for t in fake.texts_to(chat)), timeout=5)
+
+
+async def test_stop_loss_alert_written_by_the_core_reaches_every_chat_once(stack: Stack) -> None:
+    fake = stack.fake
+    await stack.ask(ALICE, GRID + " sl=39000 sell_on_stop")
+    await stack.press(ALICE, fake.buttons(ALICE)[0]["callback_data"])
+    await stack.price("38000")
+    for chat in (ALICE, BOB):
+        await fake.wait_for(lambda: any("stop-loss" in t for t in fake.texts_to(chat)), timeout=5)
+        await fake.wait_for(lambda: any("GRID #1 BTCUSDT STOPPED" in t for t in fake.texts_to(chat)), timeout=5)
+    await asyncio.sleep(0.3)
+    joined = "\n".join(fake.texts_to(BOB))
+    assert joined.count("stop-loss at 38000") == 1, joined  # the core's AlertIntent, once
+    assert await stack.db.outbox.pending_count() == 0
+    assert (await stack.core.grid(1)).state == "stopped"
