@@ -3,10 +3,12 @@ hands the text or callback data to `Dispatcher` and sends the `Reply` it gets ba
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from loguru import logger
 from telegram import (
+    CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
@@ -22,6 +24,7 @@ from tgtrader.telegram.render import Reply
 REFUSAL = "Sorry, this is a private bot."
 REFUSAL_EVERY_S = 3600.0
 CAPTION_LIMIT = 1024
+ANSWER_WITHIN_S = 2.0  # Telegram wants callback queries answered quickly (the spinner, ~15 s expiry)
 
 
 def markup(reply: Reply) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
@@ -102,11 +105,19 @@ class TelegramHandlers:
             return
         chat = update.effective_chat
         chat_id = chat.id if chat is not None else (query.from_user.id if query.from_user else 0)
-        reply = await self.dispatcher.press(query.data or "", chat_id)
+        task = asyncio.ensure_future(self.dispatcher.press(query.data or "", chat_id))
+        done, _ = await asyncio.wait({task}, timeout=ANSWER_WITHIN_S)
+        answered = False
+        if not done:  # e.g. a panic over many symbols: stop the client's spinner, the edit follows
+            answered = await self._answer(query, "Working...")
         try:
-            await query.answer(reply.toast[:200] or None)
-        except BadRequest as exc:  # query too old to answer: the reply below still tells the user
-            logger.info("answerCallbackQuery failed: {}", exc)
+            reply = await task
+        except Exception:
+            if not answered:
+                await self._answer(query, "Internal error")
+            raise  # the error handler logs it and tells the chat the error id
+        if not answered:
+            await self._answer(query, reply.toast[:200] or None)
         if reply.edit and query.message is not None:
             try:
                 await query.edit_message_text(reply.text, reply_markup=markup(reply))
@@ -114,6 +125,15 @@ class TelegramHandlers:
             except BadRequest as exc:
                 logger.info("editMessageText failed ({}); sending a new message", exc)
         await self.send(context, chat_id, Reply(reply.text, reply.buttons, photo=reply.photo))
+
+    @staticmethod
+    async def _answer(query: CallbackQuery, text: str | None) -> bool:
+        try:
+            await query.answer(text)
+            return True
+        except BadRequest as exc:  # query too old to answer: the message below still tells the user
+            logger.info("answerCallbackQuery failed: {}", exc)
+            return False
 
     # ------------------------------------------------------------ errors
 
