@@ -71,6 +71,9 @@ async def test_grid_runs_round_trips_and_restarts_without_duplicates(tmp_path: P
     fills = [e for e in events if isinstance(e, OrderFilled)]
     assert [f.side for f in fills] == [Side.BUY, Side.BUY, Side.SELL]
     assert all(f.owner == f"grid:{summary.id}" for f in fills)
+    chart = await core.chart_data(summary.id)
+    assert chart.levels == pv.levels and chart.prices[-1] == 56000.0
+    assert [side for _, side, _ in chart.fills] == ["BUY", "BUY", "SELL"]  # start buy, buy 50000, sell 55000
     pnl = await core.pnl(1)
     assert pnl.days[-1][2] == 1 and pnl.total == g.realized_profit
     before = sorted(o.client_order_id for o in await core.open_orders())
