@@ -25,8 +25,8 @@ class ConsoleChat:
     def __init__(self, api: TradingApi, *, write: Callable[[str], None] | None = None,
                  chart_dir: Path | str = ".", alert_window_s: float = 0.3, chat_id: int = CONSOLE_CHAT_ID) -> None:
         self.api = api
-        self.dispatcher = Dispatcher(api, bot_name="tgtrader console")
         self.write = write or (lambda text: print(text, flush=True))
+        self.dispatcher = Dispatcher(api, bot_name="tgtrader console", progress=self._progress)
         self.chart_dir = Path(chart_dir)
         self.alert_window_s = alert_window_s
         self.chat_id = chat_id
@@ -35,6 +35,9 @@ class ConsoleChat:
         self._alert_handle: asyncio.TimerHandle | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._charts = 0
+
+    async def _progress(self, chat_id: int, text: str) -> None:
+        self.write(text)
 
     # ------------------------------------------------------------ alerts
 

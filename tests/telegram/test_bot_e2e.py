@@ -292,7 +292,7 @@ async def test_account_sizing_stops_and_chase_commands(stack: Stack) -> None:
     # /buy chases as a maker; a trade below our bid fills it, then the answer comes
     before = len(fake.sent_to(ALICE))
     fake.push_command(ALICE, "/buy BTCUSDT 0.01 max=52100")
-    await asyncio.sleep(0.3)
+    await fake.wait_for(lambda: any(t.startswith("Working: BUY 0.01 BTCUSDT") for t in fake.texts_to(ALICE)))
     await stack.price("51900")
     await fake.wait_for(lambda: any(t.startswith("BUY BTCUSDT") for t in fake.texts_to(ALICE)[before:]), timeout=5)
     bought = next(t for t in fake.texts_to(ALICE)[before:] if t.startswith("BUY BTCUSDT"))

@@ -92,6 +92,8 @@ async def size(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
 
 async def trade(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
     assert isinstance(req, p.Trade)
+    limit = f", limit {r.num(req.limit_price)}" if req.limit_price is not None else ""
+    await d.say(chat_id, f"Working: {req.side.value} {r.num(req.qty)} {req.symbol} maker-first{limit}...")
     return Reply(r.render_chase(await d.api.chase(req.symbol, req.side, req.qty, req.limit_price)))
 
 

@@ -190,9 +190,12 @@ def build_application(
         if notifier is not None:
             notifier.wake(chat_id)
 
+    async def progress(chat_id: int, text: str) -> object:
+        return await app.bot.send_message(chat_id, text)
+
     dispatcher = Dispatcher(
         api, bot_name=bot_name, preview_ttl_s=preview_ttl_s, confirm_ttl_s=confirm_ttl_s,
-        on_subscribe=on_subscribe, secrets_to_hide=[token, *extra_secrets],
+        on_subscribe=on_subscribe, secrets_to_hide=[token, *extra_secrets], progress=progress,
     )
     handlers = TelegramHandlers(dispatcher, allowed)
     bot = TelegramBot(app, dispatcher, handlers, notifier, api, connect_retry_s)

@@ -51,6 +51,7 @@ class Dispatcher:
         confirm_ttl_s: float = 60.0,
         on_subscribe: Callable[[int], Awaitable[None] | None] | None = None,
         secrets_to_hide: Iterable[str] = (),
+        progress: Callable[[int, str], Awaitable[object]] | None = None,
     ) -> None:
         self.api = api
         self.bot_name = bot_name
@@ -58,6 +59,7 @@ class Dispatcher:
         self.preview_ttl_s = preview_ttl_s
         self.confirm_ttl_s = confirm_ttl_s
         self.on_subscribe = on_subscribe
+        self.progress = progress  # transport hook: an interim line before a long operation's answer
         self._secrets = [s for s in secrets_to_hide if s and len(s) >= 6]
         self._pending: dict[str, _Pending] = {}
         self._symbols: frozenset[str] = frozenset()
@@ -110,6 +112,15 @@ class Dispatcher:
                         continue
                 ticks[symbol] = self._ticks[symbol]
         return p.Context(self._symbols, ticks)
+
+    async def say(self, chat_id: int, text: str) -> None:
+        """An interim message (e.g. 'working on it') before a long operation; best effort."""
+        if self.progress is None:
+            return
+        try:
+            await self.progress(chat_id, self.scrub(text))
+        except Exception as exc:  # the real answer still follows
+            logger.info("progress message failed: {}", exc)
 
     async def subscribe(self, chat_id: int) -> None:
         if self.on_subscribe is not None:
