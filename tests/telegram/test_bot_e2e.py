@@ -232,7 +232,9 @@ async def test_bad_input_answers_without_reaching_the_core(stack: Stack) -> None
         "/grid new BTCUSDT abc 60000 4 1000": "LOWER must be a number",
         "/buy BTCUSDT -1": "must be positive",
         "/status now please": "too many arguments",
-        "/grid show 99": "",
+        "/grid show 99": "99",
+        "/chart 99": "99",
+        "/grid pause 99": "99",
     }
     for text, needle in cases.items():
         answer = await stack.ask(ALICE, text)

@@ -15,7 +15,7 @@ from telegram import (
     ReplyKeyboardMarkup,
     Update,
 )
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from tgtrader.telegram.dispatch import Dispatcher
@@ -139,6 +139,9 @@ class TelegramHandlers:
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log with an id; tell an authorized chat only the id, never the traceback."""
+        if isinstance(context.error, (NetworkError, RetryAfter)):  # Telegram itself is unwell: telling fails too
+            logger.warning("Telegram request failed: {}", self.dispatcher.scrub(str(context.error)))
+            return
         reply = self.dispatcher.internal_error(context.error)
         if not isinstance(update, Update) or not self.is_authorized(update) or update.effective_chat is None:
             return
