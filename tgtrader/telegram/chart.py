@@ -10,6 +10,7 @@ import io
 from datetime import datetime, timezone
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
 from tgtrader.core.api import ChartData
@@ -37,7 +38,10 @@ def render_chart_png(data: ChartData, width_in: float = 9.0, height_in: float = 
         ax.legend(loc="upper left", fontsize="small")
     else:
         ax.text(0.5, 0.5, "no price data yet", ha="center", va="center", transform=ax.transAxes)
-    fig.autofmt_xdate()
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.set_xlabel("UTC")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
