@@ -234,3 +234,14 @@ async def test_partial_fill_persists(tmp_path: Path, open_db) -> None:
     ex2.feed_trade(SYM, D("0.0007350"), 3000)
     assert (await ex2.get_order(SYM, "b")).status is OrderStatus.FILLED  # type: ignore[union-attr]
     assert [f.qty for f in await ex2.my_trades(SYM)] == [D(120), D(180)]
+
+
+async def test_background_save_failure_is_logged_not_raised(tmp_path: Path, open_db) -> None:
+    db = await open_db(tmp_path / "c.sqlite")
+    ex, _ = await make(db)
+    ex.feed_trade(SYM, D("0.0007500"), 1000)
+    await ex.place_order(buy("b", "0.0007400"))
+    await db.close()
+    ex.feed_trade(SYM, D("0.0007300"), 2000)  # fills; the scheduled save fails quietly
+    await ex._flush_task  # type: ignore[misc]
+    assert ex._dirty_orders  # still pending for a later retry

@@ -111,6 +111,7 @@ class PaperExchange:
         self._push(StreamStatus("user", True, "paper", ts_ms=ts))
 
     async def close(self) -> None:
+        """Wait for a pending background save, then save what is left."""
         task = self._flush_task
         if task is not None and not task.done():
             await asyncio.shield(task)
@@ -289,7 +290,7 @@ class PaperExchange:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 return
-            self._flush_task = loop.create_task(self.flush())
+            self._flush_task = loop.create_task(self._background_flush())
 
     def _push(self, event: ExchangeEvent) -> None:
         if self._sink is None:
@@ -300,6 +301,13 @@ class PaperExchange:
             logger.exception("paper: event sink raised on {}", type(event).__name__)
 
     # ------------------------------------------------------------ internals: persistence
+
+    async def _background_flush(self) -> None:
+        """Save fills caused by fed ticks; a failure is logged and the changes stay pending for the next flush."""
+        try:
+            await self.flush()
+        except Exception as exc:  # e.g. the database was closed under a still-fed exchange
+            logger.warning("paper: saving state failed ({}); will retry on the next change", exc)
 
     async def flush(self) -> None:
         """Write everything changed since the last flush in one transaction (no-op without a database)."""
