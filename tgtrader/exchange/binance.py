@@ -57,10 +57,10 @@ from tgtrader.errors import (
     WouldMatch,
 )
 from tgtrader.exchange import binance_parse as bp
-from tgtrader.exchange.port import BalanceUpdate, EventSink, ExchangeEvent, ExchangeHealth, StreamStatus
+from tgtrader.exchange.port import EventSink, ExchangeEvent, ExchangeHealth, StreamStatus
 from tgtrader.exchange.ratelimit import ConnectionBudget, MessageRate, RestLimiter, backoff_delay
 from tgtrader.exchange.reconcile import reconcile
-from tgtrader.types import Balance, Fill, OrderType, OrderUpdate, PlaceOrder, ReplaceOrder, Tick
+from tgtrader.types import Balance, Fill, OrderType, OrderUpdate, PlaceOrder, ReplaceOrder
 
 MAX_STREAMS_PER_CONNECTION = 1024
 _SUBSCRIBE_CHUNK = 200  # stream names per SUBSCRIBE message
@@ -168,13 +168,6 @@ class _MarketConn:
     up: bool = False
     rate: MessageRate = field(default_factory=MessageRate)
     next_id: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class BinanceEndpoints:
-    rest_url: str | None = None  # e.g. "https://api.binance.com/api" or "http://127.0.0.1:8080" (/api is added)
-    ws_url: str | None = None  # market streams base, e.g. "wss://stream.binance.com:9443/"
-    ws_api_url: str | None = None  # WebSocket API, e.g. "wss://ws-api.binance.com/ws-api/v3"
 
 
 class BinanceExchange:
@@ -1207,7 +1200,3 @@ async def _cancel_and_wait(task: asyncio.Task, timeout: float = 5.0) -> None:
         exc = task.exception()
         if exc is not None:
             logger.debug("binance: task {} ended with {}", task.get_name(), type(exc).__name__)
-
-
-BalanceUpdate = BalanceUpdate  # re-export for callers that only import this module
-Tick = Tick
