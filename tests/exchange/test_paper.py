@@ -245,3 +245,27 @@ async def test_background_save_failure_is_logged_not_raised(tmp_path: Path, open
     ex.feed_trade(SYM, D("0.0007300"), 2000)  # fills; the scheduled save fails quietly
     await ex._flush_task  # type: ignore[misc]
     assert ex._dirty_orders  # still pending for a later retry
+
+
+async def test_reset_starts_over_and_persists(tmp_path: Path, open_db) -> None:
+    path = tmp_path / "r.sqlite"
+    ex, events = await make(await open_db(path))
+    ex.feed_trade(SYM, D("0.0007500"), 1000)
+    await ex.place_order(buy("b", "0.0007400"))
+    ex.feed_trade(SYM, D("0.0007300"), 2000)
+    await ex.place_order(buy("b2", "0.0007000"))
+    await ex.reset({"ETH": D(3)})
+    assert await ex.open_orders() == [] and await ex.my_trades(SYM) == []
+    assert {a: b.total for a, b in (await ex.balances()).items()} == {"ETH": D(3)}
+    assert await ex.ticker_price(SYM) == D("0.0007300")
+    assert isinstance(events[-1], BalanceUpdate)
+    u = await ex.place_order(buy("b", "0.0007000"))
+    assert u.exchange_order_id == 3  # ids are never reused
+    ex.feed_trade(SYM, D("0.0006900"), 3000)
+    assert [f.trade_id for f in await ex.my_trades(SYM)] == [2]
+    await ex.place_order(buy("b", "0.0006000"))
+    await ex.close()
+    ex2, _ = await make(await open_db(path))
+    assert [o.client_order_id for o in await ex2.open_orders()] == ["b"]
+    assert (await ex2.balances())["ETH"].total == D(3) - D("0.07") - D("0.00007")  # one buy of 100 at 0.0007
+    assert (await ex2.balances())["XRP"].total == D(100)

@@ -268,6 +268,29 @@ class PaperExchange:
         self._publish(self.engine.drain())
         await self.flush()
 
+    async def reset(self, balances: Mapping[str, Decimal] | None = None) -> None:
+        """Start the paper account over: forget orders and trades, fund it with `balances` (default: the
+        initial balances). Symbols, fees, last prices and the id counters are kept: order and trade ids are
+        never reused, because the core deduplicates fills by (symbol, trade id). Pushes a BalanceUpdate."""
+        if balances is not None:
+            self._initial = dict(balances)
+        fresh = MatchingEngine(self._rules.values(), maker_fee=self.engine.maker_fee, taker_fee=self.engine.taker_fee)
+        fresh.restore(self.engine.meta_snapshot())
+        self.engine = fresh
+        for asset, amount in self._initial.items():
+            fresh.set_balance(PAPER_ACCOUNT, asset, Decimal(amount))
+        self._dirty_orders.clear()
+        self._new_trades.clear()
+        self._dirty_assets = set(self._initial)
+        self._dirty_meta = True
+        if self.db is not None:
+            async with self._flush_lock:
+                async with self.db.transaction() as conn:
+                    for table in ("paper_orders", "paper_trades", "paper_balances", "paper_state"):
+                        await conn.execute(f"DELETE FROM {table}")
+        await self.flush()
+        self._push(BalanceUpdate(tuple(fresh.balances(PAPER_ACCOUNT).values()), fresh.now_ms))
+
     # ------------------------------------------------------------ internals: events
 
     def _publish(self, events: list[EngineEvent]) -> None:
