@@ -47,6 +47,8 @@ async def test_unattended_demo_fills_equal_the_backtest(tmp_path: Path) -> None:
         (side, pytest.approx(price)) for _, side, _, price, _ in vec.fills.records()
     ]
     assert len(grid_fills) == vec.buys + vec.sells > 20
+    assert summary.round_trips == vec.round_trips
+    assert Decimal(summary.grid_profit) == pytest.approx(Decimal(str(round(vec.grid_profit, 2))), abs=Decimal("0.011"))
     assert Decimal(summary.final_equity) - Decimal(summary.start_equity) == pytest.approx(
         Decimal(str(round(vec.final_equity - investment, 2))), abs=Decimal("0.01"))
     # what a trader sees: the scripted commands answered, alerts, the summary and the chart

@@ -75,6 +75,7 @@ class DemoSummary:
     sells: int
     round_trips: int
     grid_profit: str
+    realized: str
     fees: str
     start_equity: str
     final_equity: str
@@ -311,7 +312,7 @@ class Demo:
                 await asyncio.sleep(0.25)
                 grids = await chat.api.list_grids()
                 running = [g for g in grids if g.state == "running"]
-                profit = sum((g.realized_profit for g in grids), Decimal(0))
+                profit = sum((g.grid_profit for g in grids), Decimal(0))
                 self._status_cache = f"{len(running)} grid(s) running, profit {profit:.2f} {QUOTE}"
                 if self._live is not None:
                     self._live.update(self._status_line())
@@ -385,7 +386,8 @@ class Demo:
             buys=sum(1 for f in fills if f.side.value == "BUY"),
             sells=sum(1 for f in fills if f.side.value == "SELL"),
             round_trips=sum(g.round_trips for g in grids),
-            grid_profit=f"{sum((g.realized_profit for g in grids), Decimal(0)):.2f}",
+            grid_profit=f"{sum((g.grid_profit for g in grids), Decimal(0)):.2f}",
+            realized=f"{sum((g.realized_profit for g in grids), Decimal(0)):.2f}",
             fees=f"{fees:.2f}",
             start_equity=f"{START_QUOTE:.2f}",
             final_equity=f"{equity:.2f}",
@@ -414,7 +416,8 @@ class Demo:
             ("price", f"{s.start_price} → {s.final_price} {QUOTE}"),
             ("fills", f"{s.buys} buys, {s.sells} sells"),
             ("round trips", str(s.round_trips)),
-            ("grid profit", f"{s.grid_profit} {QUOTE} (after fees)"),
+            ("grid profit", f"{s.grid_profit} {QUOTE} from round trips, after fees"),
+            ("realized", f"{s.realized} {QUOTE} incl. sales of the start position"),
             ("fees paid", f"{s.fees} {QUOTE}"),
             ("equity", f"{s.start_equity} → {s.final_equity} {QUOTE} ({s.return_pct}%)"),
             ("buy and hold", f"{s.hold_return_pct}%"),

@@ -111,14 +111,16 @@ def test_scripted_path_exact_fills() -> None:
     st = g.stats()
     rt1 = q * D("130") * (1 - FEE) - q * D("115") * (1 + FEE)
     rt2 = q * D("120") * (1 - FEE) - q * D("110") * (1 + FEE)
-    assert st.round_trips == 2
+    # the 130 sale sold base bought at start: realized position profit, not a grid round trip
+    assert st.round_trips == 1
+    assert st.grid_profit == rt2
     assert st.realized == rt1 + rt2
     assert st.fees == sim.fees
     assert st.base_held == sim.base == q * 4
     # the grid now holds every interval: four sells, no buys
     assert sorted(o.price for o in sim.resting.values()) == [D("110"), D("120"), D("130"), D("140")]
     trips = [e for e in g.drain_events() if isinstance(e, GridRoundTrip)]
-    assert [(t.buy_price, t.sell_price) for t in trips] == [(D("115"), D("130")), (D("110"), D("120"))]
+    assert [(t.buy_price, t.sell_price) for t in trips] == [(D("110"), D("120"))]
     # conservation: quote + base at cost equals the start
     assert sim.quote - D("2000") == g.ledger.quote_flow
 

@@ -66,8 +66,9 @@ class Ledger:
     sold_qty: Decimal = ZERO
     sold_quote: Decimal = ZERO
     fees: Decimal = ZERO
-    realized: Decimal = ZERO  # closed round trips, after fees
-    round_trips: int = 0
+    realized: Decimal = ZERO  # every sale against its cost, after fees (start-bought base included)
+    round_trips: int = 0  # completed grid buy-then-sell pairs (not sales of the base bought at start)
+    grid_profit: Decimal = ZERO  # profit of those round trips only, after both fees
 
     def record(self, side: Side, qty: Decimal, price: Decimal, fee_quote: Decimal) -> None:
         if side is Side.BUY:

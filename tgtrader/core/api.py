@@ -80,6 +80,7 @@ class GridSummary:
     started_ts_ms: int
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
+    grid_profit: Decimal = Decimal(0)  # round trips only; realized_profit also counts sales of start-bought base
 
 
 @dataclass(frozen=True, slots=True)

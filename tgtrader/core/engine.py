@@ -866,7 +866,7 @@ class TradingCore:
         return GridSummary(
             g.id, c.symbol, g.state, g.stop_reason, c.lower, c.upper, c.n, c.spacing, c.investment, g.q,
             st.realized, st.fees, st.round_trips, st.base_held, st.avg_cost, st.unrealized, st.last_price,
-            st.annualized_return_pct, st.open_orders, g.start_ts, c.stop_loss, c.take_profit,
+            st.annualized_return_pct, st.open_orders, g.start_ts, c.stop_loss, c.take_profit, st.grid_profit,
         )
 
     async def list_grids(self) -> list[GridSummary]:

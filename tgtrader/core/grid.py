@@ -268,6 +268,7 @@ class GridStats:
     last_price: Decimal | None
     annualized_return_pct: Decimal | None
     open_orders: int
+    grid_profit: Decimal = ZERO
 
 
 class Grid:
@@ -638,11 +639,13 @@ class Grid:
                 iv.state = "holding"
             else:
                 iv.state = "waiting"
-                self.ledger.round_trips += 1
-                buy_price = iv.last_buy_price if iv.last_buy_price > 0 else self.start_price
-                self._events.append(
-                    GridRoundTrip(self.id, self.config.symbol, buy_price, o.quote / o.filled, o.filled, o.profit, ts)
-                )
+                # Only a grid buy followed by its sell is a round trip (grid profit), as in the backtest and
+                # Binance's grid bot; selling base bought at start realizes position profit, not grid profit.
+                if iv.last_buy_price > 0:
+                    self.ledger.round_trips += 1
+                    self.ledger.grid_profit += o.profit
+                    self._events.append(GridRoundTrip(
+                        self.id, self.config.symbol, iv.last_buy_price, o.quote / o.filled, o.filled, o.profit, ts))
         if o.final_status == OrderStatus.REJECTED.value and not full:
             # a refused order leaves the interval without one (no retry loop); resume re-places it
             return out
@@ -701,7 +704,7 @@ class Grid:
         for iv, share in zip(holding, shares):
             iv.base = share
             iv.cost = cost * share / pool
-            iv.last_buy_price = self.start_price
+            iv.last_buy_price = ZERO  # base from the start buy: its sale is position profit, not a round trip
             if share <= 0:
                 iv.state = "waiting"  # unfunded: its buy at L_i (>= P0) completes the start when it can
         self.pool_base = ZERO
@@ -724,6 +727,7 @@ class Grid:
             self.ledger.realized, self.ledger.fees, self.ledger.round_trips, pos.base, pos.avg_cost,
             pos.unrealized, self.last_price, annualized_return_pct(pnl, self.config.investment, self.start_ts, now),
             len(self.open_order_ids()) + (len(self.chase._live()) if self.chase and not self.chase.done else 0),
+            self.ledger.grid_profit,
         )
 
     def open_orders_per_interval(self) -> dict[int, int]:

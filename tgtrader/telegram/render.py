@@ -213,7 +213,8 @@ def preview_buttons(preview: GridPreviewView, ttl_s: float) -> list[list[ButtonS
 def _grid_line(grid: GridSummary) -> str:
     return (
         f"#{grid.id} {grid.symbol} {grid.state} {num(grid.lower)}-{num(grid.upper)} x{grid.grids}"
-        f" | realized {signed(grid.realized_profit)} | {grid.round_trips} trips"
+        f" | grid profit {signed(grid.grid_profit)} | {grid.round_trips} trips"
+        f" | realized {signed(grid.realized_profit)}"
         f" | unrealized {signed(grid.unrealized_pnl)}"
     )
 
@@ -230,7 +231,8 @@ def render_grid(grid: GridSummary, title: str = "", now_ms: int | None = None) -
         f"State: {grid.state}" + (f" ({grid.stop_reason})" if grid.stop_reason else ""),
         f"Range {num(grid.lower)} - {num(grid.upper)}, {grid.grids} grids, {grid.spacing}",
         f"Investment {money(grid.investment)}, qty per order {num(grid.qty_per_order)}",
-        f"Realized profit {signed(grid.realized_profit)} (fees {money(grid.fees)}), round trips {grid.round_trips}",
+        f"Grid profit {signed(grid.grid_profit)} from {grid.round_trips} round trips (after fees)",
+        f"Realized {signed(grid.realized_profit)} incl. sales of the start position, fees {money(grid.fees)}",
         f"Holding {num(grid.base_held)} at avg {num(grid.avg_cost)}, unrealized {signed(grid.unrealized_pnl)}",
         f"Last price {num(grid.last_price)}, open orders {grid.open_orders}",
     ]
