@@ -375,4 +375,7 @@ async def test_stop_loss_alert_written_by_the_core_reaches_every_chat_once(stack
     joined = "\n".join(fake.texts_to(BOB))
     assert joined.count("stop-loss at 38000") == 1, joined  # the core's AlertIntent, once
     assert await stack.db.outbox.pending_count() == 0
-    assert (await stack.core.grid(1)).state == "stopped"
+    grid = await stack.core.grid(1)
+    assert grid.state == "stopped"
+    # the one tick 52000 -> 38000 filled the buys at 50000..40000 on its way down: sell_on_stop sold that base too
+    assert grid.base_held == 0, grid

@@ -131,10 +131,7 @@ class PaperExchange:
             logger.debug("paper: trade for unknown symbol {} ignored", symbol)
             return 0
         self._dirty_meta = True
-        if symbol in self._subscribed:
-            self._push(Tick(symbol, None, None, price, ts_ms))
-        if n:
-            self._publish(self.engine.drain())
+        self._publish_fills_then(n, symbol, Tick(symbol, None, None, price, ts_ms))
         return n
 
     def feed_book(self, symbol: str, bid: Decimal | None, ask: Decimal | None, ts_ms: int) -> int:
@@ -146,11 +143,16 @@ class PaperExchange:
             logger.debug("paper: book for unknown symbol {} ignored", symbol)
             return 0
         self._dirty_meta = True
-        if symbol in self._subscribed:
-            self._push(Tick(symbol, bid, ask, None, ts_ms))
-        if n:
-            self._publish(self.engine.drain())
+        self._publish_fills_then(n, symbol, Tick(symbol, bid, ask, None, ts_ms))
         return n
+
+    def _publish_fills_then(self, fills: int, symbol: str, tick: Tick) -> None:
+        """Fills the move caused go out BEFORE the tick that reports where it ended: they happened on the way
+        there, so a stop-loss seeing the tick must already see the base those fills bought."""
+        if fills:
+            self._publish(self.engine.drain())
+        if symbol in self._subscribed:
+            self._push(tick)
 
     def feed(self, tick: Tick) -> int:
         """Feed a Tick value from any market stream (trade if it has `last`, else book)."""
