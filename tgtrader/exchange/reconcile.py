@@ -58,10 +58,24 @@ async def reconcile(
             open_now = await exchange.open_orders(symbol)
             out.orders.extend(open_now)
             open_ids = {o.client_order_id for o in open_now}
+            traded: set[str] = set()
             for cid in sorted(expected - open_ids):
                 update = await exchange.get_order(symbol, cid)
                 if update is not None:
                     out.orders.append(update)
+                    if update.executed_qty > 0:
+                        traded.add(cid)
+            if traded and last is not None:
+                # An order that traded while we were not looking may have its trades BELOW `last`: the watermark
+                # moves past a stream gap when a later fill arrives another way (an order's REST answer). Look
+                # for its trades among the recent ones, so they are not skipped forever.
+                have = {f.trade_id for f in out.fills}
+                for fill in await exchange.my_trades(symbol):
+                    if fill.client_order_id in traded and fill.trade_id not in have \
+                            and not already_seen(fill.symbol, fill.trade_id):
+                        out.fills.append(fill)
+                        have.add(fill.trade_id)
+                out.fills.sort(key=lambda f: (f.symbol, f.trade_id))
         except ExchangeError as exc:
             logger.warning("reconcile {}: {}", symbol, exc)
             out.errors.append(f"{symbol}: {exc}")
