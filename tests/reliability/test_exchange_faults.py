@@ -68,3 +68,23 @@ async def test_clock_skew_minus_1021_is_resynced(harness: Harness) -> None:
     assert_invariants(h, outbox=False)
     assert len(h.fake_fills()) >= 3
     assert h.binance.requests["GET /api/v3/time"] > syncs  # the bot re-synced its clock after -1021
+
+
+async def test_fills_lost_in_a_stream_gap_are_recovered_after_a_later_rest_fill(harness: Harness) -> None:
+    """Regression (found by bench/chaos.py): fills cut off on the user stream, then a LATER fill of the same
+    symbol learned from an order's REST answer moved the last-trade-id watermark past the gap, so the
+    reconciliation after the reconnect (and after restarts) started above the lost fills: lost forever."""
+    h = harness
+    await h.start_bot()
+    await h.create_grid("BTCUSDT", "48000", "49990", 4, "400")  # all buys below the price
+    assert await h.settle(quiet_s=0.8)
+    h.binance.mute_user_stream = True  # events are generated but never delivered: a silent gap
+    assert await h.move("BTCUSDT", "48900") >= 2  # two buys fill; the bot does not hear of it
+    await h.move("BTCUSDT", "50000")
+    # a second grid on the same symbol: its market start buy fills in the REST answer (a later trade id)
+    await h.create_grid("BTCUSDT", "50010", "52000", 4, "400")
+    await asyncio.sleep(0.5)
+    h.binance.mute_user_stream = False
+    await h.binance.drop_websockets()  # reconnect -> reconciliation
+    assert await h.settle(timeout=40, quiet_s=1.0)
+    assert_invariants(h, outbox=False)
