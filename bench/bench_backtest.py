@@ -33,7 +33,9 @@ from tgtrader.backtest.candles import Candles, load_candles  # noqa: E402
 from tgtrader.backtest.sweep import parse_sweep, run_sweep, sweep_specs  # noqa: E402
 from tgtrader.backtest.vector import GridSpec, Result, run_backtest  # noqa: E402
 
-DATA = Path("/work/shared/data/klines/binance_usdm_FILUSDT_1m_2023-08_2023-11.csv")
+from tests.shared_data import shared_data  # noqa: E402
+
+DATA = shared_data("klines/binance_usdm_FILUSDT_1m_2023-08_2023-11.csv")
 COPIES = 3
 GRIDS = 20
 INVESTMENT = 10_000.0

@@ -10,8 +10,9 @@ import pytest
 
 from tgtrader.backtest.candles import CandleFileError, load_candles, write_candles_csv
 from tgtrader.backtest.command import SAMPLE
+from tests.shared_data import shared_data
 
-SHARED = Path("/work/shared/data/klines/binanceus_spot_BTCUSDT_1m.csv")
+SHARED = shared_data("klines/binanceus_spot_BTCUSDT_1m.csv")
 
 HEADER = "open_time,open,high,low,close,volume\n"
 ROWS = "1678406400000,20370.23,20374.49,20360.61,20360.61,0.07044\n1678406460000,20360,20365,20350.5,20364,1.5\n"

@@ -14,7 +14,7 @@ from tgtrader.exchange.matching import EngineEvent, MatchingEngine
 from tgtrader.exchange.port import BalanceUpdate
 from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, Side
 
-SUBSET = Path("/work/shared/data/binance/exchangeInfo_spot_subset_2021-10-12.json")
+SUBSET = Path(__file__).resolve().parents[1] / "data" / "exchangeInfo_spot_subset_2021-10-12.json"
 BUNDLED = Path(__file__).resolve().parents[2] / "tgtrader" / "data" / "exchange_info.json"
 A = "acct"
 B, S = Side.BUY, Side.SELL

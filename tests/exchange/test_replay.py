@@ -15,8 +15,9 @@ from tgtrader.backtest.vector import GridSpec, grid_levels, round_levels, run_ba
 from tgtrader.exchange.paper import PaperExchange, load_exchange_info
 from tgtrader.exchange.replay import CandleReplay, ReplayProgress
 from tgtrader.types import Fill, OrderType, PlaceOrder, Side
+from tests.shared_data import shared_data
 
-XRPETH_1M = Path("/work/shared/data/klines/binance_spot_XRPETH_1m.csv")
+XRPETH_1M = shared_data("klines/binance_spot_XRPETH_1m.csv")
 needs_data = pytest.mark.skipif(not XRPETH_1M.exists(), reason="shared kline data not present")
 
 
