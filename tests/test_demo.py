@@ -80,3 +80,25 @@ def test_demo_bad_arguments_get_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("demo: --speed")
     assert "Traceback" not in proc.stderr
+
+
+async def test_demo_also_answers_in_telegram_when_a_token_is_set(tmp_path: Path) -> None:
+    """With TELEGRAM_BOT_TOKEN set the demo's core also answers the (fake) Bot API, paper mode, same replies."""
+    from tests.fakes.fake_telegram import TOKEN, FakeTelegram
+    from tgtrader.config import load_settings
+
+    chat = 4242
+    async with FakeTelegram() as fake:
+        settings = load_settings(env={"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_ALLOWED_CHAT_IDS": str(chat),
+                                      "TELEGRAM_API_BASE": fake.base_url}, env_file=None)
+        candles = load_candles(SAMPLE).slice(0, 600)
+        fake.push_command(chat, "/status")
+        out: list[str] = []
+        demo = Demo(candles, "BTCUSDT", speed=600 * 4 / 3.0, grid=_grid_words(None, float(candles.open[0])),
+                    script=[], db_path=None, out_dir=tmp_path, interactive=False, telegram=(TOKEN, settings),
+                    write=out.append)
+        await demo.run()
+        await fake.wait_for(lambda: any("Mode: DEMO" in t for t in fake.texts_to(chat)), timeout=5)
+        assert any("Telegram: the bot answers too" in line for line in out)
+        # the grid's alerts reached the chat through the durable outbox too
+        assert any("FILL" in t for t in fake.texts_to(chat))
