@@ -37,6 +37,9 @@ from tgtrader.exchange.binance import BinanceExchange  # noqa: E402
 from tgtrader.types import Fill, OrderType, PlaceOrder, Side  # noqa: E402
 
 
+_children: list[subprocess.Popen] = []  # fake servers this run started (killed on any exit)
+
+
 async def serve() -> None:
     fake = FakeBinance(control_routes=True)
     await fake.start()
@@ -66,6 +69,7 @@ async def run(n_fills: int, inproc: bool) -> None:
     else:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, env=env, text=True)
+        _children.append(proc)
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
     base = f"http://127.0.0.1:{port}"
@@ -120,6 +124,10 @@ async def run(n_fills: int, inproc: bool) -> None:
     async with aiohttp.ClientSession() as ctl:
         t_start = time.perf_counter()
         for i in range(n_fills + warmup):
+            if i and i % 150 == 0:  # fill the resting counter sells: Binance allows 200 open orders per symbol
+                async with ctl.post(f"{base}/_fake/set_price", json={"symbol": "BTCUSDT", "price": "60000"}) as r:
+                    await r.read()
+                await asyncio.sleep(0.05)
             price = Decimal("49999.00") - Decimal(i) / 100
             cid = f"b{i:06d}"
             await ex.place_order(PlaceOrder("BTCUSDT", cid, Side.BUY, OrderType.LIMIT, Decimal("0.001"), price))
@@ -156,10 +164,93 @@ async def run(n_fills: int, inproc: bool) -> None:
     print(f"targets: p50 <= 2 ms, p99 <= 10 ms; duplicate client order ids: {len(dup)}")
 
 
+async def run_engine(n_fills: int) -> None:
+    """The same measurement with the real TradingCore (grid machine + SQLite persistence before sending)."""
+    import tempfile
+
+    from tgtrader.core.api import GridSpec
+    from tgtrader.core.engine import CoreConfig, TradingCore
+    from tgtrader.store import Database
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, env=env, text=True)
+    _children.append(proc)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    base = f"http://127.0.0.1:{port}"
+    posts: list[tuple[float, str]] = []  # (time the body left, side) of every order POST
+
+    async def on_chunk(session, ctx, params) -> None:  # type: ignore[no-untyped-def]
+        chunk = bytes(params.chunk)
+        if b"newClientOrderId=" in chunk:
+            side = "SELL" if b"side=SELL" in chunk else "BUY"
+            posts.append((time.perf_counter(), side))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(on_chunk)
+    ex = BinanceExchange(API_KEY, API_SECRET, rest_url=f"{base}/api", ws_url=f"ws://127.0.0.1:{port}/",
+                         session_params={"trace_configs": [trace]})
+    tmp = tempfile.TemporaryDirectory()
+    db = await Database.open(Path(tmp.name) / "bench.db")
+    core = TradingCore(ex, db, config=CoreConfig(timer_interval_s=0), mode="live")
+    await core.start()
+    arrivals: list[float] = []
+    ws_api = ex.client.ws_api
+    orig = ws_api._handle_message
+
+    def stamped(msg):  # type: ignore[no-untyped-def]
+        if '"x":"TRADE"' in (msg if isinstance(msg, str) else msg.decode()):
+            arrivals.append(time.perf_counter())
+        return orig(msg)
+
+    ws_api._handle_message = stamped
+    lo, hi = Decimal("49000"), Decimal("51000")  # 20 intervals of 100
+    pv = await core.preview_grid(GridSpec("BTCUSDT", lo, hi, 20, Decimal("20000")))
+    assert pv.ok, pv.problems
+    await core.start_grid(pv.token)
+    await core.idle()
+    await asyncio.sleep(0.5)
+    await core.idle()
+    latencies: list[float] = []
+    async with aiohttp.ClientSession() as ctl:
+        async def move(price: Decimal) -> None:
+            async with ctl.post(f"{base}/_fake/set_price", json={"symbol": "BTCUSDT", "price": str(price)}) as r:
+                await r.read()
+
+        down, up = Decimal("49900"), Decimal("50000")  # a buy rests at 49900 (below the 50000 start)
+        t_start = time.perf_counter()
+        for i in range(n_fills + 50):
+            n_arr, n_posts = len(arrivals), len(posts)
+            await move(down if i % 2 == 0 else up)  # each step fills one order; the grid answers with one
+            deadline = time.monotonic() + 5
+            while (len(arrivals) == n_arr or len(posts) == n_posts) and time.monotonic() < deadline:
+                await asyncio.sleep(0.0005)
+            await core.idle()
+            if len(arrivals) > n_arr and len(posts) > n_posts and i >= 50:
+                latencies.append((posts[n_posts][0] - arrivals[n_arr]) * 1000)
+        elapsed = time.perf_counter() - t_start
+        async with ctl.get(f"{base}/_fake/stats") as r:
+            stats = await r.json()
+    await core.stop()
+    await ex.close()
+    await db.close()
+    tmp.cleanup()
+    proc.terminate()
+    proc.wait(5)
+    dup = [k for k, v in stats["order_posts"].items() if v != 1]
+    print(f"fill reaction through the real TradingCore (grid 49000-51000 x20, SQLite commit before send), "
+          f"{len(latencies)} fills measured, {(n_fills + 50) / elapsed:.0f} rounds/s")
+    print(f"{'measure':<46}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(f"{'in-process: TRADE frame in -> counter order out':<46}{statistics.median(latencies):>9.3f}"
+          f"{pct(latencies, 90):>9.3f}{pct(latencies, 99):>9.3f}{max(latencies):>9.3f}")
+    print(f"targets: p50 <= 2 ms, p99 <= 10 ms; duplicate client order ids: {len(dup)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fills", type=int, default=1000)
     ap.add_argument("--inproc", action="store_true")
+    ap.add_argument("--engine", action="store_true", help="react with the real TradingCore instead of the minimal callback")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -169,7 +260,12 @@ def main() -> None:
 
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
-    asyncio.run(run(args.fills, args.inproc))
+    try:
+        asyncio.run(run_engine(args.fills) if args.engine else run(args.fills, args.inproc))
+    finally:
+        for child in _children:
+            if child.poll() is None:
+                child.kill()
 
 
 if __name__ == "__main__":
