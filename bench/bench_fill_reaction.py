@@ -1,11 +1,13 @@
 """Fill reaction: an executionReport fill arriving at the process -> the counter order leaving it.
 
-Run: .venv/bin/python bench/bench_fill_reaction.py [--fills 1000] [--inproc]
+Run: .venv/bin/python bench/bench_fill_reaction.py [--fills 1000] [--inproc | --engine]
 
 The fake Binance runs in a separate process (its own core; `--inproc` runs it in this event loop instead).
-For each round the bot places a BUY limit, the fake's market is moved onto it, the fake writes the
+Default: for each round the bot places a BUY limit, the fake's market is moved onto it, the fake writes the
 executionReport TRADE on the WebSocket API, and a minimal reaction callback in the event sink places the
-counter SELL (the grid's counter-order step; the full engine is wired by the lead, not measured here).
+counter SELL (the adapter's own share of the reaction). `--engine`: the real TradingCore runs a grid and
+the price oscillates between two levels, so every step fills one grid order and the grid answers with its
+counter order (includes the core's SQLite commit before sending).
 
 Measured per fill:
 - in-process: the TRADE frame entering python-binance's WebSocket-API message handler -> the counter order's
