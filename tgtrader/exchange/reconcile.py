@@ -40,6 +40,8 @@ async def reconcile(
     """
     out = ReconcileResult()
     for symbol in sorted(set(last_trade_ids) | set(expected_open)):
+        fills: list[Fill] = []
+        orders: list[OrderUpdate] = []
         try:
             last = last_trade_ids.get(symbol)
             expected = expected_open.get(symbol, set())
@@ -54,28 +56,30 @@ async def reconcile(
                 trades = []
             for fill in sorted(trades, key=lambda f: f.trade_id):
                 if not already_seen(fill.symbol, fill.trade_id):
-                    out.fills.append(fill)
+                    fills.append(fill)
+            out.fills.extend(fills)  # fills are safe to report alone (order states are not, see below)
             open_now = await exchange.open_orders(symbol)
-            out.orders.extend(open_now)
+            orders.extend(open_now)
             open_ids = {o.client_order_id for o in open_now}
             traded: set[str] = set()
             for cid in sorted(expected - open_ids):
                 update = await exchange.get_order(symbol, cid)
                 if update is not None:
-                    out.orders.append(update)
+                    orders.append(update)
                     if update.executed_qty > 0:
                         traded.add(cid)
             if traded and last is not None:
                 # An order that traded while we were not looking may have its trades BELOW `last`: the watermark
                 # moves past a stream gap when a later fill arrives another way (an order's REST answer). Look
                 # for its trades among the recent ones, so they are not skipped forever.
-                have = {f.trade_id for f in out.fills}
-                for fill in await exchange.my_trades(symbol):
-                    if fill.client_order_id in traded and fill.trade_id not in have \
-                            and not already_seen(fill.symbol, fill.trade_id):
-                        out.fills.append(fill)
-                        have.add(fill.trade_id)
-                out.fills.sort(key=lambda f: (f.symbol, f.trade_id))
+                have = {f.trade_id for f in fills}
+                extra = [f for f in await exchange.my_trades(symbol)
+                         if f.client_order_id in traded and f.trade_id not in have
+                         and not already_seen(f.symbol, f.trade_id)]
+                out.fills.extend(sorted(extra, key=lambda f: f.trade_id))
+            # Order states only when the symbol's fills are complete: a FILLED state without its fill would make
+            # the caller stop expecting the order, and the fill would never be looked for again.
+            out.orders.extend(orders)
         except ExchangeError as exc:
             logger.warning("reconcile {}: {}", symbol, exc)
             out.errors.append(f"{symbol}: {exc}")
