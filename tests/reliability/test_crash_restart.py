@@ -63,10 +63,8 @@ async def test_kill_between_exchange_execution_and_stored_ack(harness: Harness) 
     def kill_now(cid: str) -> None:
         if not victim and h.alive:
             victim.append(cid)
-            h.resting_at_kill |= {o.order_id for o in h.resting()}
+            h.note_kill()
             os.kill(h.pid(), signal.SIGKILL)
-            h.runs[-1].killed = True
-            h.kills += 1
 
     h.binance.after_order_hook = kill_now
     await h.move("BTCUSDT", "49400")  # buy at 49500 fills -> the bot places the sell at 50000 -> killed
@@ -90,9 +88,8 @@ async def test_kill_in_the_middle_of_grid_start(harness: Harness) -> None:
     def kill_third(cid: str) -> None:
         seen.append(cid)
         if len(seen) == 3 and h.alive:
+            h.note_kill()
             os.kill(h.pid(), signal.SIGKILL)
-            h.runs[-1].killed = True
-            h.kills += 1
 
     h.binance.after_order_hook = kill_third
     await h.command("/grid new ETHUSDT 2700 3300 6 600")
