@@ -62,29 +62,29 @@ def core_config(settings: Settings) -> CoreConfig:
     )
 
 
-def build_exchange(settings: Settings, db: Database, paper: bool) -> tuple[Exchange, list[Any]]:
-    """The exchange the core trades on, plus helpers that must be started/closed with it."""
+async def open_exchange(settings: Settings, db: Database, paper: bool) -> tuple[Exchange, BinanceExchange | None]:
+    """The exchange the core trades on, plus (paper mode) the market-data feed that drives it.
+
+    Paper mode never sends an order to Binance: it trades on the in-process paper exchange, with the live
+    symbol rules and the live public market stream (no keys needed).
+    """
     key = settings.binance_api_key.reveal() if settings.binance_api_key else ""
     secret = settings.binance_api_secret.reveal() if settings.binance_api_secret else ""
+    endpoints = dict(testnet=settings.binance_testnet, rest_url=settings.binance_rest_url,
+                     ws_url=settings.binance_ws_url)
     if not paper:
-        return (
-            BinanceExchange(
-                key, secret, testnet=settings.binance_testnet,
-                rest_url=settings.binance_rest_url, ws_url=settings.binance_ws_url,
-            ),
-            [],
-        )
-    market = BinanceExchange(
-        key, secret, testnet=settings.binance_testnet, rest_url=settings.binance_rest_url,
-        ws_url=settings.binance_ws_url, user_stream=False, stream_kinds=("trade", "bookTicker"),
-    )
+        return BinanceExchange(key, secret, **endpoints), None  # type: ignore[arg-type]
+    market = BinanceExchange(key, secret, user_stream=False, stream_kinds=("trade",), **endpoints)  # type: ignore[arg-type]
+    await market.start()
     exchange = PaperExchange(
         db,
+        rules=market.all_rules(),
         maker_fee=settings.paper_maker_fee,
         taker_fee=settings.paper_taker_fee,
         initial_balances=settings.paper_balances,
         on_subscribe=market.subscribe,
         on_unsubscribe=market.unsubscribe,
+        price_source=market.ticker_price,
     )
 
     def forward(event: object) -> None:
@@ -92,25 +92,29 @@ def build_exchange(settings: Settings, db: Database, paper: bool) -> tuple[Excha
             exchange.feed(event)
 
     market.set_event_sink(forward)  # type: ignore[arg-type]
-    return exchange, [market]
+    return exchange, market
 
 
-async def serve(settings: Settings, *, paper: bool, console: bool = False) -> int:
+async def serve(settings: Settings, *, paper: bool, console: bool = False, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGINT/SIGTERM (or `stop` is set). Orders stay resting when it stops; a restart resumes."""
     db = await Database.open(settings.db_path)
     bus = EventBus()
-    exchange, helpers = build_exchange(settings, db, paper)
     mode = "paper" if paper else ("testnet" if settings.binance_testnet else "live")
-    core = TradingCore(exchange, db, bus, config=core_config(settings), mode=mode)
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with suppress(NotImplementedError):
+        with suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    exchange: Exchange | None = None
+    market: BinanceExchange | None = None
+    core: TradingCore | None = None
     bot: Any = None
     tasks: list[asyncio.Task[Any]] = []
     try:
-        for helper in helpers:
-            await helper.start()
+        exchange, market = await open_exchange(settings, db, paper)
+        core = TradingCore(exchange, db, bus, config=core_config(settings), mode=mode)
+        await core.start()
+        logger.info("tgtrader running in {} mode on {}", mode, exchange.name)
         if settings.telegram_bot_token:
             from tgtrader.telegram.app import build_application, frontend
 
@@ -124,16 +128,7 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False) -> in
                 extra_secrets=settings.secrets(),
             )
             bot = frontend(app)
-            if bot.notifier is not None:
-                # Subscribe alerts BEFORE core.start(): the start-up reconciliation publishes the fills made
-                # while the bot was down, and they must reach the durable outbox (found by tests/reliability).
-                bot.notifier.attach(bus)
-                bot.notifier.attach = lambda _bus: None  # type: ignore[method-assign]  # post_init: no 2nd subscription
-        await core.start()
-        logger.info("tgtrader running in {} mode on {}", mode, exchange.name)
-        if bot is not None:
-            # Telegram being unreachable must not stop trading: connect in the background, with backoff.
-            tasks.append(asyncio.create_task(_start_telegram(bot), name="telegram-start"))
+            await bot.start()
         if console or not settings.telegram_bot_token:
             tasks.append(asyncio.create_task(_console_then_stop(core, stop)))
         await stop.wait()
@@ -145,35 +140,16 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False) -> in
         if bot is not None:
             with suppress(Exception):
                 await bot.stop()
-        with suppress(Exception):
-            await core.stop()
-        for helper in helpers:
+        if core is not None:
             with suppress(Exception):
-                await helper.close()
-        with suppress(Exception):
-            await exchange.close()
+                await core.stop()
+        if market is not None:
+            with suppress(Exception):
+                await market.close()
+        if exchange is not None:
+            with suppress(Exception):
+                await exchange.close()
         await db.close()
-
-
-async def _start_telegram(bot: Any) -> None:
-    """Start the Telegram front end, retrying with backoff while the Bot API is unreachable."""
-    from telegram.error import InvalidToken, TelegramError
-
-    delay = 1.0
-    while True:
-        try:
-            await bot.start()
-            return
-        except InvalidToken:
-            logger.error("Telegram refused the bot token; the bot keeps trading without chat control")
-            return
-        except (TelegramError, OSError) as exc:
-            logger.warning("Telegram not reachable ({}); retrying in {:.0f} s", type(exc).__name__, delay)
-            with suppress(Exception):
-                if bot.app.running:
-                    await bot.app.stop()
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 30.0)
 
 
 async def _console_then_stop(core: TradingCore, stop: asyncio.Event) -> None:

@@ -519,6 +519,15 @@ class BinanceExchange:
                 except (KeyError, TypeError, ValueError):
                     pass
 
+    def all_rules(self) -> dict[str, SymbolRules]:
+        """Every spot symbol's rules as last loaded (paper trading on live data copies them)."""
+        return dict(self._rules)
+
+    async def known_symbols(self) -> frozenset[str]:
+        if not self._rules:
+            await self._load_rules()
+        return frozenset(self._rules)
+
     async def symbol_rules(self, symbol: str) -> SymbolRules:
         symbol = symbol.upper()
         stale = time.monotonic() - self._rules_loaded_at > self.rules_ttl_s

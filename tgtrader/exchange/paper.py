@@ -69,6 +69,7 @@ class PaperExchange:
         on_subscribe: SubscribeHook | None = None,
         on_unsubscribe: SubscribeHook | None = None,
         clock: Callable[[], float] = time.monotonic,
+        price_source: Callable[[str], Awaitable[Decimal]] | None = None,
     ) -> None:
         """`initial_balances` fund the account only when the database holds no paper state yet."""
         self.db = db
@@ -80,6 +81,7 @@ class PaperExchange:
         self._on_subscribe = on_subscribe
         self._on_unsubscribe = on_unsubscribe
         self._clock = clock
+        self._price_source = price_source  # live REST price for symbols the feed has not priced yet
         self._last_feed: float | None = None
         self._started = False
         # persistence bookkeeping: what changed since the last flush
@@ -162,6 +164,9 @@ class PaperExchange:
 
     # ------------------------------------------------------------ Exchange port
 
+    async def known_symbols(self) -> frozenset[str]:
+        return frozenset(self._rules)
+
     async def symbol_rules(self, symbol: str) -> SymbolRules:
         rules = self._rules.get(symbol)
         if rules is None:
@@ -228,6 +233,10 @@ class PaperExchange:
 
     async def ticker_price(self, symbol: str) -> Decimal:
         price = self.engine.reference_price(symbol)  # raises BadSymbol
+        if price is None and self._price_source is not None:
+            # paper trading on live data: a symbol not streamed yet is priced (and seeded) from the real market
+            price = await self._price_source(symbol)
+            self.feed_trade(symbol, price, int(time.time() * 1000))
         if price is None:
             raise ExchangeError(MSG_NO_PRICE)
         return price

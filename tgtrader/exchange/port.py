@@ -59,6 +59,9 @@ class Exchange(Protocol):
     async def symbol_rules(self, symbol: str) -> SymbolRules:
         """Raises BadSymbol for an unknown symbol."""
 
+    async def known_symbols(self) -> frozenset[str]:
+        """Every symbol that can be traded (front ends reject others before the core sees them)."""
+
     async def place_order(self, order: PlaceOrder) -> OrderUpdate:
         """Place one order. Raises an ExchangeError subclass; OrderStatusUnknown when the answer was lost."""
 
