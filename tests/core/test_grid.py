@@ -220,6 +220,18 @@ def test_stop_loss_cancels_and_sells_everything() -> None:
     assert g.ledger.realized == g.ledger.quote_flow  # everything closed: realized = net quote
 
 
+def test_paused_grid_still_stops_out_and_sells_its_base() -> None:
+    g = Grid(1, cfg(stop_loss=D("90"), sell_on_stop=True), RULES)
+    sim = Sim(RULES, D("115"), quote=D("2000"))
+    _start(g, sim)
+    drive(g, sim, g.pause(5))
+    assert g.state == "paused" and sim.resting == {} and g.base_held() > 0
+    drive(g, sim, [], sim.move(D("89")))
+    assert g.state == "stopped" and g.stop_reason == "stop-loss"
+    assert sim.base == 0 and g.base_held() == 0
+    assert any(isinstance(e, StopTriggered) and e.kind == "stop-loss" for e in g.drain_events())
+
+
 def test_take_profit_without_sell_keeps_base() -> None:
     g = Grid(1, cfg(take_profit=D("150")), RULES)
     sim = Sim(RULES, D("115"), quote=D("2000"))

@@ -494,7 +494,8 @@ class Grid:
         out: list[Intent] = []
         if self.chase is not None and not self.chase.done:
             out += self.chase.on_tick(tick)
-        if self.state != "running":
+        # a paused grid still holds base, so its stops keep watching; after a panic the base was sold already
+        if self.state not in ("running", "paused") or self.stop_reason == "panic":
             return out
         cfg = self.config
         kind = None
