@@ -92,6 +92,7 @@ def test_full_valid_configuration() -> None:
         ("TGTRADER_MAX_GRID_QUOTE", "0", "TGTRADER_MAX_GRID_QUOTE: must be > 0"),
         ("TGTRADER_MAX_TOTAL_QUOTE", "NaN", "TGTRADER_MAX_TOTAL_QUOTE: must be a finite number"),
         ("TGTRADER_MAX_OPEN_ORDERS", "1.5", "TGTRADER_MAX_OPEN_ORDERS: must be a whole number"),
+        ("TGTRADER_DAILY_SUMMARY_UTC", "8pm", "TGTRADER_DAILY_SUMMARY_UTC: must be a UTC time of day like 20:00"),
         ("TELEGRAM_BOT_TOKEN", "not a token", "TELEGRAM_BOT_TOKEN: bot token contains whitespace"),
         ("BINANCE_API_KEY", "abc def", "BINANCE_API_KEY: API key contains whitespace"),
     ],
@@ -251,3 +252,11 @@ def test_readme_documents_every_variable() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     missing = [name for name in ENV_VARS if f"| `{name}` |" not in readme]
     assert missing == []
+
+
+def test_daily_summary_time_is_optional_and_parsed() -> None:
+    import datetime as dt
+
+    assert load_settings(env={}, env_file=None).daily_summary_utc is None
+    assert load_settings(env={"TGTRADER_DAILY_SUMMARY_UTC": ""}, env_file=None).daily_summary_utc is None
+    assert load_settings(env={"TGTRADER_DAILY_SUMMARY_UTC": "20:30"}, env_file=None).daily_summary_utc == dt.time(20, 30)

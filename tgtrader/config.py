@@ -7,6 +7,8 @@ are masked, so printing Settings (or an exception holding it) never leaks a key.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import hmac
 import os
 import re
@@ -89,6 +91,7 @@ class Settings:
     max_grid_quote: Decimal = Decimal("5000")
     max_total_quote: Decimal = Decimal("10000")
     max_open_orders: int = 200
+    daily_summary_utc: dt.time | None = None  # when set, every allowed chat gets a summary at this UTC time
 
     @property
     def is_live(self) -> bool:
@@ -280,6 +283,13 @@ def _retention(value: str) -> int:
     return int(match.group(1))
 
 
+def _time_of_day(value: str) -> dt.time:
+    try:
+        return dt.time.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"must be a UTC time of day like 20:00, got {value.strip()!r}") from None
+
+
 def _mode(value: str) -> Mode:
     lowered = value.lower()
     if lowered not in ("paper", "live"):
@@ -379,6 +389,7 @@ def load_settings(
     max_grid = r.field("TGTRADER_MAX_GRID_QUOTE", d.max_grid_quote, _decimal(Decimal(0), low_inclusive=False))
     max_total = r.field("TGTRADER_MAX_TOTAL_QUOTE", d.max_total_quote, _decimal(Decimal(0), low_inclusive=False))
     max_orders = r.field("TGTRADER_MAX_OPEN_ORDERS", d.max_open_orders, _int(1, 10_000))
+    daily = r.field("TGTRADER_DAILY_SUMMARY_UTC", d.daily_summary_utc, _time_of_day)
 
     # Rules across fields. A field that is present but invalid already has its own problem line.
     has = {name: r.get(name) is not None for name in ("TELEGRAM_BOT_TOKEN", "BINANCE_API_KEY", "BINANCE_API_SECRET")}
@@ -422,6 +433,7 @@ def load_settings(
         max_grid_quote=max_grid,
         max_total_quote=max_total,
         max_open_orders=max_orders,
+        daily_summary_utc=daily,
     )
 
 
@@ -452,4 +464,5 @@ ENV_VARS: tuple[str, ...] = (
     "TGTRADER_MAX_GRID_QUOTE",
     "TGTRADER_MAX_TOTAL_QUOTE",
     "TGTRADER_MAX_OPEN_ORDERS",
+    "TGTRADER_DAILY_SUMMARY_UTC",
 )

@@ -126,6 +126,7 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
                 base_url=settings.telegram_api_base,
                 base_file_url=settings.telegram_api_base.replace("/bot", "/file/bot"),
                 extra_secrets=settings.secrets(),
+                daily_summary_utc=settings.daily_summary_utc,
             )
             bot = frontend(app)
             await bot.start()
