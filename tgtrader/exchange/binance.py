@@ -782,6 +782,14 @@ class BinanceExchange:
         out.sort(key=lambda f: f.trade_id)
         return out
 
+    async def order_trades(self, symbol: str, client_order_id: str, order_id: int) -> list[Fill]:
+        """The trades of one order (GET myTrades?orderId=): no per-row order lookups, one request."""
+        assert self.client is not None
+        resp = await self._rest(f"list trades of order {client_order_id}", self.client.get_my_trades,
+                                symbol=symbol, orderId=order_id)
+        fills = [bp.fill_from_my_trade(row, client_order_id) for row in (resp if isinstance(resp, list) else [])]
+        return sorted((f for f in fills if f is not None), key=lambda f: f.trade_id)
+
     async def balances(self) -> dict[str, Balance]:
         assert self.client is not None
         return bp.balances_from_account(await self._rest("read balances", self.client.get_account))

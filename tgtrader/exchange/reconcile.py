@@ -61,19 +61,26 @@ async def reconcile(
             open_now = await exchange.open_orders(symbol)
             orders.extend(open_now)
             open_ids = {o.client_order_id for o in open_now}
-            traded: set[str] = set()
+            traded: dict[str, int | None] = {}
             for cid in sorted(expected - open_ids):
                 update = await exchange.get_order(symbol, cid)
                 if update is not None:
                     orders.append(update)
                     if update.executed_qty > 0:
-                        traded.add(cid)
+                        traded[cid] = update.exchange_order_id
             if traded and last is not None:
                 # An order that traded while we were not looking may have its trades BELOW `last`: the watermark
-                # moves past a stream gap when a later fill arrives another way (an order's REST answer). Look
-                # for its trades among the recent ones, so they are not skipped forever.
+                # moves past a stream gap when a later fill arrives another way (an order's REST answer). Fetch
+                # that order's trades (by order id where the venue can), so they are not skipped forever.
                 have = {f.trade_id for f in fills}
-                extra = [f for f in await exchange.my_trades(symbol)
+                per_order = getattr(exchange, "order_trades", None)
+                candidates: list[Fill] = []
+                if per_order is not None and all(oid is not None for oid in traded.values()):
+                    for cid, oid in sorted(traded.items()):
+                        candidates += await per_order(symbol, cid, oid)
+                else:
+                    candidates = await exchange.my_trades(symbol)
+                extra = [f for f in candidates
                          if f.client_order_id in traded and f.trade_id not in have
                          and not already_seen(f.symbol, f.trade_id)]
                 out.fills.extend(sorted(extra, key=lambda f: f.trade_id))
