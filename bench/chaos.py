@@ -51,7 +51,7 @@ class Chaos:
         self.telegram_down_s = telegram_down_s
         self.rng = random.Random(seed)
         self.quick = quick
-        self.h = Harness(tmp, balances={"USDT": "1000000", "BTC": "2", "ETH": "30"})
+        self.h = Harness(tmp, log_level=os.environ.get("CHAOS_LOG_LEVEL", "INFO"), balances={"USDT": "1000000", "BTC": "2", "ETH": "30"})
         self.counts: dict[str, int] = {k: 0 for k in (
             "ws_drops", "ws_drops_in_burst", "refused_windows", "refused_s", "rest_429", "rest_5xx",
             "lost_answers", "late_answers", "sigkill", "sigkill_after_exec", "sigkill_with_fills_while_down",

@@ -63,7 +63,7 @@ def slope_kb_per_min(samples: list[tuple[float, int]]) -> float:
     return num / den * 60.0
 
 
-async def soak(minutes: float, seed: int, tmp: Path) -> dict[str, Any]:
+async def soak(minutes: float, seed: int, tmp: Path, grid_move_prob: float) -> dict[str, Any]:
     rng = random.Random(seed)
     symbols, prices, balances = make_symbols()
     h = Harness(tmp, symbols=symbols, prices=prices, balances=balances,
@@ -96,11 +96,13 @@ async def soak(minutes: float, seed: int, tmp: Path) -> dict[str, Any]:
         rss_start = None
         while time.monotonic() < end:
             for sym in names:  # every symbol moves: 2 market messages each (trade + bookTicker)
-                if sym in grid_syms:
+                if sym in grid_syms and rng.random() < grid_move_prob:
                     lo, hi = (Decimal(48000), Decimal(52000)) if sym == "BTCUSDT" else (Decimal(90), Decimal(110))
                     step = (hi - lo) / 10
                     new = px[sym] + step * Decimal(rng.choice((-1, 1))) * Decimal(rng.randint(0, 2))
                     new = min(max(new, lo), hi)
+                elif sym in grid_syms:  # a small wiggle between level crossings
+                    new = px[sym] + Decimal(rng.randint(-1, 1)) * h.binance.rules[sym].tick_size
                 else:
                     new = px[sym] + Decimal(rng.randint(-5, 5)) / 100
                     new = min(max(new, Decimal(95)), Decimal(105))
@@ -129,7 +131,7 @@ async def soak(minutes: float, seed: int, tmp: Path) -> dict[str, Any]:
         alerts = h.outbox()
         rc = await h.stop_bot(timeout=30)
         return {
-            "seed": seed, "minutes": minutes, "run_s": round(run_s, 1), "setup_s": round(setup_s, 1),
+            "seed": seed, "minutes": minutes, "grid_move_prob": grid_move_prob, "run_s": round(run_s, 1), "setup_s": round(setup_s, 1),
             "symbols": N_SYMBOLS, "grids": len(grid_syms), "stops": len(stop_syms), "streams": streams,
             "price_moves": moves, "market_messages": moves * 2, "msgs_per_s": round(moves * 2 / run_s),
             "fills": len(h.fake_fills()), "orders": len(h.binance.order_posts),
@@ -165,7 +167,7 @@ async def amain(args: argparse.Namespace) -> int:
         chaos = subprocess.Popen([sys.executable, str(ROOT / "bench" / "chaos.py")], cwd=str(ROOT))
     try:
         with tempfile.TemporaryDirectory(prefix="tgtrader-soak-") as tmp:
-            res = await soak(args.minutes, seed, Path(tmp))
+            res = await soak(args.minutes, seed, Path(tmp), args.grid_move_prob)
     finally:
         chaos_rc = None
         if chaos is not None:
@@ -186,6 +188,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=8.5)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--grid-move-prob", type=float, default=0.05,
+                    help="chance per 0.25 s cycle that a grid symbol jumps up to 2 levels (1.0: ~30 fills/s)")
     ap.add_argument("--with-chaos", action="store_true", help="run bench/chaos.py at the same time")
     return asyncio.run(amain(ap.parse_args()))
 

@@ -145,6 +145,7 @@ class Harness:
             "TGTRADER_LOG_DIR": str(self.log_dir),
             "TGTRADER_LOG_LEVEL": self.log_level,
             "PYTHONUNBUFFERED": "1",
+            "PYTHONFAULTHANDLER": "1",
             "PYTHONPATH": str(REPO),
         })
         env.update(self.extra_env)
@@ -171,7 +172,13 @@ class Harness:
             if self.proc.returncode is not None:
                 raise RuntimeError(f"bot exited with {self.proc.returncode} during start:\n{self.stderr(n)[-3000:]}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"bot not polling after {timeout} s:\n{self.stderr(n)[-3000:]}")
+                self.proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER=1: every thread's stack to stderr
+                try:
+                    await asyncio.wait_for(self.proc.wait(), 10)
+                except asyncio.TimeoutError:
+                    self.proc.kill()
+                    await self.proc.wait()
+                raise TimeoutError(f"bot not ready after {timeout} s (stacks dumped):\n{self.stderr(n)[-6000:]}")
             await asyncio.sleep(0.02)
         return time.monotonic() - t0
 
