@@ -113,8 +113,6 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
     try:
         exchange, market = await open_exchange(settings, db, paper)
         core = TradingCore(exchange, db, bus, config=core_config(settings), mode=mode)
-        await core.start()
-        logger.info("tgtrader running in {} mode on {}", mode, exchange.name)
         if settings.telegram_bot_token:
             from tgtrader.telegram.app import build_application, frontend
 
@@ -129,7 +127,16 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
                 daily_summary_utc=settings.daily_summary_utc,
             )
             bot = frontend(app)
-            await bot.start()
+            if bot.notifier is not None:
+                # Subscribe alerts BEFORE core.start(): the start-up reconciliation publishes the fills made
+                # while the bot was down, and they must reach the durable outbox (found by tests/reliability).
+                bot.notifier.attach(bus)
+                bot.notifier.attach = lambda _bus: None  # type: ignore[method-assign]  # post_init: no 2nd subscription
+        await core.start()
+        logger.info("tgtrader running in {} mode on {}", mode, exchange.name)
+        if bot is not None:
+            # Telegram being unreachable must not stop trading: connect in the background, with backoff.
+            tasks.append(asyncio.create_task(_start_telegram(bot), name="telegram-start"))
         if console or not settings.telegram_bot_token:
             tasks.append(asyncio.create_task(_console_then_stop(core, stop)))
         await stop.wait()
@@ -151,6 +158,27 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
             with suppress(Exception):
                 await exchange.close()
         await db.close()
+
+
+async def _start_telegram(bot: Any) -> None:
+    """Start the Telegram front end, retrying with backoff while the Bot API is unreachable."""
+    from telegram.error import InvalidToken, TelegramError
+
+    delay = 1.0
+    while True:
+        try:
+            await bot.start()
+            return
+        except InvalidToken:
+            logger.error("Telegram refused the bot token; the bot keeps trading without chat control")
+            return
+        except (TelegramError, OSError) as exc:
+            logger.warning("Telegram not reachable ({}); retrying in {:.0f} s", type(exc).__name__, delay)
+            with suppress(Exception):
+                if bot.app.running:
+                    await bot.app.stop()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
 
 
 async def _console_then_stop(core: TradingCore, stop: asyncio.Event) -> None:
