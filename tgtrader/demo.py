@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from tgtrader.logging_setup import setup_logging
 
     settings = load_settings()
-    setup_logging(settings, file=False) if not os.environ.get("TGTRADER_LOG_DIR") else setup_logging(settings)
+    setup_logging(settings, file=bool(os.environ.get("TGTRADER_LOG_DIR")))  # the demo leaves no log files unless asked
     interactive = sys.stdin.isatty() and args.script is None
     try:
         candles = load_candles(args.data or SAMPLE)
@@ -185,6 +185,7 @@ class Demo:
         self._now_ms = int(candles.open_time[0])
         self._progress: ReplayProgress | None = None
         self._live: Any = None
+        self._status_cache = "no grid"
 
     # ------------------------------------------------------------ output
 
@@ -226,7 +227,6 @@ class Demo:
         replay = CandleReplay(paper, self.symbol, self.candles, on_step=core.idle, speed=self.speed,
                               on_progress=self._on_progress, progress_every=64)
         chat = ConsoleChat(core, write=self.write, chart_dir=self.out_dir)
-        self._status_cache = "no grid"
         bot = None
         reader: asyncio.Task[None] | None = None
         try:

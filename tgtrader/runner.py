@@ -187,6 +187,5 @@ async def _console_then_stop(core: TradingCore, stop: asyncio.Event) -> None:
     try:
         await run_console(core)
     finally:
-        if not sys.stdin.isatty():
-            return  # a closed stdin (service, container) must not stop the bot
-        stop.set()
+        if sys.stdin.isatty():  # a closed stdin (service, container) must not stop the bot
+            stop.set()

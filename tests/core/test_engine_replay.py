@@ -6,7 +6,6 @@ from __future__ import annotations
 from decimal import Decimal as D
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tgtrader.backtest.candles import load_candles
