@@ -1,0 +1,87 @@
+"""A grid traded by the real core through the real python-binance client against the fake Binance: a scripted
+market path ends with exactly the fills, round trips and resting orders computed by hand below."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from binance.ws.reconnecting_websocket import ReconnectingWebsocket
+
+from tests.fakes.fake_binance import API_KEY, API_SECRET, FakeBinance
+from tgtrader.core.api import GridSpec
+from tgtrader.core.engine import CoreConfig, TradingCore
+from tgtrader.core.events import EventBus, GridRoundTrip, OrderFilled
+from tgtrader.exchange.binance import BinanceExchange
+from tgtrader.store.db import Database
+from tgtrader.types import Side
+
+pytestmark = pytest.mark.timeout(60)
+FEE = D("0.001")
+
+
+async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+async def test_scripted_path_gives_exactly_the_hand_computed_fills(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ReconnectingWebsocket, "_get_reconnect_wait", lambda self, n: 0.1)
+    monkeypatch.setattr(ReconnectingWebsocket, "TIMEOUT", 1)
+    fake = await FakeBinance().start()
+    fake.set_balance("USDT", "5000")
+    await fake.set_price("BTCUSDT", "50000")
+    db = await Database.open(tmp_path / "grid.db")
+    exchange = BinanceExchange(API_KEY, API_SECRET, rest_url=fake.rest_url, ws_url=fake.ws_url, request_timeout=2.0,
+                               backoff_base_s=0.02, lookup_delay_s=0.05, user_check_s=0.5)
+    bus = EventBus()
+    fills: list[OrderFilled] = []
+    trips: list[GridRoundTrip] = []
+    bus.subscribe(lambda e: fills.append(e) if isinstance(e, OrderFilled) else
+                  trips.append(e) if isinstance(e, GridRoundTrip) else None)
+    core = TradingCore(exchange, db, bus, CoreConfig(timer_interval_s=0))
+    try:
+        await core.start()
+        # levels 48000 49000 | 50000 51000 52000; P0 = 50000: [50000,51000] and [51000,52000] hold
+        # q = 1000 / (48000 + 49000 + 2 x 50000) = 0.005076.. -> 0.00507 (step 0.00001)
+        pv = await core.preview_grid(GridSpec("BTCUSDT", D("48000"), D("52000"), 4, D("1000")))
+        assert pv.ok, pv.problems
+        q = D("0.00507")
+        assert pv.qty_per_order == q and list(pv.levels) == [D(x) for x in ("48000", "49000", "50000", "51000", "52000")]
+        await core.start_grid(pv.token)
+        await until(lambda: len(fake.engine.open_orders("main", "BTCUSDT")) == 4)  # start buy filled, 2 buys + 2 sells
+        expected = [("BUY", "50000", 2 * q)]
+        for price, new in (("48500", [("BUY", "49000", q)]),
+                           ("50500", [("SELL", "50000", q)]),
+                           ("52500", [("SELL", "51000", q), ("SELL", "52000", q)]),
+                           ("49500", [("BUY", "51000", q), ("BUY", "50000", q)])):
+            await asyncio.sleep(0.05)
+            await fake.set_price("BTCUSDT", price)
+            expected += new
+            await until(lambda: len(fills) == len(expected))
+            await until(lambda: len(fake.engine.open_orders("main", "BTCUSDT")) == 4)
+        await core.idle()
+        assert [(f.side.value, f.price, f.qty) for f in fills] == [(s, D(p), x) for s, p, x in expected]
+        # one round trip (bought 49000, sold 50000); the 51000/52000 sales sold start-bought base
+        assert [(t.buy_price, t.sell_price) for t in trips] == [(D("49000"), D("50000"))]
+        grid = (await core.list_grids())[0]
+        assert grid.round_trips == 1
+        assert grid.grid_profit == q * D("1000") - FEE * q * D("99000")
+        resting = sorted((o.side.value, o.price) for o in fake.engine.open_orders("main", "BTCUSDT"))
+        assert resting == [("BUY", D("48000")), ("BUY", D("49000")), ("SELL", D("51000")), ("SELL", D("52000"))]
+        assert all(n == 1 for n in fake.order_posts.values())  # no client order id was posted twice
+        assert len(await db.fills.list(symbol="BTCUSDT")) == len(expected)  # each fill stored exactly once
+        assert {f.side for f in fills} == {Side.BUY, Side.SELL}
+    finally:
+        await core.stop()
+        await exchange.close()
+        await db.close()
+        await fake.stop()
