@@ -234,3 +234,79 @@ def test_fuzz_adapter_handlers_never_raise(event: dict, value: object, text: str
     for frame in (text, text.encode(), '{"stream":"btcusdt@bookTicker","data":' + text + "}", value):
         out = handle(frame)
         assert out is None or isinstance(out, dict)
+
+
+# ---------------------------------------------------------------- msgspec fast path == full (orjson) path
+
+
+def test_fast_tick_is_a_real_tick() -> None:
+    import dataclasses
+
+    import pytest
+
+    t = bp.fast_tick("BTCUSDT", Decimal("1.5"), Decimal("1.6"), None, 7)
+    ref = Tick("BTCUSDT", Decimal("1.5"), Decimal("1.6"), None, 7)
+    assert type(t) is Tick and t == ref and hash(t) == hash(ref) and repr(t) == repr(ref)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.bid = Decimal(2)  # type: ignore[misc]
+    book = make_parser().parse_raw(orjson.dumps(BOOK_TICKER))
+    assert type(book) is Tick and book == Tick("NKNUSDT", Decimal("0.3521"), Decimal("0.3526"), None, 42)
+
+
+_price_text = st.one_of(
+    st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("99999999"), places=8).map(lambda d: f"{d:.8f}"),
+    st.sampled_from(["0.35210000", "0.35260000", "4149.74000000", "NaN", "Infinity", "-1", "0", "1e999999", "abc", ""]),
+)
+_junk_value = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+                        st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+
+
+@st.composite
+def _frame(draw: st.DrawFn) -> str:
+    """A combined-stream frame, mostly valid, with Binance's fields in a random order plus occasional junk."""
+    stream = draw(st.sampled_from(["nknusdt@bookTicker", "ethusdt@trade", "btcusdt@bookTicker"]))
+    if stream.endswith("@trade"):
+        data: dict = {"e": "trade", "E": 1639351062244, "s": "ETHUSDT", "t": 705291099, "p": draw(_price_text),
+                      "q": "0.43870000", "b": 7038593583, "a": 7038593613, "T": draw(st.integers(0, 2**62)),
+                      "m": True, "M": True}
+    else:
+        data = {"u": 499869768, "s": "NKNUSDT", "b": draw(st.sampled_from(["0.35210000", "0.35220000"]) | _price_text),
+                "B": "672.00000000", "a": draw(st.sampled_from(["0.35260000", "0.35270000"]) | _price_text),
+                "A": "3199.00000000"}
+    for _ in range(draw(st.integers(0, 2))):  # wrong types, missing fields, extra fields
+        key = draw(st.sampled_from(["b", "a", "p", "T", "x", "s"]))
+        if draw(st.booleans()):
+            data.pop(key, None)
+        else:
+            data[key] = draw(_junk_value | _price_text)
+    items = draw(st.permutations(list(data.items())))
+    envelope = [("stream", stream), ("data", dict(items))]
+    if draw(st.booleans()):
+        envelope.reverse()
+    return json.dumps(dict(envelope))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_frame(), min_size=1, max_size=12), st.booleans(), st.booleans())
+def test_fast_path_equals_full_decoder(frames: list[str], conflate: bool, as_bytes: bool) -> None:
+    """parse_raw (msgspec, typed frame) and parse_full (orjson, dicts) give the same Ticks, drops and conflation."""
+    fast, full = make_parser(), make_parser()
+    fast.conflate = full.conflate = conflate
+    for frame in frames:
+        raw = frame.encode() if as_bytes else frame
+        assert fast.parse_raw(raw) == full.parse_full(raw), frame
+    assert fast.dropped_bad == full.dropped_bad
+
+
+def test_fast_path_falls_back_for_other_shapes() -> None:
+    p = make_parser()
+    assert p.parse_raw(b'{"result":null,"id":1}') is None
+    assert p.parse_raw(b'{"stream":"btcusdt@bookTicker","data":{"b":"1","a":"2"}}') is None  # unsubscribed
+    assert p.dropped_bad == 0
+    trade = dict(TRADE["data"], T=str(TRADE["data"]["T"]))  # T as a string: full path converts it
+    assert p.parse_raw(orjson.dumps({"stream": "ethusdt@trade", "data": trade})).ts_ms == 1639351062243
+    for bad in (b'{"stream":"nknusdt@bookTicker","data":[1]}', b'{"stream":"nknusdt@bookTicker","data":{"b":1,"a":"2"}}',
+                b'{"stream":"ethusdt@trade","data":{"p":"1","T":99999999999999999999}}', b'{"stream":5,"data":{}}',
+                b'{"stream":"ethusdt@trade","data":{"p":NaN}}', b"", b"[]"):
+        assert p.parse_raw(bad) is None, bad
+    assert p.dropped_bad == 7
