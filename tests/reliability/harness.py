@@ -495,10 +495,10 @@ class Harness:
                 continue
             wanted[(chat, text)] += 1
         for (chat, text), n in wanted.items():
-            seen = sum(msg.count(text) for msg in accepted[chat])
+            seen = sum(_blocks(msg, text) for msg in accepted[chat])
             if seen == n:
                 continue
-            at = [t for t, msg in times[chat] if text in msg]
+            at = [t for t, msg in times[chat] if _blocks(msg, text)]
             if seen > n and any(at[0] <= k <= at[-1] for k in self.kill_times):
                 self.alert_dups_kill_window.append(text[:80])
                 continue
@@ -543,6 +543,18 @@ class Harness:
                 if value in blob:
                     found.append(f"{name} in a {c.method} call to Telegram")
         return found
+
+
+def _blocks(message: str, text: str) -> int:
+    """How many times `text` is one whole alert inside `message` (alerts are joined with a blank line), so
+    'FILL X' is not counted inside 'FILL X (recovered)' or inside a fill summary's list."""
+    n, i = 0, message.find(text)
+    while i >= 0:
+        end = i + len(text)
+        if (i == 0 or message[i - 2:i] == "\n\n") and (end == len(message) or message[end:end + 2] == "\n\n"):
+            n += 1
+        i = message.find(text, i + 1)
+    return n
 
 
 def _int(value: Any) -> int | None:

@@ -24,7 +24,7 @@ async def test_kill_restart_cycles_recover_fills_made_while_down(harness: Harnes
     h = harness
     await h.start_bot()
     gid = await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     path = ["49400", "50600", "49100", "50100"]
     recovered_before = 0
     for cycle, price in enumerate(path[:3]):
@@ -33,7 +33,7 @@ async def test_kill_restart_cycles_recover_fills_made_while_down(harness: Harnes
         filled = await h.move("BTCUSDT", price)  # fills happen while the bot is dead
         assert filled > 0, f"cycle {cycle}: the move should fill something"
         await h.start_bot()
-        assert await h.settle(quiet_s=0.8)
+        assert await h.settle(quiet_s=0.5)
         # resting orders that did not fill were adopted, not cancelled and re-placed
         still = {o.order_id for o in h.resting()}
         untouched = {oid for oid in resting_before
@@ -41,7 +41,7 @@ async def test_kill_restart_cycles_recover_fills_made_while_down(harness: Harnes
         assert untouched <= still
         assert_invariants(h, outbox=False)
     await h.move("BTCUSDT", path[3])
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     await asyncio.sleep(1.5)  # alert coalescing window
     assert await h.outbox_drained(20)
     assert_invariants(h)
@@ -57,7 +57,7 @@ async def test_kill_between_exchange_execution_and_stored_ack(harness: Harness) 
     h = harness
     await h.start_bot()
     await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     victim: list[str] = []
 
     def kill_now(cid: str) -> None:
@@ -72,7 +72,7 @@ async def test_kill_between_exchange_execution_and_stored_ack(harness: Harness) 
     h.binance.after_order_hook = None
     assert victim and GRID_CID.match(victim[0]), victim
     await h.start_bot()
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     assert h.binance.order_posts[victim[0]] == 1  # adopted by client order id, never re-sent
     db_status = h.db_rows("SELECT status FROM orders WHERE client_order_id = ?", (victim[0],))
     assert db_status and db_status[0][0] in ("NEW", "PARTIALLY_FILLED", "FILLED"), db_status
@@ -98,7 +98,7 @@ async def test_kill_in_the_middle_of_grid_start(harness: Harness) -> None:
     await h.wait_exit()
     h.binance.after_order_hook = None
     await h.start_bot()
-    assert await h.settle(quiet_s=1.0)
+    assert await h.settle(quiet_s=0.7)
     grids = h.grids()
     assert len(grids) == 1 and grids[0]["state"] == "running", grids
     assert_invariants(h, outbox=False)

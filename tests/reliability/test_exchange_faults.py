@@ -15,7 +15,7 @@ async def test_websocket_drops_during_fill_bursts(harness: Harness) -> None:
     h = harness
     await h.start_bot()
     await h.create_grid("BTCUSDT", "49000", "51000", 8, "800")
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     market_before = h.binance.market_connections_opened
     for price in ("49300", "50800", "49100"):
         await h.move("BTCUSDT", price)  # a burst of fills...
@@ -35,7 +35,7 @@ async def test_rest_errors_lost_and_late_answers_on_order_placement(harness: Har
     h = harness
     await h.start_bot()
     await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     order = "/api/v3/order"
     steps = [
         (lambda: h.binance.fail_next(429, retry_after=1, path=order), "49400"),
@@ -48,7 +48,7 @@ async def test_rest_errors_lost_and_late_answers_on_order_placement(harness: Har
     for inject, price in steps:
         inject()
         await h.move("BTCUSDT", price)
-        assert await h.settle(timeout=40, quiet_s=1.0), f"no settle after fault before {price}"
+        assert await h.settle(timeout=40, quiet_s=0.7), f"no settle after fault before {price}"
         assert_invariants(h, outbox=False)
     assert sum(h.binance.order_posts.values()) == len(h.binance.order_posts)  # no id POSTed twice
     assert h.binance.requests["POST /api/v3/order"] > len(h.binance.order_posts)  # the faults were hit
@@ -58,13 +58,13 @@ async def test_clock_skew_minus_1021_is_resynced(harness: Harness) -> None:
     h = harness
     await h.start_bot()
     await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     syncs = h.binance.requests["GET /api/v3/time"]
     h.binance.clock_offset_ms = -4000  # the exchange's clock is now 4 s behind the bot: -1021 on every signed call
     await h.move("BTCUSDT", "49400")
-    assert await h.settle(timeout=30, quiet_s=1.0)
+    assert await h.settle(timeout=30, quiet_s=0.7)
     await h.move("BTCUSDT", "50100")
-    assert await h.settle(timeout=30, quiet_s=1.0)
+    assert await h.settle(timeout=30, quiet_s=0.7)
     assert_invariants(h, outbox=False)
     assert len(h.fake_fills()) >= 3
     assert h.binance.requests["GET /api/v3/time"] > syncs  # the bot re-synced its clock after -1021
@@ -77,7 +77,7 @@ async def test_fills_lost_in_a_stream_gap_are_recovered_after_a_later_rest_fill(
     h = harness
     await h.start_bot()
     await h.create_grid("BTCUSDT", "48000", "49990", 4, "400")  # all buys below the price
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     h.binance.mute_user_stream = True  # events are generated but never delivered: a silent gap
     assert await h.move("BTCUSDT", "48900") >= 2  # two buys fill; the bot does not hear of it
     await h.move("BTCUSDT", "50000")
@@ -86,5 +86,5 @@ async def test_fills_lost_in_a_stream_gap_are_recovered_after_a_later_rest_fill(
     await asyncio.sleep(0.5)
     h.binance.mute_user_stream = False
     await h.binance.drop_websockets()  # reconnect -> reconciliation
-    assert await h.settle(timeout=40, quiet_s=1.0)
+    assert await h.settle(timeout=40, quiet_s=0.7)
     assert_invariants(h, outbox=False)

@@ -91,7 +91,7 @@ async def test_garbage_on_the_wire_neither_crashes_nor_places_orders(harness: Ha
     h = harness
     await h.start_bot()
     await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     posts = dict(h.binance.order_posts)
     for conn in list(h.binance._market_conns):
         for frame in GARBAGE_MARKET:
@@ -104,7 +104,7 @@ async def test_garbage_on_the_wire_neither_crashes_nor_places_orders(harness: Ha
     assert dict(h.binance.order_posts) == posts  # nothing placed because of garbage
     # still trading normally afterwards (a stream the parser broke would be reconnected)
     await h.move("BTCUSDT", "49400")
-    assert await h.settle(timeout=40, quiet_s=1.0)
+    assert await h.settle(timeout=40, quiet_s=0.7)
     assert h.alive
     assert_invariants(h, outbox=False)
     assert len(h.binance.order_posts) > len(posts)
@@ -115,7 +115,7 @@ async def test_database_locked_by_another_process_for_seconds(harness: Harness) 
     h = harness
     await h.start_bot()
     await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     other = sqlite3.connect(str(h.db_path), timeout=10, isolation_level=None)
     try:
         other.execute("BEGIN EXCLUSIVE")
@@ -129,11 +129,11 @@ async def test_database_locked_by_another_process_for_seconds(harness: Harness) 
         other.close()
     held = time.monotonic() - t0
     assert held >= 3.0
-    assert await h.settle(timeout=40, quiet_s=1.0)
+    assert await h.settle(timeout=40, quiet_s=0.7)
     assert h.alive, h.stderr()[-2000:]
     assert_invariants(h, outbox=False)
     await h.move("BTCUSDT", "50100")
-    assert await h.settle(timeout=30, quiet_s=1.0)
+    assert await h.settle(timeout=30, quiet_s=0.7)
     assert_invariants(h, outbox=False)
     assert await h.command("/status")
 
@@ -147,7 +147,7 @@ async def test_unwritable_log_dir_bot_still_runs(tmp_path) -> None:
         await h.start_bot()
         await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
         await h.move("BTCUSDT", "49400")
-        assert await h.settle(quiet_s=0.8)
+        assert await h.settle(quiet_s=0.5)
         assert h.alive
         assert_invariants(h, outbox=False)
         assert "not writable" in h.stderr()  # said once, in plain words, on the console

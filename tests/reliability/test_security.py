@@ -34,7 +34,7 @@ async def test_unauthorized_chat_changes_nothing_and_learns_nothing(harness: Har
     h = harness
     await h.start_bot()
     gid = await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     # live buttons issued to the owner: a grid-stop confirmation and a panic confirmation
     await h.command(f"/grid stop {gid} sell")
     stop_buttons = h.telegram.buttons(h.chat_id)
@@ -83,7 +83,7 @@ async def test_forged_stale_reused_and_foreign_chat_buttons_do_nothing(tmp_path)
     try:
         await h.start_bot()
         gid = await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
-        assert await h.settle(quiet_s=0.8)
+        assert await h.settle(quiet_s=0.5)
         await h.command(f"/grid stop {gid} sell")
         stop_btn = next(b["callback_data"] for b in h.telegram.buttons(h.chat_id) if b["text"].startswith("Stop grid"))
         assert await h.quiesce()
@@ -129,14 +129,14 @@ async def test_full_session_never_leaks_secrets(tmp_path) -> None:
         await h.start_bot()
         await h.command("/start")
         gid = await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
-        assert await h.settle(quiet_s=0.8)
+        assert await h.settle(quiet_s=0.5)
         for text in ("/status", "/balance", "/orders", "/pnl", "/grid list", f"/grid show {gid}", "/stops",
                      "/grid new BTCUSDT 1 2 3", "/size BTCUSDT 50000 49000 1%", "/grid show 99"):
             await h.command(text)
         h.binance.lose_next_order_response()  # a cut connection: exception paths and tracebacks get logged
         h.binance.fail_next(503, path="/api/v3/order")
         await h.move("BTCUSDT", "49400")
-        assert await h.settle(timeout=30, quiet_s=0.8)
+        assert await h.settle(timeout=30, quiet_s=0.5)
         h.binance.fail_next(400, code=-2015, msg="Invalid API-key, IP, or permissions for action.", path="/api/v3/account")
         await h.command("/balance")
         h.telegram.fail_next("sendMessage", retry_after=1)

@@ -15,18 +15,18 @@ async def test_telegram_down_kill_restart_then_429_alerts_exactly_once(harness: 
     h = harness
     await h.start_bot()
     await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
 
     h.telegram.unreachable = True
     await h.move("BTCUSDT", "49400")  # fills while Telegram is down: alerts wait in the outbox
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     await asyncio.sleep(1.5)  # coalescing window: the alert is written to the outbox
     await h.kill_and_wait()
     await h.move("BTCUSDT", "50100")  # and while the bot is dead too
     await h.start_bot(wait_telegram=False)  # Telegram still down: the bot must start and trade anyway
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     await h.move("BTCUSDT", "49400")
-    assert await h.settle(quiet_s=0.8)
+    assert await h.settle(quiet_s=0.5)
     await asyncio.sleep(1.5)
     pending = h.db_rows("SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL")[0][0]
     assert pending >= 2, pending
