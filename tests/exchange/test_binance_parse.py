@@ -310,3 +310,23 @@ def test_fast_path_falls_back_for_other_shapes() -> None:
                 b'{"stream":"ethusdt@trade","data":{"p":NaN}}', b"", b"[]"):
         assert p.parse_raw(bad) is None, bad
     assert p.dropped_bad == 7
+
+
+def test_fast_decoder_follows_subscribe_and_unsubscribe() -> None:
+    """The typed decoder is rebuilt for the current stream set: new streams parse, removed ones stop, and a
+    re-subscribed book stream starts with fresh conflation state (its first frame makes a Tick again)."""
+    p = make_parser()
+    btc = b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"100.5","B":"1","a":"100.6","A":"1"}}'
+    assert p.parse_raw(btc) is None  # not subscribed yet
+    p.add_stream("btcusdt@bookTicker")
+    assert p.parse_raw(btc) == Tick("BTCUSDT", Decimal("100.5"), Decimal("100.6"), None, 42)
+    assert p.parse_raw(btc) is None  # same bid/ask: conflated
+    nkn = orjson.dumps(BOOK_TICKER)
+    assert p.parse_raw(nkn) is not None  # the older streams still route after the rebuild
+    p.remove_stream("btcusdt@bookTicker")
+    assert p.parse_raw(btc) is None and "btcusdt@bookTicker" not in p.streams
+    p.add_stream("btcusdt@bookTicker")
+    assert p.parse_raw(btc) is not None
+    for s in list(p.streams):
+        p.remove_stream(s)
+    assert p.parse_raw(nkn) is None and p.dropped_bad == 0
