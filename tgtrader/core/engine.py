@@ -60,6 +60,7 @@ from tgtrader.core.events import (
     StreamUp,
 )
 from tgtrader.core.grid import Grid, GridConfig, GridPreview, overlap_problem, preview
+from tgtrader.core.history import PriceHistory
 from tgtrader.core.ids import panic_order_id, parse_client_order_id
 from tgtrader.core.orders import OrderTracker, TrackedOrder
 from tgtrader.core.risk import ExposureLimits, check_exposure, fixed_fraction, kelly
@@ -175,8 +176,7 @@ class TradingCore:
         self.last_prices: dict[str, Decimal] = {}
         self.books: dict[str, tuple[Decimal | None, Decimal | None]] = {}
         self.balances_cache: dict[str, Balance] = {}
-        self.prices_ring: dict[str, list[tuple[int, float]]] = {}
-        self._ring_bucket_ms: dict[str, int] = {}
+        self.price_history: dict[str, PriceHistory] = {}  # symbols with a grid only: /chart draws grids
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -404,24 +404,16 @@ class TradingCore:
         self.last_prices[tick.symbol] = price
         if tick.bid is not None or tick.ask is not None:
             self.books[tick.symbol] = (tick.bid, tick.ask)
-        self._record_price(tick.symbol, tick.ts_ms, price)
-        for machine in self._machines_for(tick.symbol):
+        machines = self._machines_for(tick.symbol)
+        if any(isinstance(m, Grid) for m in machines):
+            history = self.price_history.get(tick.symbol)
+            if history is None:
+                history = self.price_history[tick.symbol] = PriceHistory(self.config.chart_points)
+            history.add(tick.ts_ms, float(price))
+        for machine in machines:
             intents = machine.on_tick(tick)
             intents += machine.on_timer(tick.ts_ms)  # replay: timers follow the replay clock
             await self._react(machine, intents)
-
-    def _record_price(self, symbol: str, ts: int, price: Decimal) -> None:
-        """Chart history: one point per bucket; when full, every other point goes and buckets double,
-        so the buffer stays bounded and always covers the whole run."""
-        ring = self.prices_ring.setdefault(symbol, [])
-        bucket = self._ring_bucket_ms.setdefault(symbol, 1000)
-        if ring and ts - ring[-1][0] < bucket and len(ring) >= 2 and ts - ring[-2][0] < bucket:
-            ring[-1] = (ts, float(price))
-            return
-        ring.append((ts, float(price)))
-        if len(ring) > self.config.chart_points:
-            del ring[1:-1:2]
-            self._ring_bucket_ms[symbol] = bucket * 2
 
     async def _handle_timer(self, ts: int) -> None:
         for machine in self._all_machines():
@@ -1169,10 +1161,11 @@ class TradingCore:
 
     async def chart_data(self, grid_id: int) -> ChartData:
         g = self._grid_or_error(grid_id)
-        ring = list(self.prices_ring.get(g.config.symbol, ()))
+        history = self.price_history.get(g.config.symbol)
+        times, prices = history.points() if history is not None else ((), ())
         fills = await self.db.fills.list(symbol=g.config.symbol)
         own = [f for f in fills if (p := parse_client_order_id(f.client_order_id)) and p.owner == g.owner]
         return ChartData(
-            g.id, g.config.symbol, tuple(t for t, _ in ring), tuple(p for _, p in ring), tuple(g.levels),
+            g.id, g.config.symbol, times, prices, tuple(g.levels),
             tuple((f.ts_ms, f.side.value, f.price) for f in own),
         )
