@@ -60,6 +60,7 @@ class Notifier:
         per_chat_interval_s: float = 1.0,
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 600.0,
+        network_retry_cap_s: float = 15.0,
         give_up_after_s: float = 86400.0,
         poll_s: float = 1.0,
         clock_ms: Callable[[], int] = _now_ms,
@@ -73,6 +74,7 @@ class Notifier:
         self.per_chat_interval_s = per_chat_interval_s
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
+        self.network_retry_cap_s = network_retry_cap_s
         self.give_up_after_s = give_up_after_s
         self.poll_s = poll_s
         self.clock_ms = clock_ms
@@ -81,7 +83,8 @@ class Notifier:
         self._flush_tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._paused_until_ms = 0  # global pause after a 429
+        self._paused_until_ms = 0  # global pause after a 429 or a network failure
+        self._network_failures = 0  # consecutive; the channel backs off, not each row
         self._chat_next_ms: dict[int, int] = {}
         self._down: dict[str, tuple[StreamDown, bool]] = {}  # stream -> (event, alerted?)
         self._down_timers: dict[str, asyncio.TimerHandle] = {}
@@ -281,13 +284,31 @@ class Notifier:
             await self._failed(batch, f"{type(exc).__name__}: {exc}", cap_s=max(self.backoff_cap_s, 600.0))
             return False
         except (TelegramError, OSError, asyncio.TimeoutError) as exc:  # network, 5xx, timeouts
-            await self._failed(batch, f"{type(exc).__name__}: {exc}", cap_s=self.backoff_cap_s)
+            await self._network_down(batch, f"{type(exc).__name__}: {exc}")
             return False
+        self._network_failures = 0
         now = self.clock_ms()
         for row in batch:
             await self.outbox.mark_sent(row.id, now)
         self.sent_messages += 1
         return True
+
+    async def _network_down(self, batch: list[OutboxRow], error: str) -> None:
+        """Telegram unreachable: the whole channel backs off (capped at `network_retry_cap_s`), the rows stay
+        due. Backing off per row instead would leave alerts of a long outage minutes behind once Telegram is
+        back (their attempt counts grew while it was down); one probe at a time finds it back quickly."""
+        self._network_failures += 1
+        delay = min(self.network_retry_cap_s, self.backoff_base_s * (2 ** min(self._network_failures - 1, 20)))
+        now = self.clock_ms()
+        self._paused_until_ms = max(self._paused_until_ms, now + int(delay * 1000))
+        for row in batch:
+            if now - row.created_ms > self.give_up_after_s * 1000:
+                await self._failed([row], error, cap_s=self.backoff_cap_s)  # drops it, with a log line
+            else:
+                await self.outbox.reschedule(row.id, now, error[:300])
+        if self._network_failures in (1, 10) or self._network_failures % 100 == 0:
+            logger.warning("Telegram unreachable ({}); alerts wait in the outbox, retrying in {:.1f} s",
+                           error[:200], delay)
 
     async def _failed(self, batch: list[OutboxRow], error: str, cap_s: float) -> None:
         now = self.clock_ms()
