@@ -195,18 +195,18 @@ class Database:
 
     @staticmethod
     async def _run(conn: aiosqlite.Connection, sql: str, params: Iterable[Any]) -> tuple[int, int]:
+        # One trip to the database thread: a write is complete once executed, rowcount and lastrowid are plain
+        # attribute reads, and the cursor is freed with its last reference (closing it would be a second trip).
         cur = await conn.execute(sql, tuple(params))
-        result = (cur.rowcount, cur.lastrowid or 0)
-        await cur.close()
-        return result
+        return cur.rowcount, cur.lastrowid or 0
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self.conn.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        return list(await self.conn.execute_fetchall(sql, tuple(params)))  # one trip, not execute+fetch+close
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self.conn.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        """The first row; callers ask by key or aggregate, so the rest is at most a few rows."""
+        rows = await self.conn.execute_fetchall(sql, tuple(params))
+        return next(iter(rows), None)
 
     async def schema_version(self) -> int:
         row = await self.fetchone("SELECT MAX(version) FROM schema_version")
