@@ -29,6 +29,8 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin tgtrader \
 ENV TGTRADER_DB=/data/tgtrader.db \
     TGTRADER_LOG_DIR=/data/logs
 VOLUME ["/data"]
+# Webhook mode only (TELEGRAM_WEBHOOK_URL set); long polling needs no open port.
+EXPOSE 8080
 USER tgtrader
 WORKDIR /data
 

@@ -78,6 +78,10 @@ def test_full_valid_configuration() -> None:
         ("TELEGRAM_ALLOWED_CHAT_IDS", "12,abc", "TELEGRAM_ALLOWED_CHAT_IDS: must be a comma-separated list"),
         ("TELEGRAM_ALLOWED_CHAT_IDS", ",,", "TELEGRAM_ALLOWED_CHAT_IDS: must list at least one"),
         ("TELEGRAM_API_BASE", "api.telegram.org", "TELEGRAM_API_BASE: must be a https:// or http:// URL"),
+        ("TELEGRAM_WEBHOOK_URL", "bot.example.com/hook", "TELEGRAM_WEBHOOK_URL: must be a https:// or http:// URL"),
+        ("TELEGRAM_WEBHOOK_PORT", "70000", "TELEGRAM_WEBHOOK_PORT: must be"),
+        ("TELEGRAM_WEBHOOK_LISTEN", "0.0.0.0; rm", "TELEGRAM_WEBHOOK_LISTEN: must be an IP address or host name"),
+        ("TELEGRAM_WEBHOOK_SECRET", "has/slash", "TELEGRAM_WEBHOOK_SECRET: does not look like a webhook secret"),
         ("BINANCE_TESTNET", "maybe", "BINANCE_TESTNET: must be true or false"),
         ("BINANCE_REST_URL", "ftp://x", "BINANCE_REST_URL: must be a https:// or http:// URL"),
         ("BINANCE_WS_URL", "http://x", "BINANCE_WS_URL: must be a wss:// or ws:// URL"),
@@ -260,3 +264,19 @@ def test_daily_summary_time_is_optional_and_parsed() -> None:
     assert load_settings(env={}, env_file=None).daily_summary_utc is None
     assert load_settings(env={"TGTRADER_DAILY_SUMMARY_UTC": ""}, env_file=None).daily_summary_utc is None
     assert load_settings(env={"TGTRADER_DAILY_SUMMARY_UTC": "20:30"}, env_file=None).daily_summary_utc == dt.time(20, 30)
+
+
+def test_webhook_settings_and_secret_masking() -> None:
+    from tgtrader.telegram.app import webhook_of
+
+    assert webhook_of(load()) is None  # default: long polling
+    s = load(TELEGRAM_WEBHOOK_URL="https://bot.example.com/tg/hook", TELEGRAM_WEBHOOK_PORT="8443",
+             TELEGRAM_WEBHOOK_SECRET="s3cr3t_Webhook-Token")
+    hook = webhook_of(s)
+    assert hook is not None and (hook.url, hook.listen, hook.port, hook.path) == (
+        "https://bot.example.com/tg/hook", "0.0.0.0", 8443, "tg/hook")
+    assert hook.secret_token == "s3cr3t_Webhook-Token" and "s3cr3t" not in repr(hook) + repr(s)
+    assert "s3cr3t_Webhook-Token" in s.secrets()  # masked in logs like the token and keys
+    random_a = webhook_of(load(TELEGRAM_WEBHOOK_URL="https://h/x"))
+    random_b = webhook_of(load(TELEGRAM_WEBHOOK_URL="https://h/x"))
+    assert random_a and random_b and len(random_a.secret_token) >= 32 and random_a.secret_token != random_b.secret_token

@@ -70,6 +70,10 @@ class Settings:
     telegram_bot_token: Secret | None = None
     telegram_allowed_chat_ids: tuple[int, ...] = ()
     telegram_api_base: str = "https://api.telegram.org/bot"
+    telegram_webhook_url: str | None = None  # set: Telegram pushes updates here instead of being long-polled
+    telegram_webhook_listen: str = "0.0.0.0"
+    telegram_webhook_port: int = 8080
+    telegram_webhook_secret: Secret | None = None  # unset: a random one per start
     # Binance
     binance_api_key: Secret | None = None
     binance_api_secret: Secret | None = None
@@ -103,7 +107,8 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """The revealed secret values, for the log masking filter only."""
-        return [s.reveal() for s in (self.telegram_bot_token, self.binance_api_key, self.binance_api_secret) if s]
+        values = (self.telegram_bot_token, self.binance_api_key, self.binance_api_secret, self.telegram_webhook_secret)
+        return [s.reveal() for s in values if s]
 
 
 # ---------------------------------------------------------------------------- .env parsing
@@ -248,6 +253,12 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return convert
 
 
+def _host(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", value):
+        raise ValueError(f"must be an IP address or host name to listen on, got {value!r}")
+    return value
+
+
 def _secret(kind: str, pattern: str | None = None) -> Callable[[str], Secret]:
     def convert(value: str) -> Secret:
         if any(ch.isspace() for ch in value):
@@ -371,6 +382,11 @@ def load_settings(
     token = r.field("TELEGRAM_BOT_TOKEN", None, _secret("bot token", r"\d+:[A-Za-z0-9_-]+"))
     chat_ids = r.field("TELEGRAM_ALLOWED_CHAT_IDS", d.telegram_allowed_chat_ids, _chat_ids)
     api_base = r.field("TELEGRAM_API_BASE", d.telegram_api_base, _url("https", "http"))
+    webhook_url = r.field("TELEGRAM_WEBHOOK_URL", d.telegram_webhook_url, _url("https", "http"))
+    webhook_listen = r.field("TELEGRAM_WEBHOOK_LISTEN", d.telegram_webhook_listen, _host)
+    webhook_port = r.field("TELEGRAM_WEBHOOK_PORT", d.telegram_webhook_port, _int(1, 65535))
+    webhook_secret = r.field("TELEGRAM_WEBHOOK_SECRET", None,
+                             _secret("webhook secret (1-256 of A-Z a-z 0-9 _ -)", r"[A-Za-z0-9_-]{1,256}"))
     api_key = r.field("BINANCE_API_KEY", None, _secret("API key"))
     api_secret = r.field("BINANCE_API_SECRET", None, _secret("API secret"))
     testnet = r.field("BINANCE_TESTNET", d.binance_testnet, _bool)
@@ -415,6 +431,10 @@ def load_settings(
         telegram_bot_token=token,
         telegram_allowed_chat_ids=chat_ids,
         telegram_api_base=api_base,
+        telegram_webhook_url=webhook_url,
+        telegram_webhook_listen=webhook_listen,
+        telegram_webhook_port=webhook_port,
+        telegram_webhook_secret=webhook_secret,
         binance_api_key=api_key,
         binance_api_secret=api_secret,
         binance_testnet=testnet,
@@ -446,6 +466,10 @@ ENV_VARS: tuple[str, ...] = (
     "TELEGRAM_BOT_TOKEN",
     "TELEGRAM_ALLOWED_CHAT_IDS",
     "TELEGRAM_API_BASE",
+    "TELEGRAM_WEBHOOK_URL",
+    "TELEGRAM_WEBHOOK_LISTEN",
+    "TELEGRAM_WEBHOOK_PORT",
+    "TELEGRAM_WEBHOOK_SECRET",
     "BINANCE_API_KEY",
     "BINANCE_API_SECRET",
     "BINANCE_TESTNET",

@@ -335,11 +335,11 @@ class Demo:
                 await chat.handle_line(line)
 
     async def _start_telegram(self, core: TradingCore, db: Database) -> Any:
-        from tgtrader.telegram.app import build_application, frontend
+        from tgtrader.telegram.app import build_application, frontend, webhook_of
 
         token, settings = self.telegram  # type: ignore[misc]
         app = build_application(token=token, api=core, allowed_chat_ids=settings.telegram_allowed_chat_ids, db=db,
-                                base_url=settings.telegram_api_base)
+                                base_url=settings.telegram_api_base, webhook=webhook_of(settings))
         bot = frontend(app)
         try:
             await bot.start()

@@ -114,7 +114,7 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
         exchange, market = await open_exchange(settings, db, paper)
         core = TradingCore(exchange, db, bus, config=core_config(settings), mode=mode)
         if settings.telegram_bot_token:
-            from tgtrader.telegram.app import build_application, frontend
+            from tgtrader.telegram.app import build_application, frontend, webhook_of
 
             app = build_application(
                 token=settings.telegram_bot_token.reveal(),
@@ -125,6 +125,7 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
                 base_file_url=settings.telegram_api_base.replace("/bot", "/file/bot"),
                 extra_secrets=settings.secrets(),
                 daily_summary_utc=settings.daily_summary_utc,
+                webhook=webhook_of(settings),
             )
             bot = frontend(app)
             if bot.notifier is not None:

@@ -5,6 +5,8 @@ non-string fields JSON-encoded; answers `{"ok": true, "result": ...}`. It record
 makes, queues updates built as real Update JSON (commands carry a `bot_command` entity, or PTB would
 ignore them), long-polls getUpdates and releases waiting polls on stop. Failure injection: HTTP 429
 with `retry_after` for the next N calls of a method, and an "unreachable" mode that drops connections.
+After setWebhook it behaves like Telegram in webhook mode: updates are POSTed as JSON to the registered URL
+with the registered secret in X-Telegram-Bot-Api-Secret-Token, and getUpdates answers 409 Conflict.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 TOKEN = "123456:TEST-TOKEN-abcdefghijklmnopqrstuvwxyz"
@@ -49,6 +52,10 @@ class FakeTelegram:
         self._failures: dict[str, list[int]] = {}  # method -> retry_after per upcoming call
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.webhook: dict[str, Any] | None = None  # setWebhook's parameters while a webhook is set
+        self.webhook_statuses: list[int] = []  # HTTP status of every update POSTed to the webhook
+        self._webhook_tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -74,6 +81,11 @@ class FakeTelegram:
     async def stop(self) -> None:
         self._closing = True
         self._wake.set()  # release long polls first, or teardown waits out the poll timeout
+        if self._webhook_tasks:
+            await asyncio.wait(self._webhook_tasks, timeout=5)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -145,9 +157,26 @@ class FakeTelegram:
 
     def _push(self, body: dict[str, Any]) -> int:
         update_id = next(self._update_ids)
-        self._updates.append({"update_id": update_id, **body})
+        update = {"update_id": update_id, **body}
+        if self.webhook is not None:
+            secret = self.webhook.get("secret_token")
+            task = asyncio.get_running_loop().create_task(self.post_to_webhook(update, secret))
+            self._webhook_tasks.add(task)
+            task.add_done_callback(self._webhook_tasks.discard)
+            return update_id
+        self._updates.append(update)
         self._wake.set()
         return update_id
+
+    async def post_to_webhook(self, update: dict[str, Any], secret: str | None) -> int:
+        """POST one update to the registered webhook URL as Telegram does; returns (and records) the status."""
+        assert self.webhook is not None, "no webhook set"
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
+        async with self._session.post(str(self.webhook["url"]), json=update, headers=headers) as resp:
+            self.webhook_statuses.append(resp.status)
+            return resp.status
 
     # ------------------------------------------------------------ queries for tests
 
@@ -256,7 +285,16 @@ class FakeTelegram:
         return BOT_USER
 
     def _m_deleteWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        self.webhook = None
         return True
+
+    def _m_setWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        self.webhook = dict(params)
+        return True
+
+    def _m_getWebhookInfo(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return {"url": (self.webhook or {}).get("url", ""), "has_custom_certificate": False,
+                "pending_update_count": len(self._updates)}
 
     def _m_setMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         self.commands = list(params.get("commands", []))
@@ -266,6 +304,10 @@ class FakeTelegram:
         return self.commands
 
     async def _m_getUpdates(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        if self.webhook is not None:
+            return web.json_response({"ok": False, "error_code": 409, "description": "Conflict: can't use "
+                                      "getUpdates method while webhook is active; use deleteWebhook to delete "
+                                      "the webhook first"}, status=409)
         offset = _int(params.get("offset")) or 0
         timeout = float(params.get("timeout") or 0)
         self._updates = [u for u in self._updates if u["update_id"] >= offset]

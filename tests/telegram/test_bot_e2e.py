@@ -379,3 +379,44 @@ async def test_stop_loss_alert_written_by_the_core_reaches_every_chat_once(stack
     assert grid.state == "stopped"
     # the one tick 52000 -> 38000 filled the buys at 50000..40000 on its way down: sell_on_stop sold that base too
     assert grid.base_held == 0, grid
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_webhook_mode_answers_pushed_updates_and_refuses_a_wrong_secret(tmp_path: Path,
+                                                                             fake: FakeTelegram) -> None:
+    """Telegram pushes updates to the bot's webhook server (real PTB + tornado): setWebhook carries the URL
+    and secret; an update with the secret is answered; one without it (or with another) gets 403 and
+    reaches nothing; no getUpdates polling happens."""
+    from tgtrader.telegram.app import Webhook
+
+    port = _free_port()
+    hook = Webhook(f"http://127.0.0.1:{port}/tg/hook-path", listen="127.0.0.1", port=port)
+    stack = await make_stack(tmp_path, fake, webhook=hook)
+    try:
+        assert fake.webhook is not None
+        assert fake.webhook["url"] == hook.url and fake.webhook["secret_token"] == hook.secret_token
+        reply = await stack.ask(ALICE, "/status")
+        assert reply.startswith("Mode: PAPER"), reply
+        preview = await stack.ask(ALICE, GRID)
+        assert "Start" in json.dumps(fake.buttons(ALICE))
+        assert preview
+        before = len(fake.calls)
+        update = {"update_id": 999, "message": {
+            "message_id": 5, "date": int(time.time()), "chat": {"id": ALICE, "type": "private", "first_name": "A"},
+            "from": {"id": ALICE, "is_bot": False, "first_name": "A"}, "text": "/panic",
+            "entities": [{"type": "bot_command", "offset": 0, "length": 6}]}}
+        assert await fake.post_to_webhook(update, None) == 403
+        assert await fake.post_to_webhook(update, "not-the-secret") == 403
+        await asyncio.sleep(0.3)
+        assert len(fake.calls) == before  # the forged /panic reached nothing
+        assert not any(c.method == "getUpdates" for c in fake.calls)
+        assert set(fake.webhook_statuses) == {200, 403}
+    finally:
+        await close_stack(stack)

@@ -3,14 +3,18 @@ row of the command table, button and fallback handlers, one error handler, a rat
 honours flood control, and the alert notifier attached to the core's event bus.
 
 Use `TelegramBot.start()/stop()` to run it inside an existing event loop (tests, the CLI), or
-`app.run_polling()`; both paths run the same `post_init` (command menu, notifier start).
+`app.run_polling()`; both paths run the same `post_init` (command menu, notifier start). Updates arrive by
+long polling, or, with a `Webhook`, pushed by Telegram to PTB's webhook server (tornado).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
+from dataclasses import dataclass, field
 from typing import Any, Iterable
+from urllib.parse import urlsplit
 
 from loguru import logger
 from telegram import BotCommand, Update
@@ -38,12 +42,31 @@ from tgtrader.telegram.render import render_pnl, render_status
 BOT_DATA_KEY = "tgtrader"
 
 
+@dataclass(frozen=True)
+class Webhook:
+    """Webhook mode: Telegram POSTs each update to `url`; the bot listens on `listen:port` at the URL's path
+    (a TLS reverse proxy usually sits between). Requests without `secret_token` in the
+    X-Telegram-Bot-Api-Secret-Token header are refused by PTB with 403, so a stranger who finds the URL cannot
+    inject updates; the default secret is random per start (setWebhook registers it each time)."""
+
+    url: str
+    listen: str = "0.0.0.0"
+    port: int = 8080
+    secret_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path.lstrip("/")
+
+
 class TelegramBot:
     """The parts of the Telegram front end, reachable from `app.bot_data["tgtrader"]`."""
 
     def __init__(self, app: Application, dispatcher: Dispatcher, handlers: TelegramHandlers,
-                 notifier: Notifier | None, api: TradingApi, connect_retry_s: float = 1.0) -> None:
+                 notifier: Notifier | None, api: TradingApi, connect_retry_s: float = 1.0,
+                 webhook: Webhook | None = None) -> None:
         self.app = app
+        self.webhook = webhook
         self.dispatcher = dispatcher
         self.handlers = handlers
         self.notifier = notifier
@@ -96,8 +119,17 @@ class TelegramBot:
         if not self.app.running:
             await self.app.start()
         assert self.app.updater is not None
-        if not self.app.updater.running:
+        if self.app.updater.running:
+            return
+        if self.webhook is None:
             await self.app.updater.start_polling(timeout=poll_timeout, poll_interval=poll_interval)
+            return
+        # setWebhook first (a failure raises and is retried like polling's), then the server starts listening
+        await self.app.updater.start_webhook(
+            listen=self.webhook.listen, port=self.webhook.port, url_path=self.webhook.path,
+            webhook_url=self.webhook.url, secret_token=self.webhook.secret_token,
+        )
+        logger.info("Telegram webhook registered; listening on {}:{}", self.webhook.listen, self.webhook.port)
 
     async def _connect_forever(self, poll_timeout: float, poll_interval: float) -> None:
         delay = self.connect_retry_s
@@ -107,7 +139,7 @@ class TelegramBot:
                 return
             try:
                 await self._connect(poll_timeout, poll_interval)
-                logger.info("Telegram reachable again; polling")
+                logger.info("Telegram reachable again; {}", "polling" if self.webhook is None else "webhook set")
                 if self.notifier is not None:
                     self.notifier.wake()
                 return
@@ -164,6 +196,7 @@ def build_application(
     confirm_ttl_s: float = 60.0,
     extra_secrets: Iterable[str] = (),
     connect_retry_s: float = 1.0,
+    webhook: Webhook | None = None,
 ) -> Application:
     """Build the bot. `db` is the store `Database` (its `outbox` makes alerts durable); without it no
     alerts are sent. `base_url` points PTB at another Bot API server (e.g. a test fake)."""
@@ -198,7 +231,7 @@ def build_application(
         on_subscribe=on_subscribe, secrets_to_hide=[token, *extra_secrets], progress=progress,
     )
     handlers = TelegramHandlers(dispatcher, allowed)
-    bot = TelegramBot(app, dispatcher, handlers, notifier, api, connect_retry_s)
+    bot = TelegramBot(app, dispatcher, handlers, notifier, api, connect_retry_s, webhook)
     app.bot_data[BOT_DATA_KEY] = bot
 
     app.add_handler(TypeHandler(Update, handlers.authorize), group=-1)
@@ -216,6 +249,16 @@ def build_application(
         app.job_queue.run_daily(bot.daily_summary, time=daily_summary_utc.replace(tzinfo=dt.timezone.utc),
                                 name="daily-summary")
     return app
+
+
+def webhook_of(settings: Any) -> Webhook | None:
+    """The webhook settings, or None for long polling."""
+    if not settings.telegram_webhook_url:
+        return None
+    secret = settings.telegram_webhook_secret
+    extra = {"secret_token": secret.reveal()} if secret else {}
+    return Webhook(settings.telegram_webhook_url, settings.telegram_webhook_listen, settings.telegram_webhook_port,
+                   **extra)
 
 
 def frontend(app: Application) -> TelegramBot:
