@@ -109,6 +109,24 @@ async def test_alerts_of_a_long_outage_arrive_soon_after_telegram_is_back(fake: 
     assert max(r[0] for r in rows) >= 3  # attempts are still counted for inspection
 
 
+async def test_reconnect_to_telegram_ends_the_outage_backoff_at_once(fake: FakeTelegram, db: Database,
+                                                                     bot: ExtBot) -> None:
+    """The polling loop reconnecting proves Telegram is back: the notifier stops waiting out its backoff."""
+    bus = EventBus()
+    notifier = make_notifier(db, bot, backoff_base_s=20.0, network_retry_cap_s=60.0)
+    notifier.attach(bus)
+    await notifier.start()
+    fake.unreachable = True
+    bus.publish(fill(1))
+    await fake.wait_for(lambda: notifier._network_failures >= 1, timeout=3)  # now waiting 20 s
+    fake.unreachable = False
+    back = time.monotonic()
+    notifier.wake(network_back=True)
+    await fake.wait_for(lambda: all(fake.sent_to(c) for c in CHATS), timeout=5)
+    assert time.monotonic() - back < 2.0
+    await notifier.stop()
+
+
 async def test_unsent_alerts_are_delivered_after_restart(fake: FakeTelegram, tmp_path: Path) -> None:
     path = tmp_path / "restart.sqlite"
     db = await Database.open(path)

@@ -141,7 +141,7 @@ class TelegramBot:
                 await self._connect(poll_timeout, poll_interval)
                 logger.info("Telegram reachable again; {}", "polling" if self.webhook is None else "webhook set")
                 if self.notifier is not None:
-                    self.notifier.wake()
+                    self.notifier.wake(network_back=True)
                 return
             except InvalidToken:
                 logger.error("Telegram rejected the bot token; the bot stays offline (trading goes on)")

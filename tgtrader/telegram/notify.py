@@ -83,7 +83,8 @@ class Notifier:
         self._flush_tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._paused_until_ms = 0  # global pause after a 429 or a network failure
+        self._paused_until_ms = 0  # global pause after a 429 (flood control: must be honoured)
+        self._network_retry_ms = 0  # next probe while Telegram is unreachable
         self._network_failures = 0  # consecutive; the channel backs off, not each row
         self._chat_next_ms: dict[int, int] = {}
         self._down: dict[str, tuple[StreamDown, bool]] = {}  # stream -> (event, alerted?)
@@ -205,10 +206,14 @@ class Notifier:
         for task in list(self._flush_tasks):
             task.cancel()
 
-    def wake(self, chat_id: int | None = None) -> None:
-        """Try now (e.g. a chat just sent /start, so Telegram will accept messages to it)."""
+    def wake(self, chat_id: int | None = None, network_back: bool = False) -> None:
+        """Try now (e.g. a chat just sent /start, so Telegram will accept messages to it; or the bot has just
+        reconnected to Telegram, `network_back`, so the outage backoff is over)."""
         if chat_id is not None:
             self._chat_next_ms.pop(chat_id, None)
+        if network_back:
+            self._network_retry_ms = 0
+            self._network_failures = 0
         self._wake.set()
 
     async def _run(self) -> None:
@@ -237,8 +242,9 @@ class Notifier:
         Returns how long to sleep before the next attempt.
         """
         now = self.clock_ms()
-        if now < self._paused_until_ms:
-            return (self._paused_until_ms - now) / 1000
+        paused_until = max(self._paused_until_ms, self._network_retry_ms)
+        if now < paused_until:
+            return (paused_until - now) / 1000
         rows = await self.outbox.due(now, limit=200)
         if not rows:
             return self.poll_s
@@ -260,8 +266,9 @@ class Notifier:
                 continue
             batch = _merge(chat_rows)
             ok = await self._send_batch(chat_id, batch)
-            if self.clock_ms() < self._paused_until_ms:
-                return (self._paused_until_ms - self.clock_ms()) / 1000
+            paused_until = max(self._paused_until_ms, self._network_retry_ms)
+            if self.clock_ms() < paused_until:
+                return (paused_until - self.clock_ms()) / 1000
             if ok:
                 self._chat_next_ms[chat_id] = self.clock_ms() + int(self.per_chat_interval_s * 1000)
                 if len(batch) < len(chat_rows):
@@ -300,7 +307,7 @@ class Notifier:
         self._network_failures += 1
         delay = min(self.network_retry_cap_s, self.backoff_base_s * (2 ** min(self._network_failures - 1, 20)))
         now = self.clock_ms()
-        self._paused_until_ms = max(self._paused_until_ms, now + int(delay * 1000))
+        self._network_retry_ms = now + int(delay * 1000)
         for row in batch:
             if now - row.created_ms > self.give_up_after_s * 1000:
                 await self._failed([row], error, cap_s=self.backoff_cap_s)  # drops it, with a log line
