@@ -296,3 +296,21 @@ def test_decimal_round_trip_is_exact(price: Decimal, qty: Decimal) -> None:
 
     got_price, got_qty = asyncio.run(scenario())
     assert str(got_price) == str(price) and str(got_qty) == str(qty)  # same digits AND exponent
+
+
+def test_a_database_left_open_does_not_hang_the_interpreter_at_exit(tmp_path: Path) -> None:
+    """aiosqlite's worker thread is non-daemon: one connection not closed (a crash path, a test) used to keep
+    the process alive forever at exit (CI hung after '... passed')."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio\n"
+        "from tgtrader.store import Database\n"
+        "async def main():\n"
+        f"    global db\n    db = await Database.open({str(tmp_path / 'open.db')!r})\n"
+        "asyncio.run(main())\n"
+        "print('done')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "done" in out.stdout, out.stderr[-2000:]

@@ -67,7 +67,9 @@ class Database:
         if p is not None:
             _precheck(p)
         try:
-            conn = await aiosqlite.connect(":memory:" if p is None else str(p), isolation_level=None)
+            pending = aiosqlite.connect(":memory:" if p is None else str(p), isolation_level=None)
+            _daemon_worker(pending)
+            conn = await pending
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {p}: {exc}") from None
         db = cls(conn, p)
@@ -216,6 +218,16 @@ class Database:
         """SQLite's `PRAGMA quick_check`: 'ok' or the first problem found."""
         row = await self.fetchone("PRAGMA quick_check")
         return str(row[0]) if row else "no answer"
+
+
+def _daemon_worker(conn: aiosqlite.Connection) -> None:
+    """aiosqlite (0.22) runs each connection on a non-daemon thread that only stops on close() or garbage
+    collection, so one connection left open (a crash path, a test) makes the interpreter hang at exit, in
+    threading's shutdown, before any collection runs. A daemon worker cannot: the database is crash-safe
+    anyway (WAL; the bot survives SIGKILL), and every orderly path still closes it."""
+    thread = getattr(conn, "_thread", None)
+    if thread is not None and not thread.is_alive():
+        thread.daemon = True
 
 
 def _precheck(path: Path) -> None:
