@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from decimal import Decimal as D
 from typing import Any
 
@@ -34,7 +36,7 @@ class Flaky(PaperExchange):
         if action == "lost-before":
             raise OrderStatusUnknown("timeout")
         if action == "ban":
-            raise IpBanned("banned", retry_after=60)
+            raise IpBanned("banned", retry_after=0.3)
         if action == "nofunds":
             raise InsufficientBalance("Account has insufficient balance for requested action.")
         upd = await super().place_order(order)
@@ -93,7 +95,9 @@ async def test_insufficient_balance_pauses_grid_with_reason() -> None:
     await core.stop()
 
 
-async def test_ban_stops_sending_and_pauses_grids() -> None:
+async def test_ban_stops_sending_then_resumes_with_the_refused_orders() -> None:
+    """418: alert, nothing sent while banned, the grid keeps its state (its resting orders still work); when
+    the ban is over the refused counter order is placed, with a BAN OVER alert."""
     core, paper, events, now = await make()
     gid = (await core.start_grid((await core.preview_grid(SPEC)).token)).id
     await core.idle()
@@ -102,11 +106,20 @@ async def test_ban_stops_sending_and_pauses_grids() -> None:
     paper.feed_trade("BTCUSDT", D("49000"), now[0])  # buy at 50000 fills -> counter sell -> 418
     await core.idle()
     assert any(isinstance(e, ErrorEvent) and e.severity == "ban" for e in events)
-    assert (await core.grid(gid)).state == "paused"
+    assert (await core.grid(gid)).state == "running"
     calls = len(paper.calls)
+    await core.pause_grid(gid)  # a cancel while banned is not sent either
     await core.resume_grid(gid)
     await core.idle()
-    assert len(paper.calls) == calls  # nothing is sent while banned
+    assert len(paper.calls) == calls and len(await paper.open_orders("BTCUSDT")) == 3
+    now[0] += 1000  # the ban is over on the core's clock; _BanOver fires on the loop's
+    await asyncio.sleep(0.6)
+    await core.idle()
+    assert any(isinstance(e, ErrorEvent) and e.severity == "ban-over" for e in events)
+    opened = await paper.open_orders("BTCUSDT")
+    assert any(o.side is Side.SELL and o.price == D("55000") for o in opened) and len(opened) == 4
+    assert sorted(o.client_order_id for o in opened) == sorted(o.client_order_id for o in await core.open_orders())
+    assert len(paper.calls) == calls + 1  # only the refused sell: the resting orders were kept, not re-placed
     await core.stop()
 
 

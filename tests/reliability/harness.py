@@ -564,7 +564,7 @@ def _int(value: Any) -> int | None:
         return None
 
 
-_ALERT_PREFIXES = ("FILL ", "ROUND TRIP", "GRID #", "STREAM ", "ORDER REJECTED", "IP BANNED", "INSUFFICIENT",
+_ALERT_PREFIXES = ("FILL ", "ROUND TRIP", "GRID #", "STREAM ", "ORDER REJECTED", "IP BANNED", "BAN OVER", "INSUFFICIENT",
                    "ERROR in", "STOP-LOSS", "TAKE-PROFIT", "Daily summary")
 
 

@@ -88,3 +88,28 @@ async def test_fills_lost_in_a_stream_gap_are_recovered_after_a_later_rest_fill(
     await h.binance.drop_websockets()  # reconnect -> reconciliation
     assert await h.settle(timeout=40, quiet_s=0.7)
     assert_invariants(h, outbox=False)
+
+
+async def test_ip_ban_418_halts_every_request_then_trading_resumes_whole(harness: Harness) -> None:
+    """A 418 on a counter order: the trader is alerted, nothing is sent while the ban lasts (Binance would
+    lengthen it), the grid keeps running on the orders resting on the exchange, fills made during the ban are
+    recovered, and when the ban is over the refused order is placed: every interval has its one order again,
+    nothing was POSTed twice, and the trader is told."""
+    h = harness
+    await h.start_bot()
+    gid = await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
+    assert await h.settle(quiet_s=0.5)
+    h.binance.fail_next(418, retry_after=4, path="/api/v3/order")
+    await h.move("BTCUSDT", "49400")  # a buy fills; its counter sell is answered 418
+    await asyncio.sleep(0.8)
+    during = sum(h.binance.requests.values())
+    await h.move("BTCUSDT", "50600")  # fills while banned: the exchange executes resting orders anyway
+    await asyncio.sleep(2.0)
+    assert sum(h.binance.requests.values()) == during, "requests were sent during the ban"
+    assert "running" in (await h.command(f"/grid show {gid}")).lower()
+    await h.move("BTCUSDT", "49600")
+    await h.telegram.wait_for(lambda: "BAN OVER" in "\n".join(h.telegram.texts_to(h.chat_id)), timeout=20)
+    assert "IP BANNED" in "\n".join(h.telegram.texts_to(h.chat_id))
+    assert await h.settle(timeout=40, quiet_s=1.0)
+    assert_invariants(h, outbox=False)
+    assert sum(h.binance.order_posts.values()) == len(h.binance.order_posts)  # no id POSTed twice

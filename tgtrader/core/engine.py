@@ -128,6 +128,11 @@ class _Timer:
 
 
 @dataclass(frozen=True, slots=True)
+class _BanOver:
+    """Queued when an IP ban (418) should be over: reconcile, then send what was refused meanwhile."""
+
+
+@dataclass(frozen=True, slots=True)
 class _GridPause:
     """Queued by the executor (insufficient balance, ban): pause a grid in event order."""
 
@@ -383,6 +388,8 @@ class TradingCore:
                 self.balances_cache[b.asset] = b
         elif isinstance(event, StreamStatus):
             self._handle_stream(event)
+        elif isinstance(event, _BanOver):
+            await self._after_ban()
         elif isinstance(event, _GridPause):
             g = self.grids.get(event.grid_id)
             if g is not None and g.state == "running":
@@ -706,13 +713,32 @@ class TradingCore:
                                                    o.price or ZERO, o.qty, o.executed_qty, ts_ms=self.clock_ms()))
 
     def _ban(self, exc: IpBanned) -> None:
+        """Nothing is sent until the ban ends (Binance lengthens bans for clients that keep asking). Grids keep
+        their state: their resting orders still work on the exchange, and cancelling is impossible anyway.
+        When the ban is over, `_after_ban` reconciles and sends what was refused."""
         ts = self.clock_ms()
-        self._banned_until = ts + int(exc.retry_after * 1000)
-        self.bus.publish(ErrorEvent("exchange", str(exc), ts, severity="ban",
-                                    extra={"retry_after_s": exc.retry_after}))
-        for g in self.grids.values():
-            if g.state == "running":
-                self._queue.put_nowait(_GridPause(g.id, "ban"))
+        new_ban = self._banned_until <= ts
+        self._banned_until = max(self._banned_until, ts + int(exc.retry_after * 1000))
+        if new_ban:
+            self.bus.publish(ErrorEvent("exchange", str(exc), ts, severity="ban",
+                                        extra={"retry_after_s": exc.retry_after}))
+        delay_s = (self._banned_until - ts) / 1000 + 0.1
+        asyncio.get_running_loop().call_later(delay_s, self._queue.put_nowait, _BanOver())
+
+    async def _after_ban(self) -> None:
+        now = self.clock_ms()
+        if self._banned_until == 0 or self._banned_until > now:
+            return  # already handled, or the ban was extended (a later _BanOver is scheduled)
+        self._banned_until = 0
+        recovered = await self._reconcile()
+        placed = 0
+        for g in list(self.grids.values()):
+            intents = g.after_outage(now)
+            placed += sum(isinstance(i, PlaceOrder) for i in intents)
+            await self._react(g, intents)
+        self.bus.publish(ErrorEvent(
+            "exchange", f"the IP ban is over; trading resumed ({recovered} fill(s) recovered, "
+            f"{placed} grid order(s) placed again)", now, severity="ban-over"))
 
     def _resolve_chase(self, chase: Chase) -> None:
         if not chase.done:

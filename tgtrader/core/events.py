@@ -92,7 +92,7 @@ class ErrorEvent:
     where: str
     message: str
     ts_ms: int
-    severity: str = "error"  # "error", "ban" (418), "insufficient-balance"
+    severity: str = "error"  # "error", "ban" (418), "ban-over", "insufficient-balance"
     extra: dict[str, object] = field(default_factory=dict)
 
 

@@ -365,6 +365,16 @@ class Grid:
                 out.append(p)
         return out
 
+    def after_outage(self, ts: int) -> list[Intent]:
+        """The exchange takes requests again (an IP ban ended): send again the cancels it refused, and, if
+        running, place the level orders it refused (each interval that has no order gets its one order)."""
+        self.last_ts = max(self.last_ts, ts)
+        out: list[Intent] = [CancelOrder(self.config.symbol, cid, self.owner)
+                             for cid in self.open_order_ids() if self.orders[cid].cancel_requested]
+        if self.state == "running":
+            out += self._place_all()
+        return out
+
     def _cancel_all(self) -> list[Intent]:
         out: list[Intent] = []
         for cid in self.open_order_ids():
@@ -433,6 +443,8 @@ class Grid:
             self.last_price = price
         self._set_state("running", "user", ts)
         self.stop_reason = ""
+        for o in self.orders.values():  # still resting (the cancel was refused or is in flight): keep it; a
+            o.cancel_requested = False   # cancel that still lands ends the order and its interval is refilled
         start_busy = any(o.role == "start" for o in self.orders.values()) or (
             self.chase is not None and not self.chase.done
         )

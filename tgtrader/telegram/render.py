@@ -465,7 +465,10 @@ def render_event(event: CoreEvent) -> str | None:
         return f"ORDER REJECTED {event.symbol}{_owner(event.owner)}: {event.reason}{code}"
     if isinstance(event, ErrorEvent):
         if event.severity == "ban":
-            return f"IP BANNED by Binance (418): {event.message}. Trading is halted until the ban ends."
+            return (f"IP BANNED by Binance (418): {event.message}. Nothing is sent until the ban ends; resting "
+                    "orders keep working on the exchange and their fills are recovered then.")
+        if event.severity == "ban-over":
+            return f"BAN OVER: {event.message}"
         if event.severity == "insufficient-balance":
             return f"INSUFFICIENT BALANCE ({event.where}): {event.message}"
         return f"ERROR in {event.where}: {event.message}"
