@@ -177,3 +177,28 @@ async def test_exchange_unavailable_on_place_is_a_rejection() -> None:
     assert any(isinstance(e, OrderRejected) for e in events)
     assert (await core.grid(gid)).state == "paused"  # the start buy failed: paused with the reason
     await core.stop()
+
+
+async def test_a_stop_triggered_during_a_ban_sells_when_the_ban_ends() -> None:
+    """The stop's market sell is held back (nothing is sent while banned) and goes out, once, afterwards."""
+    core, paper, events, now = await make()
+    await paper.deposit("BTC", D("0.01"))
+    await core.add_stop("BTCUSDT", D("45000"))
+    paper.script = ["ban"]
+    now[0] += 1000
+    paper.feed_trade("BTCUSDT", D("44000"), now[0])  # triggers: market sell -> 418
+    await core.idle()
+    assert any(isinstance(e, ErrorEvent) and e.severity == "ban" for e in events)
+    calls = len(paper.calls)
+    now[0] += 100
+    paper.feed_trade("BTCUSDT", D("43900"), now[0])
+    await core.idle()
+    assert len(paper.calls) == calls  # held back, not re-sent while banned
+    assert (await core.list_stops())[0].state != "failed"
+    now[0] += 1000
+    await asyncio.sleep(0.6)
+    await core.idle()
+    assert len(paper.calls) == calls + 1 and paper.calls[-1] == paper.calls[-2]  # the same client order id
+    assert (await core.list_stops())[0].state == "done"
+    assert (await paper.balances())["BTC"].free == 0
+    await core.stop()

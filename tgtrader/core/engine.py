@@ -190,6 +190,7 @@ class TradingCore:
         self._panic_tokens: dict[str, int] = {}
         self._panic_paused: set[int] = set()
         self._banned_until = 0
+        self._deferred: list[PlaceOrder] = []  # stop sells held back by an IP ban, sent when it ends
         self._down_since: dict[str, int] = {}
         self._recovering = False
         self._recovered = 0
@@ -636,7 +637,7 @@ class TradingCore:
 
     async def _send_place(self, p: PlaceOrder) -> None:
         if self._banned_until > self.clock_ms():
-            self._reject(p, ExchangeError("trading is suspended: the exchange banned this IP", None))
+            self._refuse_while_banned(p)
             return
         for attempt in range(2):
             try:
@@ -656,7 +657,7 @@ class TradingCore:
                 # the exchange never got it: send it again with the SAME client order id
             except IpBanned as exc:
                 self._ban(exc)
-                self._reject(p, exc)
+                self._refuse_while_banned(p)
                 return
             except RateLimited as exc:
                 if attempt == 0 and exc.retry_after <= 5:
@@ -667,6 +668,14 @@ class TradingCore:
             except ExchangeError as exc:
                 self._reject(p, exc)
                 return
+
+    def _refuse_while_banned(self, p: PlaceOrder) -> None:
+        """A triggered stop must still sell: its order waits (PENDING_NEW, same client order id) and goes out
+        when the ban ends. Anything else is rejected now; grids place their refused orders again then."""
+        if isinstance(self._owner_machine(p.client_order_id), Stop):
+            self._deferred.append(p)
+            return
+        self._reject(p, ExchangeError("trading is suspended: the exchange banned this IP", None))
 
     async def _send_cancel(self, c: CancelOrder) -> None:
         if self._banned_until > self.clock_ms():
@@ -731,6 +740,13 @@ class TradingCore:
             return  # already handled, or the ban was extended (a later _BanOver is scheduled)
         self._banned_until = 0
         recovered = await self._reconcile()
+        deferred, self._deferred = self._deferred, []
+        for p in deferred:
+            stop = self._owner_machine(p.client_order_id)
+            if isinstance(stop, Stop) and stop.state in ("armed", "selling") and stop.order == p.client_order_id:
+                await self._send_place(p)
+            else:  # the stop was cancelled meanwhile: the held order never leaves
+                self._reject(p, ExchangeError("not sent: the stop was cancelled during the IP ban", None))
         placed = 0
         for g in list(self.grids.values()):
             intents = g.after_outage(now)
