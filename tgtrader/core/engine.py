@@ -134,7 +134,7 @@ class _BanOver:
 
 @dataclass(frozen=True, slots=True)
 class _GridPause:
-    """Queued by the executor (insufficient balance, ban): pause a grid in event order."""
+    """Queued by the executor (insufficient balance): pause a grid in event order."""
 
     grid_id: int
     reason: str
