@@ -293,98 +293,62 @@ class StreamParser:
 
     def _handler(self, kind: int, sym: str) -> Callable[[Any], Tick | None]:
         """A closure for one stream: everything it needs is bound, so a message costs a few dict lookups."""
-        cache = self._cache
-        price = self._price
         clock = self.clock_ms
-        if clock is _wall_ms:  # inline the default clock: one Python call less per message
-            return self._handler_wall(kind, sym)
-        if kind == KIND_BOOK:
-            if self._conflate:
-                last_b: Any = None  # the bid/ask strings of the last Tick of this stream (closure cells)
-                last_a: Any = None
+        if kind != KIND_BOOK:
+            return self._handler_trade(sym, clock)
+        book = self._handler_book(sym)
+        if clock is _wall_ms:
+            return book
 
-                def book(d: Any) -> Tick | None:
-                    nonlocal last_b, last_a
-                    b = d.b
-                    a = d.a
-                    if b == last_b and a == last_a and b is not None:
-                        return None
-                    bd = cache.get(b) or price(b)
-                    ad = cache.get(a) or price(a)
-                    last_b = b
-                    last_a = a
-                    t = _TickSlots()
-                    t.symbol = sym
-                    t.bid = bd
-                    t.ask = ad
-                    t.last = None
-                    t.ts_ms = clock()
-                    t.__class__ = Tick
-                    return t
+        def book_clocked(d: Any) -> Tick | None:  # an injected clock (tests): same Tick, its time
+            t = book(d)
+            return None if t is None else fast_tick(sym, t.bid, t.ask, None, clock())
 
-                return book
+        return book_clocked
 
-            def book_all(d: Any) -> Tick | None:
-                b = d.b
-                a = d.a
-                t = _TickSlots()
-                t.symbol = sym
-                t.bid = cache.get(b) or price(b)
-                t.ask = cache.get(a) or price(a)
-                t.last = None
-                t.ts_ms = clock()
-                t.__class__ = Tick
-                return t
-
-            return book_all
-
-        return self._handler_trade(sym, clock)
-
-    def _handler_wall(self, kind: int, sym: str) -> Callable[[Any], Tick | None]:
-        """Same as `_handler`, with the wall clock read inline (the default)."""
+    def _handler_book(self, sym: str) -> Callable[[Any], Tick | None]:
+        """bookTicker -> Tick stamped with the wall clock, read inline (one Python call less per message)."""
         cache = self._cache
         price = self._price
         now_ns = time.time_ns
-        if kind == KIND_BOOK:
-            if self._conflate:
-                last_b: Any = None  # the bid/ask strings of the last Tick of this stream (closure cells)
-                last_a: Any = None
+        if self._conflate:
+            last_b: Any = None  # the bid/ask strings of the last Tick of this stream (closure cells)
+            last_a: Any = None
 
-                def book(d: Any) -> Tick | None:
-                    nonlocal last_b, last_a
-                    b = d.b
-                    a = d.a
-                    if b == last_b and a == last_a and b is not None:
-                        return None
-                    bd = cache.get(b) or price(b)
-                    ad = cache.get(a) or price(a)
-                    last_b = b
-                    last_a = a
-                    t = _TickSlots()
-                    t.symbol = sym
-                    t.bid = bd
-                    t.ask = ad
-                    t.last = None
-                    t.ts_ms = now_ns() // 1_000_000
-                    t.__class__ = Tick
-                    return t
-
-                return book
-
-            def book_all(d: Any) -> Tick | None:
+            def book(d: Any) -> Tick | None:
+                nonlocal last_b, last_a
                 b = d.b
                 a = d.a
+                if b == last_b and a == last_a and b is not None:
+                    return None
+                bd = cache.get(b) or price(b)
+                ad = cache.get(a) or price(a)
+                last_b = b
+                last_a = a
                 t = _TickSlots()
                 t.symbol = sym
-                t.bid = cache.get(b) or price(b)
-                t.ask = cache.get(a) or price(a)
+                t.bid = bd
+                t.ask = ad
                 t.last = None
                 t.ts_ms = now_ns() // 1_000_000
                 t.__class__ = Tick
                 return t
 
-            return book_all
-        return self._handler_trade(sym, lambda: now_ns() // 1_000_000)
+            return book
+
+        def book_all(d: Any) -> Tick | None:
+            b = d.b
+            a = d.a
+            t = _TickSlots()
+            t.symbol = sym
+            t.bid = cache.get(b) or price(b)
+            t.ask = cache.get(a) or price(a)
+            t.last = None
+            t.ts_ms = now_ns() // 1_000_000
+            t.__class__ = Tick
+            return t
+
+        return book_all
 
     def _handler_trade(self, sym: str, clock: Callable[[], int]) -> Callable[[Any], Tick | None]:
         cache = self._cache
