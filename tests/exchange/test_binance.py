@@ -7,6 +7,7 @@ import time
 from decimal import Decimal as D
 from typing import Any, Callable
 
+import binance.ws.reconnecting_websocket as library_ws
 import pytest
 from binance.ws.reconnecting_websocket import ReconnectingWebsocket
 
@@ -25,6 +26,8 @@ from tgtrader.exchange.port import BalanceUpdate, Exchange, StreamStatus
 from tgtrader.types import CancelOrder, Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, ReplaceOrder, Side, Tick
 
 pytestmark = pytest.mark.timeout(60)
+
+LIBRARY_RECONNECT_WAIT = ReconnectingWebsocket._get_reconnect_wait  # the library's own schedule, before fast_ws
 
 
 @pytest.fixture(autouse=True)
@@ -370,6 +373,56 @@ async def test_market_stream_recovers_after_drop_and_refused_reconnects(ex: Bina
     await until(lambda: any(isinstance(e, Tick) and e.symbol == "ETHUSDT" and e.bid == D("3099.99") for e in ex.rec.events))
     assert ex.rec.status("market")[-1].up
     assert ex.health().reconnects_last_hour >= 1
+
+
+async def test_market_socket_dropped_into_a_refusal_window_is_recreated_within_the_bots_own_bound(
+        fake: FakeBinance, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: drops that land in a window where new connections are refused.
+
+    python-binance's own reconnect waits round(random() * min(60, 2**n - 1) + 1) s before try n (1-2, 1-4,
+    1-8, 1-16 s...), so with its worst-case jitter a 2.5 s refusal left prices blind until 6 s after the
+    drop. The adapter owns the reconnect instead, with a bounded backoff (`stream_reconnect_cap_s`).
+    """
+    monkeypatch.setattr(ReconnectingWebsocket, "_get_reconnect_wait", LIBRARY_RECONNECT_WAIT)
+    monkeypatch.setattr(library_ws, "random", lambda: 1.0)  # the library's worst case: waits 2 s, then 4 s
+    rec = Recorder()
+    e = make_exchange(fake)
+    e.stream_reconnect_cap_s = 1.0
+    e.set_event_sink(rec)
+    await e.start()
+    try:
+        await e.subscribe({"BTCUSDT"})
+        await until(lambda: len(fake._market_conns) == 1)
+        await fake.set_price("BTCUSDT", "50001")
+        await until(lambda: bool(rec.of(Tick)))
+        opened = fake.market_connections_opened
+        fake.refuse_ws_for(2.5)
+        t0 = time.monotonic()
+        await fake.drop_websockets()
+        await until(lambda: any(not s.up for s in rec.status("market")), timeout=2)  # reported at once
+        await until(lambda: fake.market_connections_opened > opened, timeout=8)
+        back_after = time.monotonic() - t0
+        assert back_after < 4.8, f"market stream blind for {back_after:.1f} s after a 2.5 s refusal"
+        await fake.set_price("BTCUSDT", "50100")
+        await until(lambda: rec.status("market")[-1].up)
+        assert len(fake._market_conns) == 1  # one socket per stream set, no leftover of an older one
+    finally:
+        await e.close()
+
+
+async def test_a_closed_market_socket_is_not_reopened_behind_the_bots_back(ex: BinanceExchange, fake: FakeBinance) -> None:
+    """Issue 18: closing a socket while python-binance was reconnecting it left a connection nobody reads
+    (its reconnect overwrote the EXITING state); after unsubscribing everything, no market socket may remain."""
+    await ex.subscribe({"BTCUSDT"})
+    await until(lambda: len(fake._market_conns) == 1)
+    await fake.set_price("BTCUSDT", "50001")
+    await until(lambda: bool(ex.rec.of(Tick)))
+    await fake.drop_websockets()
+    await until(lambda: any(not s.up for s in ex.rec.status("market")), timeout=2)
+    await ex.unsubscribe({"BTCUSDT"})
+    opened = fake.market_connections_opened
+    await asyncio.sleep(1.0)  # a quiet period: nothing may reconnect
+    assert fake.market_connections_opened == opened and not fake._market_conns
 
 
 async def test_market_silence_is_a_fault(fake: FakeBinance) -> None:

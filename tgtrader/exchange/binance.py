@@ -193,6 +193,7 @@ class BinanceExchange:
         max_rate_wait_s: float = 60.0,
         backoff_base_s: float = 0.2,
         backoff_cap_s: float = 60.0,
+        stream_reconnect_cap_s: float = 5.0,
         lookup_delay_s: float = 0.5,
         resend_after_absent: bool = True,
         queue_size: int = 10_000,
@@ -219,6 +220,10 @@ class BinanceExchange:
         self.read_retries = read_retries
         self.max_rate_wait_s = max_rate_wait_s
         self.backoff_base_s, self.backoff_cap_s = backoff_base_s, backoff_cap_s
+        # Longest wait between two tries to reopen a dropped market socket. The adapter, not python-binance,
+        # reconnects market sockets: the library's own schedule (1-2, 1-4, 1-8, 1-16 s, then it gives up)
+        # left prices blind for seconds after a short outage and raced our own close of the socket.
+        self.stream_reconnect_cap_s = stream_reconnect_cap_s
         self.lookup_delay_s = lookup_delay_s
         self.resend_after_absent = resend_after_absent
         self.queue_size = queue_size
@@ -415,6 +420,9 @@ class BinanceExchange:
                 return None
 
         ws_api._handle_message = handle
+        # The user stream reconnects on the adapter's schedule too (see _open_market): after a drop the
+        # library's read loop ends at once and _user_loop resubscribes, which reopens the connection.
+        ws_api.MAX_RECONNECTS = 0
 
     # ------------------------------------------------------------ REST core
 
@@ -906,6 +914,11 @@ class BinanceExchange:
         for key, value in list(self.bsm._conns.items()):
             if value is sock:
                 del self.bsm._conns[key]
+        # ...and its reconnects: on a drop the library's read loop reports the error and ends at once
+        # (BinanceWebsocketUnableToConnect, then ReadLoopClosed), and _market_loop opens a fresh socket on its
+        # own bounded schedule. A library reconnect could also revive a socket we had just closed (its
+        # connect() overwrites the EXITING state), leaving a connection nobody reads.
+        sock.MAX_RECONNECTS = 0
         sock._handle_message = self._market_handler(conn)  # ticks go to the sink from the read loop
         await sock.connect()
         conn.sock = sock
@@ -966,45 +979,65 @@ class BinanceExchange:
 
         return handle
 
+    def _stream_backoff(self, failures: int) -> float:
+        """Wait before the next try to open a market socket after `failures` failed tries (0: just dropped)."""
+        return backoff_delay(failures, self.backoff_base_s, self.stream_reconnect_cap_s)
+
+    async def _market_dropped(self, conn: _MarketConn, reason: str) -> None:
+        """The socket is gone: report it, close what is left of it, and let _market_loop open a new one."""
+        if conn.up:
+            logger.warning("binance: market stream dropped ({}); reconnecting", reason)
+        self._market_status(conn, False, reason)
+        sock, conn.sock = conn.sock, None
+        await self._close_sock(sock)
+
     async def _market_loop(self, conn: _MarketConn) -> None:
-        """Supervise one combined-stream socket: errors, silence, ReadLoopClosed, age. Ticks bypass this task."""
-        attempt = 0
+        """Supervise one combined-stream socket: drops, silence, age. Ticks bypass this task.
+
+        Every way a socket can end (an error reported in-band, the read loop gone, silence, the 24 h renewal)
+        leads to conn.sock = None, and the top of the loop always opens a new one, after a wait that grows
+        with consecutive failures but never exceeds `stream_reconnect_cap_s`. So a market socket is never
+        left down while its streams are wanted, whatever python-binance does.
+        """
+        failures = 0  # consecutive tries to open a socket that failed
+        dropped = False  # the last socket ended: wait a little before the first new try
         check = min(1.0, self.market_silence_s, self.proactive_reconnect_s)
         while not self._closing and conn.streams:
             if conn.sock is None:
+                if dropped or failures:
+                    await asyncio.sleep(self._stream_backoff(failures))
                 try:
                     await self._open_market(conn)
-                    attempt = 0
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - any connect failure: back off and retry
+                    failures += 1
                     self._market_status(conn, False, f"cannot connect: {type(exc).__name__}")
-                    await asyncio.sleep(backoff_delay(attempt, self.backoff_base_s * 5, self.backoff_cap_s))
-                    attempt += 1
+                    logger.info("binance: market stream connect failed ({}), try {}; retrying", type(exc).__name__, failures)
                     continue
+                if failures or dropped:
+                    logger.info("binance: market stream reconnected ({} failed tries)", failures)
+                failures, dropped = 0, False
             sock = conn.sock
             try:
                 msg = await asyncio.wait_for(sock.recv(), timeout=check)
             except asyncio.TimeoutError:
                 now = time.monotonic()
                 if now - max(conn.last_msg, conn.connected_at) > self.market_silence_s:
-                    self._market_status(conn, False, f"no market data for {self.market_silence_s:.0f} s")
-                    await self._close_sock(sock)
-                    conn.sock = None
+                    await self._market_dropped(conn, f"no market data for {self.market_silence_s:.0f} s")
+                    dropped = True
                 elif now - conn.connected_at > self.proactive_reconnect_s:
                     logger.info("binance: renewing a market stream connection before the 24 h cut")
                     await self._close_sock(sock)
                     conn.sock = None
                 continue
             except ReadLoopClosed:
-                self._market_status(conn, False, "market stream closed; reconnecting")
-                await self._close_sock(sock)
-                conn.sock = None
-                await asyncio.sleep(backoff_delay(attempt, self.backoff_base_s * 5, self.backoff_cap_s))
-                attempt += 1
+                await self._market_dropped(conn, "market stream closed; reconnecting")
+                dropped = True
                 continue
             if type(msg) is dict and msg.get("e") == "error":  # the library reports drops in-band
-                self._market_status(conn, False, f"{msg.get('type')}: {msg.get('m')}"[:200])
+                await self._market_dropped(conn, f"{msg.get('type')}: {msg.get('m')}"[:200])
+                dropped = True
             elif type(msg) is dict and "error" in msg:
                 logger.warning("binance: market stream control error: {}", str(msg)[:200])
             else:  # a data message that reached the queue (handler not installed): parse it here
@@ -1099,7 +1132,7 @@ class BinanceExchange:
                     except ExchangeError:
                         pass
                 self._user_status(False, f"cannot subscribe to the user data stream: {type(exc).__name__}")
-                await asyncio.sleep(backoff_delay(attempt, self.backoff_base_s * 5, self.backoff_cap_s))
+                await asyncio.sleep(self._stream_backoff(attempt))
                 attempt += 1
                 continue
             attempt = 0
