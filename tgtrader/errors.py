@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tgtrader.types import RejectReason
+
 
 class TgTraderError(Exception):
     """Base for every error tgtrader raises on purpose."""
@@ -20,9 +22,13 @@ class StoreError(TgTraderError):
 
 
 class ExchangeError(TgTraderError):
-    """An exchange refused or failed a request. `code` is Binance's error code when there is one."""
+    """An exchange refused or failed a request.
+
+    `reason` is what the core acts on; `code` is the venue's own error code, for people and logs only.
+    """
 
     code: int | None = None
+    reason: RejectReason = RejectReason.OTHER
 
     def __init__(self, message: str, code: int | None = None, http_status: int | None = None):
         super().__init__(message)
@@ -33,24 +39,29 @@ class ExchangeError(TgTraderError):
 
 class FilterRejected(ExchangeError):
     code = -1013
+    reason = RejectReason.FILTER
 
 
 class InsufficientBalance(ExchangeError):
     code = -2010
+    reason = RejectReason.INSUFFICIENT_BALANCE
 
 
 class WouldMatch(ExchangeError):
     """A LIMIT_MAKER order would have crossed the book (-2010 'Order would immediately match and take.')."""
 
     code = -2010
+    reason = RejectReason.WOULD_MATCH
 
 
 class UnknownOrder(ExchangeError):
     code = -2011
+    reason = RejectReason.UNKNOWN_ORDER
 
 
 class BadSymbol(ExchangeError):
     code = -1121
+    reason = RejectReason.FILTER
 
 
 class ClockSkew(ExchangeError):
@@ -60,6 +71,8 @@ class ClockSkew(ExchangeError):
 class RateLimited(ExchangeError):
     """HTTP 429; `retry_after` seconds from the Retry-After header."""
 
+    reason = RejectReason.RATE_LIMITED
+
     def __init__(self, message: str, retry_after: float, code: int | None = -1003, http_status: int | None = 429):
         super().__init__(message, code, http_status)
         self.retry_after = retry_after
@@ -68,10 +81,16 @@ class RateLimited(ExchangeError):
 class IpBanned(RateLimited):
     """HTTP 418: the IP is banned for `retry_after` seconds; trading must stop."""
 
+    reason = RejectReason.BANNED
+
 
 class ExchangeUnavailable(ExchangeError):
     """5xx or a network failure: the request may be retried (orders only after a lookup)."""
 
+    reason = RejectReason.UNAVAILABLE
+
 
 class OrderStatusUnknown(ExchangeError):
     """An order request got no answer: it may or may not exist. Look it up by client order id."""
+
+    reason = RejectReason.UNAVAILABLE

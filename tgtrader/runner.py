@@ -21,7 +21,7 @@ from tgtrader.core.engine import CoreConfig, TradingCore
 from tgtrader.core.events import EventBus
 from tgtrader.exchange.binance import BinanceExchange
 from tgtrader.exchange.paper import PaperExchange
-from tgtrader.exchange.port import Exchange
+from tgtrader.core.ports import Exchange
 from tgtrader.logging_setup import setup_logging
 from tgtrader.store.db import Database
 from tgtrader.types import Tick

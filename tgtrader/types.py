@@ -30,6 +30,23 @@ class OrderType(str, enum.Enum):
     STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
 
 
+class RejectReason(str, enum.Enum):
+    """Why a venue refused an order or request, as the core needs to know it.
+
+    Each adapter maps its own codes and texts to these; the core branches on nothing else (a reworded
+    message once sent live maker-first chases to market while paper re-priced).
+    """
+
+    WOULD_MATCH = "would-match"  # a maker-only order would have traded at once
+    INSUFFICIENT_BALANCE = "insufficient-balance"
+    FILTER = "filter"  # price/quantity/notional outside the symbol's rules
+    UNKNOWN_ORDER = "unknown-order"
+    RATE_LIMITED = "rate-limited"
+    BANNED = "banned"
+    UNAVAILABLE = "unavailable"  # no answer, 5xx, network
+    OTHER = "other"
+
+
 class OrderStatus(str, enum.Enum):
     PENDING_NEW = "PENDING_NEW"  # intent emitted, no exchange answer yet
     NEW = "NEW"
@@ -98,7 +115,8 @@ class OrderUpdate:
     cum_quote: Decimal = ZERO
     exchange_order_id: int | None = None
     ts_ms: int = 0
-    reject_reason: str = ""
+    reject_reason: RejectReason | None = None  # set on REJECTED updates
+    reject_text: str = ""  # the venue's words, for people
 
 
 @dataclass(frozen=True, slots=True)

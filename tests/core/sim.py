@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from tgtrader.core.rules import SymbolRules
 from tgtrader.types import (
-    AlertIntent, CancelOrder, Fill, Intent, OrderStatus, OrderType, OrderUpdate, PlaceOrder, ReplaceOrder, Side, Tick,
+    AlertIntent, CancelOrder, Fill, Intent, OrderStatus, OrderType, OrderUpdate, PlaceOrder, RejectReason, ReplaceOrder, Side, Tick,
 )
 
 ZERO = Decimal(0)
@@ -89,7 +89,8 @@ class Sim:
             if o.order_type is OrderType.LIMIT_MAKER:
                 return [OrderUpdate(o.symbol, o.client_order_id, o.side, o.order_type, OrderStatus.REJECTED,
                                     o.price or ZERO, o.qty, ZERO, ts_ms=self.ts,
-                                    reject_reason="Order would immediately match and take.")]
+                                    reject_reason=RejectReason.WOULD_MATCH,
+                                    reject_text="Order would immediately match and take.")]
             return self._fill(o, o.qty, o.price, False)  # type: ignore[arg-type]
         self.resting[o.client_order_id] = o
         return [OrderUpdate(o.symbol, o.client_order_id, o.side, o.order_type, OrderStatus.NEW, o.price or ZERO, o.qty,

@@ -3,10 +3,10 @@ from __future__ import annotations
 import json
 from decimal import Decimal as D
 
-from tgtrader.core.chase import Chase, is_would_match
+from tgtrader.core.chase import Chase
 from tgtrader.core.rules import SymbolRules
 from tgtrader.types import (
-    CancelOrder, Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, ReplaceOrder, Side, Tick,
+    CancelOrder, Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, RejectReason, ReplaceOrder, Side, Tick,
 )
 
 
@@ -15,9 +15,10 @@ def mk(rules: SymbolRules, side: Side = Side.BUY, qty: str = "0.01", limit: str 
                  market_fallback=fallback)
 
 
-def upd(o: PlaceOrder, status: OrderStatus, executed: str = "0", reason: str = "") -> OrderUpdate:
+def upd(o: PlaceOrder, status: OrderStatus, executed: str = "0", reason: RejectReason | None = None,
+        text: str = "") -> OrderUpdate:
     return OrderUpdate(o.symbol, o.client_order_id, o.side, o.order_type, status, o.price or D(0), o.qty, D(executed),
-                       reject_reason=reason)
+                       reject_reason=reason, reject_text=text)
 
 
 def fill(o: PlaceOrder, tid: int, qty: str, price: str, maker: bool = True) -> Fill:
@@ -84,11 +85,11 @@ def test_partial_then_replace_for_remainder_and_report(btc_rules: SymbolRules) -
 
 
 def test_would_match_rejection_reprices_at_new_book(btc_rules: SymbolRules) -> None:
-    assert is_would_match("-2010 Order would immediately match and take.")
     c = mk(btc_rules)
     [p1] = c.start(0, bid=D("50000.00"), ask=D("50000.10"))
     c.on_tick(Tick("BTCUSDT", D("49999.50"), D("49999.60"), None, 1))
-    [p2] = c.on_order_update(upd(p1, OrderStatus.REJECTED, reason="Order would immediately match and take."))
+    [p2] = c.on_order_update(upd(p1, OrderStatus.REJECTED, reason=RejectReason.WOULD_MATCH,
+                                          text="any wording at all"))
     assert isinstance(p2, PlaceOrder) and p2.price == D("49999.50") and p2.client_order_id == "tg-c1-2"
 
 

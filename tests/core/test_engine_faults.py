@@ -10,9 +10,9 @@ from typing import Any
 from tgtrader.core.api import GridSpec
 from tgtrader.core.engine import CoreConfig, TradingCore, _Timer
 from tgtrader.core.events import ErrorEvent, EventBus, OrderRejected, StreamDown, StreamUp
-from tgtrader.errors import ExchangeUnavailable, InsufficientBalance, IpBanned, OrderStatusUnknown
-from tgtrader.exchange.paper import PaperExchange
-from tgtrader.exchange.port import StreamStatus
+from tgtrader.errors import ExchangeUnavailable, InsufficientBalance, IpBanned, OrderStatusUnknown, WouldMatch
+from tgtrader.exchange.paper import PAPER_ACCOUNT, PaperExchange
+from tgtrader.core.ports import StreamStatus
 from tgtrader.store import Database
 from tgtrader.types import OrderType, PlaceOrder, Side
 
@@ -201,4 +201,33 @@ async def test_a_stop_triggered_during_a_ban_sells_when_the_ban_ends() -> None:
     assert len(paper.calls) == calls + 1 and paper.calls[-1] == paper.calls[-2]  # the same client order id
     assert (await core.list_stops())[0].state == "done"
     assert (await paper.balances())["BTC"].free == 0
+    await core.stop()
+
+
+async def test_a_would_match_refusal_in_any_wording_reprices_the_chase_instead_of_going_to_market() -> None:
+    """Issue 12/13: the core recognised "would immediately match" by message text; the Binance adapter words it
+    "The maker-only order ... would have traded immediately", so on live every chase went to market at once."""
+    core, paper, events, now = await make()
+    paper.script = []
+    real_place = paper.place_order
+    refused: list[str] = []
+
+    async def refuse_first_maker(order: PlaceOrder):  # type: ignore[no-untyped-def]
+        if order.order_type is OrderType.LIMIT_MAKER and not refused:
+            refused.append(order.client_order_id)
+            raise WouldMatch("The maker-only order (buy 0.01 BTCUSDT) would have traded immediately, "
+                             "so Binance did not place it.")
+        return await real_place(order)
+
+    paper.place_order = refuse_first_maker  # type: ignore[method-assign]
+    chase = asyncio.create_task(core.chase("BTCUSDT", Side.BUY, D("0.01")))
+    for _ in range(50):
+        await core.idle()
+        if len(paper.calls) >= 2 or chase.done():
+            break
+        await asyncio.sleep(0.01)
+    placed = [o for o in paper.engine.all_orders(PAPER_ACCOUNT) if o.client_order_id != refused[0]]
+    assert refused and placed, "no second order after the refusal"
+    assert placed[0].order_type is OrderType.LIMIT_MAKER  # re-priced maker order, not a MARKET
+    chase.cancel()
     await core.stop()

@@ -9,7 +9,7 @@ from tgtrader.core.events import GridRoundTrip, GridStateChanged, StopTriggered
 from tgtrader.core.grid import Grid, GridConfig, compute_levels, overlap_problem, preview, profit_pct
 from tgtrader.core.rules import SymbolRules
 from tgtrader.types import (
-    CancelOrder, Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, Side,
+    CancelOrder, Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, RejectReason, Side,
 )
 
 from .sim import Sim, drive
@@ -196,7 +196,7 @@ def test_exchange_cancel_is_replaced_rejection_alerts() -> None:
     assert isinstance(p, PlaceOrder) and p.price == D("110") and p.client_order_id != cid
     out = g.on_order_update(OrderUpdate("TESTUSDT", p.client_order_id, Side.BUY, OrderType.LIMIT,
                                         OrderStatus.REJECTED, D("110"), D("2.272"), D("0"),
-                                        reject_reason="insufficient balance"))
+                                        reject_reason=RejectReason.INSUFFICIENT_BALANCE, reject_text="insufficient balance"))
     assert any(getattr(a, "kind", "") == "order-rejected" for a in out)
 
 
@@ -306,7 +306,7 @@ def test_rejected_start_buy_pauses_and_resume_retries() -> None:
     first = g.start(D("115"), 0)
     start = next(p for p in first if isinstance(p, PlaceOrder) and p.order_type is OrderType.MARKET)
     out = g.on_order_update(OrderUpdate("TESTUSDT", start.client_order_id, Side.BUY, OrderType.MARKET,
-                                        OrderStatus.REJECTED, D(0), start.qty, D(0), reject_reason="no price"))
+                                        OrderStatus.REJECTED, D(0), start.qty, D(0), reject_text="no price"))
     assert g.state == "paused"
     assert any(getattr(a, "kind", "") == "grid-start-failed" for a in out)
     cancels = [c for c in out if isinstance(c, CancelOrder)]

@@ -22,7 +22,7 @@ from tgtrader.errors import (
     WouldMatch,
 )
 from tgtrader.exchange.binance import BinanceExchange
-from tgtrader.exchange.port import BalanceUpdate, Exchange, StreamStatus
+from tgtrader.core.ports import BalanceUpdate, Exchange, StreamStatus
 from tgtrader.types import CancelOrder, Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, ReplaceOrder, Side, Tick
 
 pytestmark = pytest.mark.timeout(60)

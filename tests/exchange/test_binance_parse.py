@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tgtrader.exchange import binance_parse as bp
-from tgtrader.exchange.port import BalanceUpdate
+from tgtrader.core.ports import BalanceUpdate
 from tgtrader.types import OrderStatus, OrderType, Side, Tick
 
 # Recorded payloads (shared/data/binance/*.json), inlined so CI on a fresh clone has them.

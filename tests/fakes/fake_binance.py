@@ -36,7 +36,7 @@ from aiohttp import WSMsgType, web
 from tgtrader.core.rules import SymbolRules
 from tgtrader.errors import ExchangeError, UnknownOrder
 from tgtrader.exchange.matching import EngineOrder, MatchingEngine
-from tgtrader.exchange.port import BalanceUpdate
+from tgtrader.core.ports import BalanceUpdate
 from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, Side
 
 API_KEY = "test-api-key"

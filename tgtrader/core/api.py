@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from tgtrader.core.events import EventBus
 from tgtrader.errors import TgTraderError
-from tgtrader.exchange.port import ExchangeHealth
+from tgtrader.core.ports import ExchangeHealth
 from tgtrader.types import Balance, Side
 
 

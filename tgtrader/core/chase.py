@@ -28,18 +28,13 @@ from tgtrader.types import (
     OrderType,
     OrderUpdate,
     PlaceOrder,
+    RejectReason,
     ReplaceOrder,
     Side,
     Tick,
 )
 
 ZERO = Decimal(0)
-
-
-def is_would_match(reason: str) -> bool:
-    """True for Binance's LIMIT_MAKER rejection (-2010 'Order would immediately match and take.')."""
-    text = reason.lower()
-    return "would immediately match" in text or "wouldmatch" in text or "would match" in text
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +241,7 @@ class Chase:
             return []  # quantities come with the fills
         intents: list[Intent] = []
         if upd.status is OrderStatus.REJECTED and upd.client_order_id == self.current:
-            if self.state == "working" and is_would_match(upd.reject_reason):
+            if self.state == "working" and upd.reject_reason is RejectReason.WOULD_MATCH:
                 # the book moved through our price: rest one tick behind the new book
                 if self.side is Side.BUY:
                     if self.ask is None or (leg.price is not None and self.ask > leg.price):
@@ -262,7 +257,7 @@ class Chase:
                 self.current = live[-1]
                 return []
             if self.state == "market" or not self.market_fallback:
-                self._finish("partial" if self.filled > 0 else "rejected", upd.reject_reason)
+                self._finish("partial" if self.filled > 0 else "rejected", upd.reject_text)
                 return []
             return self._go_market()
         if self._live():

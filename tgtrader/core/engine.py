@@ -75,7 +75,7 @@ from tgtrader.errors import (
     RateLimited,
     UnknownOrder,
 )
-from tgtrader.exchange.port import BalanceUpdate, Exchange, ExchangeHealth, StreamStatus
+from tgtrader.core.ports import BalanceUpdate, Exchange, ExchangeHealth, StreamStatus
 from tgtrader.store.orders import OrderRow
 from tgtrader.types import (
     AlertIntent,
@@ -87,6 +87,7 @@ from tgtrader.types import (
     OrderType,
     OrderUpdate,
     PlaceOrder,
+    RejectReason,
     ReplaceOrder,
     Side,
     Tick,
@@ -202,8 +203,7 @@ class TradingCore:
     async def start(self) -> None:
         """Sink -> queue, exchange.start(), load state, recover PENDING_NEW orders, reconcile, subscribe, run."""
         self.exchange.set_event_sink(self._queue.put_nowait)
-        if hasattr(self.exchange, "set_reconcile_source"):
-            self.exchange.set_reconcile_source(self._reconcile_source)  # type: ignore[attr-defined]
+        self.exchange.set_reconcile_source(self._reconcile_source)
         await self.exchange.start()
         async with self._lock:
             await self._load()
@@ -343,9 +343,8 @@ class TradingCore:
         expected: dict[str, set[str]] = {}
         for o in self.tracker.open_orders():
             expected.setdefault(o.symbol, set()).add(o.client_order_id)
-        if hasattr(self.exchange, "expect_open_orders"):
-            for s, cids in expected.items():
-                self.exchange.expect_open_orders(s, cids)  # type: ignore[attr-defined]
+        for s, cids in expected.items():
+            self.exchange.expect_open_orders(s, cids)
         if not symbols:
             return 0
         result = await reconcile(
@@ -623,12 +622,13 @@ class TradingCore:
     def _reject(self, p: PlaceOrder, exc: ExchangeError) -> None:
         """Turn a refusal into a REJECTED update for the owner (queued, processed in order) and events."""
         code = exc.code
-        reason = f"{code} {exc}" if code is not None else str(exc)
+        text = f"{code} {exc}" if code is not None else str(exc)
         ts = self.clock_ms()
         self._queue.put_nowait(OrderUpdate(p.symbol, p.client_order_id, p.side, p.order_type, OrderStatus.REJECTED,
-                                           p.price or ZERO, p.qty, ZERO, ts_ms=ts, reject_reason=reason))
+                                           p.price or ZERO, p.qty, ZERO, ts_ms=ts, reject_reason=exc.reason,
+                                           reject_text=text))
         self.bus.publish(OrderRejected(p.symbol, p.client_order_id, p.owner, str(exc), code, ts))
-        if isinstance(exc, InsufficientBalance) and "would immediately match" not in str(exc).lower():
+        if exc.reason is RejectReason.INSUFFICIENT_BALANCE:
             self.bus.publish(ErrorEvent("place_order", str(exc), ts, severity="insufficient-balance",
                                         extra={"client_order_id": p.client_order_id}))
             machine = self._owner_machine(p.client_order_id)
@@ -700,7 +700,7 @@ class TradingCore:
         except UnknownOrder:
             # the old order is gone (filled or cancelled): the new one was not placed
             await self._lookup(r.cancel.symbol, r.cancel.client_order_id)
-            self._reject(r.place, ExchangeError("replace not done: the order to cancel is gone", -2011))
+            self._reject(r.place, UnknownOrder("replace not done: the order to cancel is gone"))
         except IpBanned as exc:
             self._ban(exc)
             self._reject(r.place, exc)
@@ -768,13 +768,7 @@ class TradingCore:
     # ================================================================ API: symbols and previews
 
     async def known_symbols(self) -> frozenset[str]:
-        getter = getattr(self.exchange, "known_symbols", None)
-        if callable(getter):
-            return frozenset(await getter())
-        rules = getattr(self.exchange, "_rules", None)
-        if isinstance(rules, dict):
-            return frozenset(rules)
-        return frozenset(self.rules)
+        return frozenset(await self.exchange.known_symbols())
 
     async def _rules_or_api_error(self, symbol: str) -> SymbolRules:
         try:

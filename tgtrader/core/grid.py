@@ -565,7 +565,7 @@ class Grid:
         o.exec_reported = upd.executed_qty
         out: list[Intent] = []
         if upd.status is OrderStatus.REJECTED:
-            out.append(self._alert("order-rejected", f"grid {self.id}: order {o.cid} rejected: {upd.reject_reason}"))
+            out.append(self._alert("order-rejected", f"grid {self.id}: order {o.cid} rejected: {upd.reject_text}"))
         return out + self._maybe_complete(o, upd.ts_ms)
 
     def on_fill(self, fill: Fill, fee_quote: Decimal | None = None) -> list[Intent]:

@@ -53,7 +53,7 @@ class TrackedOrder:
     exchange_order_id: int | None = None
     created_ts: int = 0
     updated_ts: int = 0
-    reject_reason: str = ""
+    reject_text: str = ""
     cancel_requested: bool = False  # we asked for the cancel (an exchange-side cancel is news)
     fill_qty: Decimal = ZERO  # sum of distinct fills seen
     fill_quote: Decimal = ZERO
@@ -82,7 +82,7 @@ class TrackedOrder:
             "exchange_order_id": self.exchange_order_id,
             "created_ts": self.created_ts,
             "updated_ts": self.updated_ts,
-            "reject_reason": self.reject_reason,
+            "reject_text": self.reject_text,
             "cancel_requested": self.cancel_requested,
             "fill_qty": str(self.fill_qty),
             "fill_quote": str(self.fill_quote),
@@ -106,7 +106,7 @@ class TrackedOrder:
             exchange_order_id=d.get("exchange_order_id"),
             created_ts=int(d.get("created_ts", 0)),
             updated_ts=int(d.get("updated_ts", 0)),
-            reject_reason=d.get("reject_reason", ""),
+            reject_text=d.get("reject_text", d.get("reject_reason", "")),
             cancel_requested=bool(d.get("cancel_requested", False)),
             fill_qty=Decimal(d.get("fill_qty", "0")),
             fill_quote=Decimal(d.get("fill_quote", "0")),
@@ -193,7 +193,7 @@ class OrderTracker:
                 exchange_order_id=upd.exchange_order_id,
                 created_ts=upd.ts_ms,
                 updated_ts=upd.ts_ms,
-                reject_reason=upd.reject_reason,
+                reject_text=upd.reject_text,
             )
             order.owner = owner_of(upd.client_order_id)
             self.orders[order.client_order_id] = order
@@ -222,8 +222,8 @@ class OrderTracker:
         order.cum_quote = max(order.cum_quote, upd.cum_quote)
         if upd.exchange_order_id is not None:
             order.exchange_order_id = upd.exchange_order_id
-        if upd.reject_reason:
-            order.reject_reason = upd.reject_reason
+        if upd.reject_text:
+            order.reject_text = upd.reject_text
         order.updated_ts = max(order.updated_ts, upd.ts_ms)
         return UpdateResult(True, order, old)
 

@@ -177,7 +177,7 @@ class Stop:
             return self._maybe_done(upd.ts_ms)
         if upd.status is OrderStatus.REJECTED:
             self.state = "failed"
-            return [self._alert("stop-failed", f"stop {self.id} {self.symbol}: order rejected: {upd.reject_reason}")]
+            return [self._alert("stop-failed", f"stop {self.id} {self.symbol}: order rejected: {upd.reject_text}")]
         # CANCELED / EXPIRED
         if self.cancel_requested or self.state in ("cancelled", "done"):
             return self._maybe_done(upd.ts_ms)

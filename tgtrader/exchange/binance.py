@@ -57,7 +57,7 @@ from tgtrader.errors import (
     WouldMatch,
 )
 from tgtrader.exchange import binance_parse as bp
-from tgtrader.exchange.port import EventSink, ExchangeEvent, ExchangeHealth, StreamStatus
+from tgtrader.core.ports import EventSink, ExchangeEvent, ExchangeHealth, StreamStatus
 from tgtrader.exchange.ratelimit import ConnectionBudget, MessageRate, RestLimiter, backoff_delay
 from tgtrader.exchange.reconcile import reconcile
 from tgtrader.types import Balance, Fill, OrderType, OrderUpdate, PlaceOrder, ReplaceOrder

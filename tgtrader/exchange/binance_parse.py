@@ -23,8 +23,8 @@ import msgspec
 import orjson
 from loguru import logger
 
-from tgtrader.exchange.port import BalanceUpdate
-from tgtrader.types import Balance, Fill, OrderStatus, OrderType, OrderUpdate, Side, Tick
+from tgtrader.core.ports import BalanceUpdate
+from tgtrader.types import Balance, Fill, OrderStatus, OrderType, OrderUpdate, RejectReason, Side, Tick
 
 ZERO = Decimal(0)
 _MAX_EXP = 20  # prices/quantities of 1e21 and more are garbage, not markets
@@ -142,6 +142,28 @@ def _otype(value: Any) -> OrderType:
         return _TYPES[value]
     except (KeyError, TypeError) as exc:
         raise BadPayload(f"unknown order type {value!r}"[:80]) from exc
+
+
+# user-data-stream.md, "Order Reject Reason": executionReport field `r`.
+#   NONE                                  N/A (i.e. The order was not rejected.)
+#   INSUFFICIENT_BALANCES                 "Account has insufficient balance for requested action."
+#   STOP_PRICE_WOULD_TRIGGER_IMMEDIATELY  "Order would trigger immediately."
+#   WOULD_MATCH_IMMEDIATELY               "Order would immediately match and take."
+#   OCO_BAD_PRICES                        "The relationship of the prices for the orders is not correct."
+_REJECT_REASONS = {
+    "INSUFFICIENT_BALANCES": RejectReason.INSUFFICIENT_BALANCE,
+    "WOULD_MATCH_IMMEDIATELY": RejectReason.WOULD_MATCH,
+    "STOP_PRICE_WOULD_TRIGGER_IMMEDIATELY": RejectReason.FILTER,
+    "OCO_BAD_PRICES": RejectReason.FILTER,
+}
+
+
+def _reject_fields(value: Any) -> dict[str, Any]:
+    """OrderUpdate's reject_reason / reject_text from an executionReport's `r` (empty when not rejected)."""
+    if value in (None, "NONE"):
+        return {}
+    text = str(value)[:100]
+    return {"reject_reason": _REJECT_REASONS.get(text, RejectReason.OTHER), "reject_text": text}
 
 
 def _status(value: Any) -> OrderStatus:
@@ -503,7 +525,7 @@ def parse_execution_report(d: Any) -> tuple[OrderUpdate, Fill | None] | None:
             cum_quote=_nonneg(d.get("Z", "0")),
             exchange_order_id=order_id,
             ts_ms=ts,
-            reject_reason="" if d.get("r") in (None, "NONE") else str(d.get("r"))[:100],
+            **_reject_fields(d.get("r")),
         )
         fill = None
         if exec_type == "TRADE":

@@ -45,7 +45,7 @@ from tgtrader.errors import (
     UnknownOrder,
     WouldMatch,
 )
-from tgtrader.exchange.port import BalanceUpdate
+from tgtrader.core.ports import BalanceUpdate
 from tgtrader.types import Balance, Fill, OrderStatus, OrderType, OrderUpdate, Side
 
 ZERO = Decimal(0)
@@ -92,7 +92,7 @@ class EngineOrder:
     executed_qty: Decimal = ZERO
     cum_quote: Decimal = ZERO
 
-    def to_update(self, reject_reason: str = "") -> OrderUpdate:
+    def to_update(self) -> OrderUpdate:
         return OrderUpdate(
             symbol=self.symbol,
             client_order_id=self.client_order_id,
@@ -105,7 +105,6 @@ class EngineOrder:
             cum_quote=self.cum_quote,
             exchange_order_id=self.order_id,
             ts_ms=self.updated_ms,
-            reject_reason=reject_reason,
         )
 
     def to_row(self) -> dict[str, Any]:

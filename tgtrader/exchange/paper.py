@@ -34,7 +34,7 @@ from tgtrader.exchange.matching import (
     MatchingEngine,
     fill_to_row,
 )
-from tgtrader.exchange.port import BalanceUpdate, EventSink, ExchangeEvent, ExchangeHealth, StreamStatus
+from tgtrader.core.ports import BalanceUpdate, EventSink, ExchangeEvent, ExchangeHealth, StreamStatus
 from tgtrader.types import Balance, Fill, OrderUpdate, PlaceOrder, ReplaceOrder, Tick
 
 if TYPE_CHECKING:
@@ -96,6 +96,12 @@ class PaperExchange:
 
     def set_event_sink(self, sink: EventSink) -> None:
         self._sink = sink
+
+    def set_reconcile_source(self, source: Callable[[], Mapping[str, int | None]]) -> None:
+        """Nothing to do: the paper venue's news never has gaps (it is delivered in-process)."""
+
+    def expect_open_orders(self, symbol: str, client_order_ids: set[str]) -> None:
+        """Nothing to do: see set_reconcile_source."""
 
     async def start(self) -> None:
         """Restore saved state (or fund a fresh account) and report both streams up."""

@@ -13,7 +13,7 @@ from typing import Callable, Mapping
 from loguru import logger
 
 from tgtrader.errors import ExchangeError
-from tgtrader.exchange.port import Exchange
+from tgtrader.core.ports import Exchange
 from tgtrader.types import Fill, OrderUpdate
 
 

@@ -38,7 +38,7 @@ from tgtrader.core.events import (
     StreamUp,
 )
 from tgtrader.core.rules import fmt_decimal
-from tgtrader.exchange.port import ExchangeHealth
+from tgtrader.core.ports import ExchangeHealth
 
 MAX_MESSAGE = 4096
 MAX_LINES_PER_KIND = 15  # in a coalesced alert, lines per kind before "... and N more"

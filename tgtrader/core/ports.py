@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable, Mapping, Protocol, runtime_checkable
 
 from tgtrader.core.rules import SymbolRules
 from tgtrader.types import Balance, Fill, OrderUpdate, PlaceOrder, ReplaceOrder, Tick
@@ -50,6 +50,12 @@ class Exchange(Protocol):
     name: str  # "binance", "binance-testnet", "paper"
 
     def set_event_sink(self, sink: EventSink) -> None: ...
+
+    def set_reconcile_source(self, source: Callable[[], Mapping[str, int | None]]) -> None:
+        """The core's view for reconciliation after a stream gap: {symbol: last processed trade id or None}."""
+
+    def expect_open_orders(self, symbol: str, client_order_ids: set[str]) -> None:
+        """Orders the core believes open (after a restart), so a reconciliation reports how each ended."""
 
     async def start(self) -> None:
         """Connect, load symbol rules, open the user stream."""
