@@ -171,7 +171,9 @@ async def run_engine(n_fills: int) -> None:
     import tempfile
 
     from tgtrader.core.api import GridSpec
-    from tgtrader.core.engine import CoreConfig, TradingCore
+    from tgtrader.core.config import CoreConfig
+    from tgtrader.core.service import TradingCore
+    from tgtrader.store.core_store import CoreStore
     from tgtrader.store import Database
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -194,7 +196,7 @@ async def run_engine(n_fills: int) -> None:
                          session_params={"trace_configs": [trace]})
     tmp = tempfile.TemporaryDirectory()
     db = await Database.open(Path(tmp.name) / "bench.db")
-    core = TradingCore(ex, db, config=CoreConfig(timer_interval_s=0), mode="live")
+    core = TradingCore(ex, CoreStore(db), config=CoreConfig(timer_interval_s=0), mode="live")
     await core.start()
     arrivals: list[float] = []
     ws_api = ex.client.ws_api

@@ -27,7 +27,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tgtrader.exchange.binance_parse import StreamParser, parse_market_naive  # noqa: E402
+from tgtrader.exchange.binance.fastpath import StreamParser, parse_market_naive  # noqa: E402
 
 RECORDED = Path("/work/shared/data/binance/ws_combined_spot_2021-10-12.jsonl")
 
@@ -129,7 +129,8 @@ def bench_wired(msgs: list[bytes], symbols: list[str], conflate: bool) -> tuple[
     """The adapter's real path: the frame handler it installs in python-binance's read loop, fed text frames
     (websockets hands text frames over as str), with its bookkeeping (liveness stamps, status) and the
     guarded sink call."""
-    from tgtrader.exchange.binance import BinanceExchange, _MarketConn
+    from tgtrader.exchange.binance import BinanceExchange
+    from tgtrader.exchange.binance.streams import _MarketConn
 
     sink = Sink()
     ex = BinanceExchange("k", "s", conflate_book=conflate)

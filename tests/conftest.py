@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import AsyncIterator
 
 import pytest
+from hypothesis import settings
 
 from tgtrader.store import Database
+
+# CI runs the property tests with a fixed seed, so a run is repeatable: a red run means the code changed.
+# HYPOTHESIS_PROFILE=explore searches with fresh random examples (run it locally, keep what it finds as tests).
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DATA_DIR = Path(__file__).parent / "data"
 

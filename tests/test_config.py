@@ -280,3 +280,11 @@ def test_webhook_settings_and_secret_masking() -> None:
     random_a = webhook_of(load(TELEGRAM_WEBHOOK_URL="https://h/x"))
     random_b = webhook_of(load(TELEGRAM_WEBHOOK_URL="https://h/x"))
     assert random_a and random_b and len(random_a.secret_token) >= 32 and random_a.secret_token != random_b.secret_token
+
+
+def test_a_home_directory_that_cannot_be_expanded_is_a_settings_error() -> None:
+    """Found by the settings fuzz test: TGTRADER_DB='~0' (no user named 0) crashed with RuntimeError."""
+    with pytest.raises(ConfigError) as err:
+        load_settings({"TGTRADER_DB": "~0", "TGTRADER_LOG_DIR": "~no-such-user-here"}, env_file=None)
+    assert any(p.startswith("TGTRADER_DB: cannot expand") for p in err.value.problems)
+    assert any(p.startswith("TGTRADER_LOG_DIR: cannot expand") for p in err.value.problems)

@@ -221,6 +221,14 @@ class _Reader:
         self.problems.append(f"{name}: {message}")
 
 
+def _path(value: str) -> Path:
+    """A path with ~ expanded; `~name` of a user this machine does not know is a settings error, not a crash."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        raise ValueError(f"cannot expand the home directory in {value!r}") from None
+
+
 def _bool(value: str) -> bool:
     lowered = value.lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -392,8 +400,8 @@ def load_settings(
     testnet = r.field("BINANCE_TESTNET", d.binance_testnet, _bool)
     rest_url = r.field("BINANCE_REST_URL", d.binance_rest_url, _url("https", "http"))
     ws_url = r.field("BINANCE_WS_URL", d.binance_ws_url, _url("wss", "ws"))
-    db_path = r.field("TGTRADER_DB", d.db_path, lambda v: Path(v).expanduser())
-    log_dir = r.field("TGTRADER_LOG_DIR", d.log_dir, lambda v: Path(v).expanduser())
+    db_path = r.field("TGTRADER_DB", d.db_path, _path)
+    log_dir = r.field("TGTRADER_LOG_DIR", d.log_dir, _path)
     log_level = r.field("TGTRADER_LOG_LEVEL", d.log_level, _level)
     log_json = r.field("TGTRADER_LOG_JSON", d.log_json, _bool)
     log_rotation = r.field("TGTRADER_LOG_ROTATION", d.log_rotation, _rotation)

@@ -30,11 +30,13 @@ from loguru import logger
 
 from tgtrader.backtest.candles import Candles, CandleFileError, load_candles
 from tgtrader.console import ConsoleChat
-from tgtrader.core.engine import CoreConfig, TradingCore
+from tgtrader.core.config import CoreConfig
+from tgtrader.core.service import TradingCore
+from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus
 from tgtrader.core.rules import fmt_decimal
 from tgtrader.exchange.paper import PaperExchange
-from tgtrader.exchange.replay import CandleReplay, ReplayProgress
+from tgtrader.backtest.replay import CandleReplay, ReplayProgress
 from tgtrader.store.db import Database
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -222,7 +224,7 @@ class Demo:
             db_path = self.db_path
         db = await Database.open(db_path)
         paper = PaperExchange(db, maker_fee=FEE, taker_fee=FEE, initial_balances={QUOTE: START_QUOTE})
-        core = TradingCore(paper, db, EventBus(), config=CoreConfig(timer_interval_s=0), mode="demo",
+        core = TradingCore(paper, CoreStore(db), EventBus(), config=CoreConfig(timer_interval_s=0), mode="demo",
                            clock_ms=lambda: self._now_ms)
         replay = CandleReplay(paper, self.symbol, self.candles, on_step=core.idle, speed=self.speed,
                               on_progress=self._on_progress, progress_every=64)

@@ -17,7 +17,9 @@ from typing import Any
 from loguru import logger
 
 from tgtrader.config import Settings, load_settings
-from tgtrader.core.engine import CoreConfig, TradingCore
+from tgtrader.core.config import CoreConfig
+from tgtrader.core.service import TradingCore
+from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus
 from tgtrader.exchange.binance import BinanceExchange
 from tgtrader.exchange.paper import PaperExchange
@@ -112,7 +114,7 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
     tasks: list[asyncio.Task[Any]] = []
     try:
         exchange, market = await open_exchange(settings, db, paper)
-        core = TradingCore(exchange, db, bus, config=core_config(settings), mode=mode)
+        core = TradingCore(exchange, CoreStore(db), bus, config=core_config(settings), mode=mode)
         if settings.telegram_bot_token:
             from tgtrader.telegram.app import build_application, frontend, webhook_of
 

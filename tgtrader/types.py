@@ -192,3 +192,13 @@ class AlertIntent:
 
 
 Intent = PlaceOrder | CancelOrder | ReplaceOrder | AlertIntent
+
+
+def str_or_none(value: object) -> str | None:
+    """For saving an optional Decimal (machine state is JSON with Decimals as strings)."""
+    return None if value is None else str(value)
+
+
+def dec_or_none(value: str | int | Decimal | None) -> Decimal | None:
+    """The inverse of `str_or_none` for Decimals."""
+    return None if value is None else Decimal(value)

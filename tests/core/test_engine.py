@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from tgtrader.core.api import ApiError, GridSpec
-from tgtrader.core.engine import CoreConfig, TradingCore
+from tgtrader.core.config import CoreConfig
+from tgtrader.core.service import TradingCore
+from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus, GridRoundTrip, OrderFilled, StreamUp
 from tgtrader.exchange.paper import PaperExchange
 from tgtrader.store import Database
@@ -31,7 +33,7 @@ async def make(db: Database, clock: Clock, events: list, usdt: str = "10000") ->
     paper = PaperExchange(db, rules=REAL_RULES, initial_balances={"USDT": D(usdt)})
     bus = EventBus()
     bus.subscribe(events.append)
-    core = TradingCore(paper, db, bus, CoreConfig(timer_interval_s=0), mode="paper", clock_ms=clock)
+    core = TradingCore(paper, CoreStore(db), bus, CoreConfig(timer_interval_s=0), mode="paper", clock_ms=clock)
     await core.start()
     return core, paper
 

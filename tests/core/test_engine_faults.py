@@ -8,7 +8,10 @@ from decimal import Decimal as D
 from typing import Any
 
 from tgtrader.core.api import GridSpec
-from tgtrader.core.engine import CoreConfig, TradingCore, _Timer
+from tgtrader.core.config import CoreConfig
+from tgtrader.core.kernel import Timer as _Timer
+from tgtrader.core.service import TradingCore
+from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import ErrorEvent, EventBus, OrderRejected, StreamDown, StreamUp
 from tgtrader.errors import ExchangeUnavailable, InsufficientBalance, IpBanned, OrderStatusUnknown, WouldMatch
 from tgtrader.exchange.paper import PAPER_ACCOUNT, PaperExchange
@@ -52,7 +55,7 @@ async def make(usdt: str = "10000") -> tuple[TradingCore, Flaky, list, list[int]
     bus = EventBus()
     bus.subscribe(events.append)
     now = [T0]
-    core = TradingCore(paper, db, bus, CoreConfig(timer_interval_s=0, soft_stop_silence_s=30), clock_ms=lambda: now[0])
+    core = TradingCore(paper, CoreStore(db), bus, CoreConfig(timer_interval_s=0, soft_stop_silence_s=30), clock_ms=lambda: now[0])
     await core.start()
     await paper.subscribe({"BTCUSDT"})
     paper.feed_trade("BTCUSDT", D("52000"), now[0])
@@ -147,7 +150,7 @@ async def test_soft_stop_falls_back_to_hard_when_market_is_silent() -> None:
     assert stops[0].state == "fallback-hard" and stops[0].kind == "hard"
     opened = await paper.open_orders("BTCUSDT")
     assert [o.order_type for o in opened] == [OrderType.STOP_LOSS_LIMIT]
-    assert await core.db.outbox.pending_count() >= 1
+    assert await paper.db.outbox.pending_count() >= 1
     # the exchange triggers it
     now[0] += 1000
     paper.feed_trade("BTCUSDT", D("44000"), now[0])

@@ -12,7 +12,9 @@ from tgtrader.backtest.candles import load_candles
 from tgtrader.backtest.vector import GridSpec as VSpec
 from tgtrader.backtest.vector import candle_path, run_backtest
 from tgtrader.core.api import GridSpec
-from tgtrader.core.engine import CoreConfig, TradingCore
+from tgtrader.core.config import CoreConfig
+from tgtrader.core.service import TradingCore
+from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus, OrderFilled
 from tgtrader.exchange.paper import PaperExchange
 from tgtrader.store import Database
@@ -40,7 +42,7 @@ async def test_core_replay_matches_vector_backtest(n_candles: int, lower: str, u
     bus = EventBus()
     fills: list[OrderFilled] = []
     bus.subscribe(lambda e: fills.append(e) if isinstance(e, OrderFilled) else None)
-    core = TradingCore(paper, db, bus, CoreConfig(timer_interval_s=0), clock_ms=lambda: now[0])
+    core = TradingCore(paper, CoreStore(db), bus, CoreConfig(timer_interval_s=0), clock_ms=lambda: now[0])
     await core.start()
     await paper.subscribe({"BTCUSDT"})
     path = candle_path(candles)

@@ -14,7 +14,9 @@ from binance.ws.reconnecting_websocket import ReconnectingWebsocket
 
 from tests.fakes.fake_binance import API_KEY, API_SECRET, FakeBinance
 from tgtrader.core.api import GridSpec
-from tgtrader.core.engine import CoreConfig, TradingCore
+from tgtrader.core.config import CoreConfig
+from tgtrader.core.service import TradingCore
+from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus, GridRoundTrip, OrderFilled
 from tgtrader.exchange.binance import BinanceExchange
 from tgtrader.store.db import Database
@@ -47,7 +49,7 @@ async def test_scripted_path_gives_exactly_the_hand_computed_fills(tmp_path: Pat
     trips: list[GridRoundTrip] = []
     bus.subscribe(lambda e: fills.append(e) if isinstance(e, OrderFilled) else
                   trips.append(e) if isinstance(e, GridRoundTrip) else None)
-    core = TradingCore(exchange, db, bus, CoreConfig(timer_interval_s=0))
+    core = TradingCore(exchange, CoreStore(db), bus, CoreConfig(timer_interval_s=0))
     try:
         await core.start()
         # levels 48000 49000 | 50000 51000 52000; P0 = 50000: [50000,51000] and [51000,52000] hold

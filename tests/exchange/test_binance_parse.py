@@ -1,4 +1,4 @@
-"""binance_parse: recorded Binance payloads parse to the right values; junk never raises."""
+"""binance.parse / binance.fastpath: recorded Binance payloads parse to the right values; junk never raises."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tgtrader.exchange import binance_parse as bp
+from tgtrader.exchange.binance import fastpath
+from tgtrader.exchange.binance import parse as bp
 from tgtrader.core.ports import BalanceUpdate
 from tgtrader.types import OrderStatus, OrderType, Side, Tick
 
@@ -37,8 +38,8 @@ ACCOUNT_POS = {"e": "outboundAccountPosition", "E": 1616628815745, "u": 16166288
                      {"a": "USDT", "f": "54.43390661", "l": "0.00000000"}]}
 
 
-def make_parser() -> bp.StreamParser:
-    p = bp.StreamParser(clock_ms=lambda: 42)
+def make_parser() -> fastpath.StreamParser:
+    p = fastpath.StreamParser(clock_ms=lambda: 42)
     p.add_stream("nknusdt@bookTicker")
     p.add_stream("ethusdt@trade")
     return p
@@ -222,7 +223,8 @@ def test_fuzz_account_position(event: dict) -> None:
 @given(_mutations(EXEC_TRADE), junk, st.text(max_size=120))
 def test_fuzz_adapter_handlers_never_raise(event: dict, value: object, text: str) -> None:
     """The adapter's user-event and market-frame handlers run inside stream loops: they must swallow junk."""
-    from tgtrader.exchange.binance import BinanceExchange, _MarketConn
+    from tgtrader.exchange.binance import BinanceExchange
+    from tgtrader.exchange.binance.streams import _MarketConn
 
     got: list = []
     ex = BinanceExchange("k", "s")
@@ -244,7 +246,7 @@ def test_fast_tick_is_a_real_tick() -> None:
 
     import pytest
 
-    t = bp.fast_tick("BTCUSDT", Decimal("1.5"), Decimal("1.6"), None, 7)
+    t = fastpath.fast_tick("BTCUSDT", Decimal("1.5"), Decimal("1.6"), None, 7)
     ref = Tick("BTCUSDT", Decimal("1.5"), Decimal("1.6"), None, 7)
     assert type(t) is Tick and t == ref and hash(t) == hash(ref) and repr(t) == repr(ref)
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -180,7 +180,7 @@ class FakeBinance:
         self.weight_limit = weight_limit
         self.port = 0
         self._runner: web.AppRunner | None = None
-        # market and account state: the shared matching engine (tgtrader/exchange/matching.py)
+        # market and account state: the shared matching engine (tgtrader/exchange/matching/)
         self.engine = MatchingEngine(self.rules.values())
         self._market_trade_ids = itertools.count(900_000)
         self._market_update_ids = itertools.count(400_000_000)

@@ -11,7 +11,7 @@ import pytest
 from tests.reliability.harness import Harness
 
 # The suite drives `python -m tgtrader run`; without the runner/engine (partial checkout) there is nothing to test.
-if importlib.util.find_spec("tgtrader.runner") is None or importlib.util.find_spec("tgtrader.core.engine") is None:
+if importlib.util.find_spec("tgtrader.runner") is None or importlib.util.find_spec("tgtrader.core.service") is None:
     pytest.skip("tgtrader run (runner/engine) not available", allow_module_level=True)
 
 

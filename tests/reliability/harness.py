@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable
 
 from tests.fakes.fake_binance import ACCOUNT, FakeBinance
 from tests.fakes.fake_telegram import Call, FakeTelegram
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
@@ -108,6 +109,10 @@ class Harness:
         # order ids resting on the fake right before each kill (to prove none was cancelled by the restart)
         self.resting_at_kill: set[int] = set()
         self.user_cancels: set[str] = set()  # cids the test itself asked to cancel (pause/stop/panic)
+        # fills in the DB and the last outbox row id when the current bot run started: every fill the running
+        # bot stores after that owes an alert in a later outbox row (alerts buffered at a SIGKILL are lost)
+        self.run_fills_base = 0
+        self.run_outbox_base = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -157,6 +162,7 @@ class Harness:
         assert self.proc is None or self.proc.returncode is not None, "bot already running"
         n = len(self.runs)
         polls_before = self._polls()
+        self.run_fills_base, self.run_outbox_base = self._alert_baseline()
         t0 = time.monotonic()
         self.proc = await asyncio.create_subprocess_exec(
             PYTHON, "-m", "tgtrader", "run",
@@ -181,6 +187,19 @@ class Harness:
                 raise TimeoutError(f"bot not ready after {timeout} s (stacks dumped):\n{self.stderr(n)[-6000:]}")
             await asyncio.sleep(0.02)
         return time.monotonic() - t0
+
+    def _alert_baseline(self) -> tuple[int, int]:
+        """(fills, last outbox id) in the DB while no bot runs; (0, 0) before the first run created it."""
+        if not self.db_path.exists():
+            return 0, 0
+        try:
+            fills = self.db_rows("SELECT COUNT(*) FROM fills")[0][0]
+            last = self.db_rows("SELECT COALESCE(MAX(id), 0) FROM outbox")[0][0]
+        except sqlite3.OperationalError as exc:  # killed before the first migration finished
+            if "no such table" not in str(exc):
+                raise
+            return 0, 0
+        return int(fills), int(last)
 
     def _polls(self) -> int:
         return sum(1 for c in self.telegram.calls if c.method == "getUpdates")
@@ -378,10 +397,23 @@ class Harness:
         return False
 
     async def quiesce(self, timeout: float = 30.0) -> bool:
-        """Settled exchange/DB state, alert coalescing window passed, outbox empty."""
+        """Settled exchange/DB state, every fill's alert written to the outbox, outbox empty."""
         ok = await self.settle(timeout=timeout, quiet_s=0.8)
-        await asyncio.sleep(1.3)
+        await self.alerts_written(timeout)
         return ok and await self.outbox_drained(timeout)
+
+    def fills_alerted(self) -> bool:
+        """Every fill the running bot stored is in an alert it wrote to the outbox for our chat.
+
+        The bot coalesces alerts in memory for a window before writing them, invisible from outside; the
+        fills they report are not, so this is the positive condition behind "the window has passed"."""
+        stored = self.db_rows("SELECT COUNT(*) FROM fills")[0][0] - self.run_fills_base
+        rows = self.db_rows("SELECT text FROM outbox WHERE id > ? AND chat_id = ?", (self.run_outbox_base, self.chat_id))
+        return sum(fills_reported(text) for (text,) in rows) >= stored
+
+    async def alerts_written(self, timeout: float = 20.0) -> None:
+        """Wait (bounded) until `fills_alerted()`: the bot's coalescing window for them is over."""
+        await wait_for(self.fills_alerted, timeout, "every fill stored by the running bot to be alerted in the outbox")
 
     async def outbox_drained(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -554,6 +586,16 @@ def _blocks(message: str, text: str) -> int:
         if (i == 0 or message[i - 2:i] == "\n\n") and (end == len(message) or message[end:end + 2] == "\n\n"):
             n += 1
         i = message.find(text, i + 1)
+    return n
+
+
+def fills_reported(text: str) -> int:
+    """How many fills an alert reports: "N FILLS" summaries plus single "FILL ..." lines (unindented; the
+    summary's own indented listing is not counted twice)."""
+    n = 0
+    for line in text.splitlines():
+        m = re.match(r"^(\d+) FILLS$", line)
+        n += int(m.group(1)) if m else line.startswith("FILL ")
     return n
 
 

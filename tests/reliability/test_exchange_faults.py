@@ -10,6 +10,7 @@ import time
 
 from tests.reliability.harness import Harness
 from tests.reliability.test_crash_restart import assert_invariants
+from tests.waiting import wait_for
 
 
 async def test_websocket_drops_during_fill_bursts(harness: Harness) -> None:
@@ -88,7 +89,9 @@ async def test_fills_lost_in_a_stream_gap_are_recovered_after_a_later_rest_fill(
     await h.move("BTCUSDT", "50000")
     # a second grid on the same symbol: its market start buy fills in the REST answer (a later trade id)
     await h.create_grid("BTCUSDT", "50010", "52000", 4, "400")
-    await asyncio.sleep(0.5)
+    newest = max(f.trade_id for f in h.binance.trades("BTCUSDT"))  # that start buy
+    await wait_for(lambda: any(int(t) == newest for _, t, *_ in h.db_fills()), 20,
+                   f"the second grid's start buy (trade {newest}) stored from its REST answer, before the reconnect")
     h.binance.mute_user_stream = False
     await h.binance.drop_websockets()  # reconnect -> reconciliation
     assert await h.settle(timeout=40, quiet_s=0.7)
@@ -105,11 +108,13 @@ async def test_ip_ban_418_halts_every_request_then_trading_resumes_whole(harness
     gid = await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
     assert await h.settle(quiet_s=0.5)
     h.binance.fail_next(418, retry_after=4, path="/api/v3/order")
+    posts = h.binance.requests["POST /api/v3/order"]
     await h.move("BTCUSDT", "49400")  # a buy fills; its counter sell is answered 418
-    await asyncio.sleep(0.8)
+    await wait_for(lambda: h.binance.requests["POST /api/v3/order"] > posts, 20,
+                   "the counter sell POSTed and answered 418 (the ban has begun)")
     during = sum(h.binance.requests.values())
     await h.move("BTCUSDT", "50600")  # fills while banned: the exchange executes resting orders anyway
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(2.0)  # quiet period inside the 4 s ban: nothing may be sent (would lengthen a real ban)
     assert sum(h.binance.requests.values()) == during, "requests were sent during the ban"
     assert "running" in (await h.command(f"/grid show {gid}")).lower()
     await h.move("BTCUSDT", "49600")

@@ -99,7 +99,7 @@ async def test_garbage_on_the_wire_neither_crashes_nor_places_orders(harness: Ha
     for ws, subs in list(h.binance._user_subs.items()):
         for frame in _user_garbage(next(iter(subs))):
             await ws.send_str(frame.decode())
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(2.0)  # quiet period: a crash or an order caused by the garbage would show up now
     assert h.alive, h.stderr()[-2000:]
     assert dict(h.binance.order_posts) == posts  # nothing placed because of garbage
     # still trading normally afterwards (a stream the parser broke would be reconnected)

@@ -20,14 +20,14 @@ async def test_telegram_down_kill_restart_then_429_alerts_exactly_once(harness: 
     h.telegram.unreachable = True
     await h.move("BTCUSDT", "49400")  # fills while Telegram is down: alerts wait in the outbox
     assert await h.settle(quiet_s=0.5)
-    await asyncio.sleep(1.5)  # coalescing window: the alert is written to the outbox
+    await h.alerts_written()  # the fills' alert is in the outbox before the kill (a buffered one would be lost)
     await h.kill_and_wait()
     await h.move("BTCUSDT", "50100")  # and while the bot is dead too
     await h.start_bot(wait_telegram=False)  # Telegram still down: the bot must start and trade anyway
     assert await h.settle(quiet_s=0.5)
     await h.move("BTCUSDT", "49400")
     assert await h.settle(quiet_s=0.5)
-    await asyncio.sleep(1.5)
+    await h.alerts_written()  # recovered and new fills alerted; Telegram is down, so nothing leaves the outbox
     pending = h.db_rows("SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL")[0][0]
     assert pending >= 2, pending
     assert_invariants(h, outbox=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal as D
@@ -14,8 +15,11 @@ from typing import AsyncIterator
 import pytest
 
 from tests.fakes.fake_telegram import FakeTelegram
+from tests.waiting import wait_for
 from tgtrader.core.api import GridSpec
-from tgtrader.core.engine import CoreConfig, TradingCore
+from tgtrader.core.config import CoreConfig
+from tgtrader.core.service import TradingCore
+from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus
 from tgtrader.exchange.paper import PaperExchange
 from tgtrader.store.db import Database
@@ -64,7 +68,7 @@ class Stack:
 async def make_stack(tmp_path: Path, fake: FakeTelegram, **kw: object) -> Stack:
     db = await Database.open(tmp_path / "bot.sqlite")
     paper = PaperExchange(db, initial_balances={"USDT": D("10000")})
-    core = TradingCore(paper, db, EventBus(), CoreConfig(timer_interval_s=0), mode="paper")
+    core = TradingCore(paper, CoreStore(db), EventBus(), CoreConfig(timer_interval_s=0), mode="paper")
     await core.start()
     await paper.subscribe({"BTCUSDT"})
     options: dict[str, object] = dict(alert_window_s=0.15, per_chat_interval_s=0.0, notifier_poll_s=0.05,
@@ -180,8 +184,7 @@ async def test_unauthorized_chat_gets_one_neutral_refusal_and_nothing_changes(st
     fake.push_command(EVE, "/status")
     fake.push_command(EVE, "/panic")
     await stack.ask(ALICE, "/help")  # a later update from Alice: Eve's were processed before it
-    await asyncio.sleep(0.1)
-    texts = fake.texts_to(EVE)
+    texts = await wait_for(lambda: fake.texts_to(EVE), 10, "the refusal sent to Eve")
     assert texts == ["Sorry, this is a private bot."]
     assert not await stack.core.list_grids()
     # Eve replays a button she saw somewhere: the refusal is a toast, nothing runs
@@ -208,7 +211,7 @@ async def test_forged_expired_and_other_chat_buttons_do_nothing(tmp_path: Path, 
         assert "no longer valid" in await stack.press(ALICE, "b1:AAAAAAAAAAAAAAAA")
         assert "not valid" in await stack.press(ALICE, "grid_start:1")
         assert not await stack.core.list_grids()
-        # expired
+        # expired: let the 0.5 s preview TTL pass (time passing is the scenario; the press checks the clock)
         await asyncio.sleep(0.6)
         assert "expired" in await stack.press(ALICE, start)
         assert not await stack.core.list_grids()
@@ -270,9 +273,9 @@ async def test_burst_of_fills_is_coalesced_into_few_messages(stack: Stack) -> No
     await stack.press(ALICE, fake.buttons(ALICE)[0]["callback_data"])
     before = len(fake.texts_to(BOB))
     await stack.price("40100", "59900", "40100")  # sweeps: dozens of fills within a second
-    await fake.wait_for(lambda: any("FILLS" in t for t in fake.texts_to(BOB)[before:]), timeout=5)
-    await asyncio.sleep(0.4)
     fills = await stack.db.fetchall("SELECT COUNT(*) FROM fills")
+    await wait_for(lambda: sum(map(fills_reported, fake.texts_to(BOB)[before:])) >= fills[0][0], 15,
+                   f"all {fills[0][0]} fills reported to Bob")
     messages = fake.texts_to(BOB)[before:]
     assert fills[0][0] >= 50
     assert len(messages) <= fills[0][0] // 10, messages  # a handful of messages, not one per fill
@@ -321,8 +324,11 @@ async def test_telegram_down_at_start_trading_goes_on_and_alerts_arrive_later(tm
         preview = await stack.core.preview_grid(GridSpec("BTCUSDT", D(40000), D(60000), 4, D(1000)))
         await stack.core.start_grid(preview.token)
         await stack.price("49000", "56000")
-        await asyncio.sleep(0.3)
-        assert await stack.db.outbox.pending_count() > 0  # alerts wait in the outbox
+
+        async def alerts_queued() -> bool:
+            return await stack.db.outbox.pending_count() > 0
+
+        await wait_for(alerts_queued, 10, "alerts waiting in the outbox")
         assert not fake.sent_to(ALICE)
         fake.unreachable = False
         for chat in (ALICE, BOB):
@@ -338,7 +344,7 @@ async def test_rejected_token_is_a_config_error_without_the_token(tmp_path: Path
 
     db = await Database.open(tmp_path / "t.sqlite")
     paper = PaperExchange(db, initial_balances={"USDT": D("10")})
-    core = TradingCore(paper, db, EventBus(), CoreConfig(timer_interval_s=0), mode="paper")
+    core = TradingCore(paper, CoreStore(db), EventBus(), CoreConfig(timer_interval_s=0), mode="paper")
     bad = "999:WRONG-secret-token-value"
     app = build_application(token=bad, api=core, allowed_chat_ids=[ALICE], db=db, base_url=fake.base_url)
     try:
@@ -371,14 +377,28 @@ async def test_stop_loss_alert_written_by_the_core_reaches_every_chat_once(stack
     for chat in (ALICE, BOB):
         await fake.wait_for(lambda: any("stop-loss" in t for t in fake.texts_to(chat)), timeout=5)
         await fake.wait_for(lambda: any("GRID #1 BTCUSDT STOPPED" in t for t in fake.texts_to(chat)), timeout=5)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # quiet period: a second stop-loss alert (rendered from the bus too) shows up now
+
+    async def drained() -> bool:
+        return await stack.db.outbox.pending_count() == 0
+
+    await wait_for(drained, 10, "every outbox row sent")
     joined = "\n".join(fake.texts_to(BOB))
     assert joined.count("stop-loss at 38000") == 1, joined  # the core's AlertIntent, once
-    assert await stack.db.outbox.pending_count() == 0
     grid = await stack.core.grid(1)
     assert grid.state == "stopped"
     # the one tick 52000 -> 38000 filled the buys at 50000..40000 on its way down: sell_on_stop sold that base too
     assert grid.base_held == 0, grid
+
+
+def fills_reported(text: str) -> int:
+    """How many fills an alert reports: "N FILLS" summaries plus single "FILL ..." lines (unindented; the
+    summary's own indented listing is not counted twice)."""
+    n = 0
+    for line in text.splitlines():
+        m = re.match(r"^(\d+) FILLS$", line)
+        n += int(m.group(1)) if m else line.startswith("FILL ")
+    return n
 
 
 def _free_port() -> int:
@@ -414,7 +434,7 @@ async def test_webhook_mode_answers_pushed_updates_and_refuses_a_wrong_secret(tm
             "entities": [{"type": "bot_command", "offset": 0, "length": 6}]}}
         assert await fake.post_to_webhook(update, None) == 403
         assert await fake.post_to_webhook(update, "not-the-secret") == 403
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # quiet period: anything the forged /panic reached would call Telegram now
         assert len(fake.calls) == before  # the forged /panic reached nothing
         assert not any(c.method == "getUpdates" for c in fake.calls)
         assert set(fake.webhook_statuses) == {200, 403}

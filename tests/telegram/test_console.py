@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from decimal import Decimal as D
 from pathlib import Path
@@ -12,8 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.waiting import wait_for
 from tgtrader.console import ConsoleChat
-from tgtrader.core.engine import CoreConfig, TradingCore
+from tgtrader.core.config import CoreConfig
+from tgtrader.core.service import TradingCore
+from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus
 from tgtrader.exchange.paper import PaperExchange
 from tgtrader.store.db import Database
@@ -36,7 +38,7 @@ class Core:
 async def running(tmp_path: Path) -> AsyncIterator[Core]:
     db = await Database.open(tmp_path / "console.sqlite")
     paper = PaperExchange(db, initial_balances={"USDT": D("10000")})
-    core = TradingCore(paper, db, EventBus(), CoreConfig(timer_interval_s=0), mode="demo")
+    core = TradingCore(paper, CoreStore(db), EventBus(), CoreConfig(timer_interval_s=0), mode="demo")
     await core.start()
     await paper.subscribe({"BTCUSDT"})
     c = Core(db, paper, core)
@@ -60,9 +62,8 @@ async def test_console_grid_choices_alerts_and_panic(running: Core, tmp_path: Pa
     assert "Grid #1 BTCUSDT started" in started
     assert await chat.handle_line("1") == "nothing to confirm"  # the choice was spent
     await running.price("49000", "56000")
-    await asyncio.sleep(0.15)
-    alerts = [line for line in out if line.startswith("ALERT")]
-    assert any("ROUND TRIP grid #1" in line for line in alerts)
+    await wait_for(lambda: any(line.startswith("ALERT") and "ROUND TRIP grid #1" in line for line in out), 10,
+                   "the round trip alert written to the console")
     chart = await chat.handle_line("/chart 1")
     assert (tmp_path / "chart_1.png").read_bytes().startswith(b"\x89PNG") and "chart saved" in chart
     plan = await chat.handle_line("panic")

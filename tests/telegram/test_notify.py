@@ -12,6 +12,7 @@ import pytest
 from telegram.ext import AIORateLimiter, ExtBot
 
 from tests.fakes.fake_telegram import FakeTelegram
+from tests.waiting import wait_for
 from tgtrader.core.events import EventBus, OrderFilled, StreamDown, StreamUp
 from tgtrader.store.db import Database
 from tgtrader.telegram.notify import Notifier
@@ -39,6 +40,16 @@ def make_notifier(db: Database, bot: ExtBot, **kw: object) -> Notifier:
     return Notifier(db, send, lambda: CHATS, **options)  # type: ignore[arg-type]
 
 
+async def _pending_is(db: Database, n: int) -> bool:
+    return await db.outbox.pending_count() == n
+
+
+async def _probed(db: Database) -> bool:
+    """A row for every chat is in the outbox and a send of one of them failed (the channel is paused)."""
+    rows = await db.outbox.due(10**15)
+    return len(rows) == len(CHATS) and any(row.attempts >= 1 and row.last_error for row in rows)
+
+
 def fill(i: int) -> OrderFilled:
     return OrderFilled("BTCUSDT", Side.BUY, Decimal("65000"), Decimal("0.001"), Decimal("0.065"), f"c{i}", "grid:1",
                        i, i)
@@ -52,7 +63,8 @@ async def test_burst_of_fifty_fills_is_one_message_per_chat(fake: FakeTelegram, 
     for i in range(50):
         bus.publish(fill(i))
     await fake.wait_for(lambda: all(fake.sent_to(c) for c in CHATS))
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: _pending_is(db, 0), 10, "every outbox row sent")
+    await asyncio.sleep(0.3)  # quiet period: a second message (the burst split in two windows) shows up now
     await notifier.stop()
     for chat in CHATS:
         texts = fake.texts_to(chat)
@@ -69,7 +81,8 @@ async def test_flood_control_delays_but_loses_nothing(fake: FakeTelegram, db: Da
     fake.fail_next("sendMessage", retry_after=1, times=2)
     t0 = time.monotonic()
     bus.publish(fill(1))
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: any(not c.ok and c.method == "sendMessage" for c in fake.calls), 10,
+                   "the first window's send answered 429")
     bus.publish(fill(2))  # a second window while the first waits out the flood control
     await fake.wait_for(lambda: "\n".join(t for c in CHATS for t in fake.texts_to(c)).count("FILL") >= 4, timeout=8)
     elapsed = time.monotonic() - t0
@@ -94,13 +107,16 @@ async def test_alerts_of_a_long_outage_arrive_soon_after_telegram_is_back(fake: 
     for i in range(5):
         bus.publish(fill(i))
         await asyncio.sleep(0.5)  # 2.5 s down: per-row doubling from 0.05 s would now wait seconds
-    failures = notifier._network_failures
-    assert failures >= 5 and not fake.sent_to(777)
+    await wait_for(lambda: notifier._network_failures >= 5, 10, "at least 5 failed delivery attempts")
+    assert not fake.sent_to(777)
     fake.unreachable = False
     back = time.monotonic()
     await fake.wait_for(lambda: all(fake.sent_to(c) for c in CHATS), timeout=5)
     assert time.monotonic() - back < 1.0
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: all("\n".join(fake.texts_to(c)).count("FILL BTCUSDT BUY") >= 5 for c in CHATS), 10,
+                   "all 5 alerts delivered to every chat")
+    await wait_for(lambda: _pending_is(db, 0), 10, "every outbox row sent")
+    await asyncio.sleep(0.3)  # quiet period: a duplicate delivery shows up now
     await notifier.stop()
     for chat in CHATS:
         assert "\n".join(fake.texts_to(chat)).count("FILL BTCUSDT BUY") == 5
@@ -140,7 +156,7 @@ async def test_unsent_alerts_are_delivered_after_restart(fake: FakeTelegram, tmp
         fake.unreachable = True
         bus.publish(fill(1))
         bus.publish(fill(2))
-        await asyncio.sleep(0.3)  # the window passes, rows are written, sends fail
+        await wait_for(lambda: _probed(db), 10, "the window's rows written and one send failed")
         await notifier.stop()  # "crash": nothing delivered
         assert not fake.sent_to(777)
     finally:
@@ -175,9 +191,9 @@ async def test_short_stream_outage_is_silent_long_one_is_reported(fake: FakeTele
     notifier.attach(bus)
     await notifier.start()
     bus.publish(StreamDown("market", "blip", 1))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # the blip itself (scenario pacing)
     bus.publish(StreamUp("market", 0.05, 0, 2))
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # quiet period past the 0.3 s alert threshold: a wrong alert would be sent now
     assert not fake.sent_to(777)
     bus.publish(StreamDown("user", "connection reset", 3))
     await fake.wait_for(lambda: any("STREAM DOWN (user)" in t for t in fake.texts_to(777)), timeout=3)

@@ -22,6 +22,7 @@ from tgtrader.backtest.candles import Candles, CandleFileError, load_candles
 from tgtrader.backtest.report import fmt_duration, fmt_num, json_ready, summary_table, write_plot
 from tgtrader.backtest.sweep import SweepRow, parse_sweep, run_sweep, sweep_specs
 from tgtrader.backtest.vector import BacktestInputError, GridSpec, run_backtest
+from tgtrader.core.grid.plan import MAX_GRIDS, MIN_GRIDS, SPACINGS
 from tgtrader.core.rules import SymbolRules, rules_from_exchange_info
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -40,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'sample' = the shipped BTCUSDT 1m sample")
     parser.add_argument("--lower", metavar="L", help="lowest level (price)")
     parser.add_argument("--upper", metavar="U", help="highest level (price)")
-    parser.add_argument("--grids", metavar="N", help="number of intervals, 2..200")
+    parser.add_argument("--grids", metavar="N", help=f"number of intervals, {MIN_GRIDS}..{MAX_GRIDS}")
     parser.add_argument("--investment", metavar="Q", help="quote amount put in the grid")
-    parser.add_argument("--spacing", choices=("arithmetic", "geometric"), default="arithmetic")
+    parser.add_argument("--spacing", choices=SPACINGS, default="arithmetic")
     parser.add_argument("--fee", metavar="RATE", default="0.001", help="fee rate per fill (default 0.001)")
     parser.add_argument("--stop-loss", metavar="P", help="sell all base and stop when the price reaches P")
     parser.add_argument("--take-profit", metavar="P", help="sell all base and stop when the price reaches P")

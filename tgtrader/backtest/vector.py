@@ -33,13 +33,13 @@ from typing import Any, Literal
 import numpy as np
 
 from tgtrader.backtest.candles import Candles
+from tgtrader.core.grid.plan import MAX_GRIDS, MIN_GRIDS, SPACINGS, level_prices
 from tgtrader.core.rules import SymbolRules
 from tgtrader.errors import TgTraderError
 
 Spacing = Literal["arithmetic", "geometric"]
 BUY: int = 1
 SELL: int = -1
-MIN_GRIDS, MAX_GRIDS = 2, 200
 
 JSON_KEYS = (
     "candles",
@@ -86,7 +86,7 @@ class GridSpec:
             raise BacktestInputError(f"investment must be positive, got {self.investment:g}")
         if not (0 <= self.fee < 0.1):
             raise BacktestInputError(f"fee must be a rate in [0, 0.1) such as 0.001, got {self.fee:g}")
-        if self.spacing not in ("arithmetic", "geometric"):
+        if self.spacing not in SPACINGS:
             raise BacktestInputError(f"spacing must be arithmetic or geometric, got {self.spacing}")
         if self.stop_loss is not None and not (self.stop_loss > 0):
             raise BacktestInputError(f"stop-loss must be positive, got {self.stop_loss:g}")
@@ -186,15 +186,13 @@ class Result:
 
 
 def grid_levels(lower: float, upper: float, grids: int, spacing: Spacing = "arithmetic") -> np.ndarray:
-    """N+1 exact levels; the last is exactly `upper` (no float drift at the top)."""
-    i = np.arange(grids + 1, dtype=np.float64)
-    if spacing == "geometric":
-        levels = lower * (upper / lower) ** (i / grids)
-    else:
-        levels = lower + i * ((upper - lower) / grids)
-    levels[0] = lower
-    levels[-1] = upper
-    return levels
+    """N+1 exact levels; the last is exactly `upper` (no float drift at the top).
+
+    The live grid's own formula (`tgtrader.core.grid.plan.level_prices`), as floats: its Decimals are float
+    reprs, so the conversion is exact and both compute the very same levels.
+    """
+    decimals = level_prices(Decimal(repr(float(lower))), Decimal(repr(float(upper))), grids, spacing)
+    return np.array([float(x) for x in decimals], dtype=np.float64)
 
 
 def round_levels(levels: np.ndarray, rules: SymbolRules) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The operations every front end calls (Telegram, console demo), with typed results.
 
 Front ends parse and render; they never decide anything about trading. The engine
-(`tgtrader.core.engine.TradingCore`) implements `TradingApi`. A refused operation raises
+(`tgtrader.core.service.TradingCore`) implements `TradingApi`. A refused operation raises
 `ApiError` with a one-line reason a trader can act on.
 """
 

@@ -14,13 +14,19 @@ maker/taker split and fees.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from tgtrader.core.accounting import fee_in_quote
+from tgtrader.core.events import CoreEvent
+from tgtrader.core.ports import MachineSnapshot
+from tgtrader.core.states import Transitions
 from tgtrader.core.rules import SymbolRules
 from tgtrader.types import (
+    dec_or_none,
+    str_or_none,
     CancelOrder,
     Fill,
     Intent,
@@ -35,6 +41,24 @@ from tgtrader.types import (
 )
 
 ZERO = Decimal(0)
+
+
+class ChaseState(enum.StrEnum):
+    NEW = "new"
+    WORKING = "working"  # a maker order rests at the book and is re-priced step by step
+    CANCELLING = "cancelling"  # at the limit (or told to stop): waiting for the cancel before the market leg
+    MARKET = "market"  # the remainder goes at market
+    DONE = "done"
+
+
+_C = ChaseState
+CHASE_TRANSITIONS = Transitions("chase", {
+    _C.NEW: frozenset({_C.WORKING, _C.DONE}),
+    _C.WORKING: frozenset({_C.CANCELLING, _C.MARKET, _C.DONE}),
+    _C.CANCELLING: frozenset({_C.MARKET, _C.DONE}),
+    _C.MARKET: frozenset({_C.DONE}),
+    _C.DONE: frozenset(),
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +99,7 @@ class Chase:
     max_steps: int = 0  # 0: chase until the limit
     fee_rate: Decimal = Decimal("0.001")
 
-    state: str = "new"  # new, working, cancelling, market, done
+    state: ChaseState = ChaseState.NEW
     status: str = "working"
     message: str = ""
     seq: int = 0
@@ -91,8 +115,28 @@ class Chase:
     taker_qty: Decimal = ZERO
     fees_quote: Decimal = ZERO
     user_cancel: bool = False
+    id: int = 0  # the chase's number (a grid's start chase: the grid's id)
+
+    machine_kind = "chase"
 
     # ------------------------------------------------------------ helpers
+
+    def _to(self, new: ChaseState) -> None:
+        self.state = CHASE_TRANSITIONS.move(self.owner, self.state, new)
+
+    @property
+    def active(self) -> bool:
+        return not self.done
+
+    @property
+    def watching(self) -> bool:
+        return not self.done
+
+    def drain_events(self) -> list[CoreEvent]:
+        return []  # a chase reports through its result, not through events
+
+    def snapshot(self) -> MachineSnapshot:
+        return MachineSnapshot("chase", self.id, self.symbol, self.state.value, self.to_state())
 
     @property
     def done(self) -> bool:
@@ -152,7 +196,7 @@ class Chase:
         return PlaceOrder(self.symbol, cid, self.side, OrderType.LIMIT_MAKER, qty, price, None, None, self.owner)
 
     def _finish(self, status: str, message: str = "") -> None:
-        self.state = "done"
+        self._to(ChaseState.DONE)
         self.status = status
         self.message = message
         self.current = None
@@ -165,7 +209,7 @@ class Chase:
         cid = self._next_cid()
         self.legs[cid] = _Leg(qty, None, OrderType.MARKET.value)
         self.current = cid
-        self.state = "market"
+        self._to(ChaseState.MARKET)
         return [PlaceOrder(self.symbol, cid, self.side, OrderType.MARKET, qty, None, None, None, self.owner)]
 
     # ------------------------------------------------------------ events
@@ -178,7 +222,7 @@ class Chase:
         if price is None or not self._tradable(self.remaining, price):
             self._finish("rejected", "no book price or quantity below the symbol filters")
             return []
-        self.state = "working"
+        self._to(ChaseState.WORKING)
         return [self._place(price, ts)]
 
     def on_tick(self, tick: Tick) -> list[Intent]:
@@ -204,12 +248,12 @@ class Chase:
         at_limit = new_price == leg.price or (self.max_steps and self.steps >= self.max_steps)
         if at_limit:
             if self.market_fallback:
-                self.state = "cancelling"
+                self._to(ChaseState.CANCELLING)
                 return [CancelOrder(self.symbol, self.current, self.owner)]
             self.placed_ts = ts
             return []
         if not self._tradable(self.remaining, new_price):
-            self.state = "cancelling"
+            self._to(ChaseState.CANCELLING)
             return [CancelOrder(self.symbol, self.current, self.owner)]
         self.steps += 1
         old = self.current
@@ -225,7 +269,7 @@ class Chase:
         if not live:
             self._finish("partial" if self.filled > 0 else "cancelled", "cancelled by user")
             return []
-        self.state = "cancelling"
+        self._to(ChaseState.CANCELLING)
         return [CancelOrder(self.symbol, cid, self.owner) for cid in live]
 
     def on_order_update(self, upd: OrderUpdate) -> list[Intent]:
@@ -311,7 +355,7 @@ class Chase:
                 cur.final = True
                 if self._tradable(self.remaining, cur.price) and cur.price is not None:
                     return [ReplaceOrder(CancelOrder(self.symbol, old, self.owner), self._place(cur.price, self.placed_ts))]
-                self.state = "cancelling"
+                self._to(ChaseState.CANCELLING)
                 self.market_fallback = False
                 cur.final = False
                 return [CancelOrder(self.symbol, old, self.owner)]
@@ -327,12 +371,12 @@ class Chase:
         )
 
     def to_state(self) -> dict[str, Any]:
-        s = lambda v: None if v is None else str(v)  # noqa: E731
+        s = str_or_none
         return {
             "symbol": self.symbol, "side": self.side.value, "qty": str(self.qty), "cid_prefix": self.cid_prefix,
             "owner": self.owner, "limit_price": s(self.limit_price), "step_ms": self.step_ms,
             "market_fallback": self.market_fallback, "max_steps": self.max_steps, "fee_rate": str(self.fee_rate),
-            "state": self.state, "status": self.status, "message": self.message, "seq": self.seq,
+            "state": self.state.value, "status": self.status, "message": self.message, "seq": self.seq,
             "steps": self.steps, "current": self.current, "placed_ts": self.placed_ts,
             "bid": s(self.bid), "ask": s(self.ask),
             "legs": {k: [str(v.qty), s(v.price), v.order_type, str(v.filled), v.final] for k, v in self.legs.items()},
@@ -342,12 +386,13 @@ class Chase:
 
     @classmethod
     def from_state(cls, d: dict[str, Any], rules: SymbolRules) -> "Chase":
-        o = lambda v: None if v is None else Decimal(v)  # noqa: E731
+        o = dec_or_none
         c = cls(
             d["symbol"], Side(d["side"]), Decimal(d["qty"]), rules, d["cid_prefix"], d["owner"], o(d["limit_price"]),
             int(d["step_ms"]), bool(d["market_fallback"]), int(d["max_steps"]), Decimal(d["fee_rate"]),
         )
-        c.state, c.status, c.message = d["state"], d["status"], d["message"]
+        c.state = ChaseState(d["state"])  # restored as saved, not a transition
+        c.status, c.message = d["status"], d["message"]
         c.seq, c.steps, c.current, c.placed_ts = int(d["seq"]), int(d["steps"]), d["current"], int(d["placed_ts"])
         c.bid, c.ask = o(d["bid"]), o(d["ask"])
         c.legs = {k: _Leg(Decimal(v[0]), o(v[1]), v[2], Decimal(v[3]), bool(v[4])) for k, v in d["legs"].items()}

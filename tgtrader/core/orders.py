@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from tgtrader.core.ids import owner_of
-from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, Side
+from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, Side, dec_or_none
 
 ZERO = Decimal(0)
 S = OrderStatus
@@ -90,7 +90,7 @@ class TrackedOrder:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrackedOrder":
-        opt = lambda v: None if v is None else Decimal(v)  # noqa: E731
+        opt = dec_or_none
         return cls(
             symbol=d["symbol"],
             client_order_id=d["client_order_id"],

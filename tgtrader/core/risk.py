@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from tgtrader.core.api import SizeResult
 from tgtrader.core.rules import SymbolRules, fmt_decimal
@@ -22,7 +23,7 @@ def _pct(x: Decimal) -> str:
 
 
 def _to_qty(
-    result_kw: dict, position: Decimal, price: Decimal | None, rules: SymbolRules | None
+    result_kw: dict[str, Any], position: Decimal, price: Decimal | None, rules: SymbolRules | None
 ) -> SizeResult:
     """Round a quote position to a tradable quantity, or refuse it."""
     if price is None or rules is None:

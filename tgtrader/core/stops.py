@@ -12,6 +12,7 @@ Every completed stop emits an alert and a StopTriggered event with price, quanti
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -19,12 +20,35 @@ from typing import Any
 from tgtrader.core.accounting import fee_in_quote
 from tgtrader.core.events import CoreEvent, StopTriggered
 from tgtrader.core.ids import stop_order_id
+from tgtrader.core.ports import MachineSnapshot
 from tgtrader.core.rules import SymbolRules, fmt_decimal
+from tgtrader.core.states import Transitions
 from tgtrader.types import (
-    AlertIntent, CancelOrder, Fill, Intent, OrderStatus, OrderType, OrderUpdate, PlaceOrder, Side, Tick,
+    AlertIntent, CancelOrder, Fill, Intent, OrderStatus, OrderType, OrderUpdate, PlaceOrder, Side, Tick, dec_or_none,
+    str_or_none,
 )
 
 ZERO = Decimal(0)
+
+
+class StopState(enum.StrEnum):
+    NEW = "new"
+    ARMED = "armed"  # protecting: watching ticks (soft) or an order rests on the exchange (hard)
+    SELLING = "selling"  # triggered: the sell is working
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+_S = StopState
+STOP_TRANSITIONS = Transitions("stop", {
+    _S.NEW: frozenset({_S.ARMED, _S.CANCELLED}),
+    _S.ARMED: frozenset({_S.SELLING, _S.DONE, _S.CANCELLED, _S.FAILED}),
+    _S.SELLING: frozenset({_S.ARMED, _S.DONE, _S.CANCELLED, _S.FAILED}),  # ARMED: a hard order placed again
+    _S.DONE: frozenset(),
+    _S.CANCELLED: frozenset(),
+    _S.FAILED: frozenset(),
+})
 
 
 @dataclass
@@ -41,7 +65,7 @@ class Stop:
     silence_ms: int = 60_000
     fee_rate: Decimal = Decimal("0.001")
 
-    state: str = "new"  # new, armed, selling, done, cancelled, failed
+    state: StopState = StopState.NEW
     hard_fallback: bool = False
     seq: int = 0
     order: str | None = None
@@ -56,11 +80,29 @@ class Stop:
     trade_ids: list[int] = field(default_factory=list)
     _events: list[CoreEvent] = field(default_factory=list)
 
+    machine_kind = "stop"
+
     # ------------------------------------------------------------ helpers
+
+    def _to(self, new: StopState) -> None:
+        self.state = STOP_TRANSITIONS.move(self.owner, self.state, new)
 
     @property
     def owner(self) -> str:
         return f"stop:{self.id}"
+
+    @property
+    def active(self) -> bool:
+        """Takes ticks, timers, fills and order updates."""
+        return self.state in (StopState.ARMED, StopState.SELLING)
+
+    @property
+    def watching(self) -> bool:
+        """Needs its symbol's market stream."""
+        return self.state in (StopState.NEW, StopState.ARMED, StopState.SELLING)
+
+    def snapshot(self) -> MachineSnapshot:
+        return MachineSnapshot("stop", self.id, self.symbol, self.state.value, self.to_state(), self.order)
 
     @property
     def kind(self) -> str:
@@ -109,7 +151,7 @@ class Stop:
         """Start protecting. Hard: place the exchange order. Soft: start watching ticks (and silence)."""
         if self.state != "new":
             return []
-        self.state = "armed"
+        self._to(StopState.ARMED)
         self.last_tick_ts = ts
         if self.mode == "hard":
             return [self._hard_order()]
@@ -129,7 +171,7 @@ class Stop:
         price = tick.price
         if price is None or not self._triggered(price):
             return []
-        self.state = "selling"
+        self._to(StopState.SELLING)
         order = self._market_order()
         return [
             order,
@@ -161,9 +203,9 @@ class Stop:
         ]
 
     def cancel(self) -> list[Intent]:
-        if self.state in ("done", "cancelled", "failed"):
+        if STOP_TRANSITIONS.final(self.state):
             return []
-        self.state = "cancelled"
+        self._to(StopState.CANCELLED)
         if self.order is not None and self.kind == "hard":
             self.cancel_requested = True
             return [CancelOrder(self.symbol, self.order, self.owner)]
@@ -176,7 +218,7 @@ class Stop:
         if upd.status is OrderStatus.FILLED:
             return self._maybe_done(upd.ts_ms)
         if upd.status is OrderStatus.REJECTED:
-            self.state = "failed"
+            self._to(StopState.FAILED)
             return [self._alert("stop-failed", f"stop {self.id} {self.symbol}: order rejected: {upd.reject_text}")]
         # CANCELED / EXPIRED
         if self.cancel_requested or self.state in ("cancelled", "done"):
@@ -184,7 +226,7 @@ class Stop:
         if self.state in ("armed", "selling") and self.kind == "hard" and self.order_type_is_resting():
             if self.order_filled < upd.executed_qty:
                 return []  # wait for the fills, then re-place the remainder (see on_fill)
-            self.state = "armed"
+            self._to(StopState.ARMED)
             return self._replace_after_exchange_cancel(upd)
         return self._maybe_done(upd.ts_ms)
 
@@ -216,7 +258,7 @@ class Stop:
         self.quote += fill.notional
         self.fees += fee
         if self.state == "armed":
-            self.state = "selling"  # a hard stop has triggered on the exchange
+            self._to(StopState.SELLING)  # a hard stop has triggered on the exchange
         if (
             self.exec_reported is not None
             and self.order_filled >= self.exec_reported
@@ -225,7 +267,7 @@ class Stop:
             and self.state == "selling"
             and self.kind == "hard"
         ):
-            self.state = "armed"
+            self._to(StopState.ARMED)
             return self._replace_after_exchange_cancel(
                 OrderUpdate(fill.symbol, fill.client_order_id, Side.SELL, OrderType.STOP_LOSS_LIMIT,
                             OrderStatus.CANCELED, ZERO, self.order_qty, self.order_filled, ts_ms=fill.ts_ms)
@@ -240,10 +282,10 @@ class Stop:
             return []
         if self.filled <= 0:
             if self.state == "selling":
-                self.state = "failed"
+                self._to(StopState.FAILED)
             return []
         prev_state = self.state
-        self.state = "done" if prev_state != "cancelled" else "cancelled"
+        self._to(StopState.DONE if prev_state is not StopState.CANCELLED else StopState.CANCELLED)
         avg = self.quote / self.filled
         realized = (
             self.quote - self.fees - self.entry_price * self.filled if self.entry_price is not None else self.quote - self.fees
@@ -266,11 +308,11 @@ class Stop:
     # ------------------------------------------------------------ persistence
 
     def to_state(self) -> dict[str, Any]:
-        s = lambda v: None if v is None else str(v)  # noqa: E731
+        s = str_or_none
         return {
             "id": self.id, "symbol": self.symbol, "purpose": self.purpose, "mode": self.mode, "qty": str(self.qty),
             "trigger": str(self.trigger), "entry_price": s(self.entry_price), "limit_offset": str(self.limit_offset),
-            "silence_ms": self.silence_ms, "fee_rate": str(self.fee_rate), "state": self.state,
+            "silence_ms": self.silence_ms, "fee_rate": str(self.fee_rate), "state": self.state.value,
             "hard_fallback": self.hard_fallback, "seq": self.seq, "order": self.order, "order_qty": str(self.order_qty),
             "cancel_requested": self.cancel_requested, "last_tick_ts": self.last_tick_ts, "filled": str(self.filled),
             "quote": str(self.quote), "fees": str(self.fees), "order_filled": str(self.order_filled),
@@ -279,12 +321,13 @@ class Stop:
 
     @classmethod
     def from_state(cls, d: dict[str, Any], rules: SymbolRules) -> "Stop":
-        o = lambda v: None if v is None else Decimal(v)  # noqa: E731
+        o = dec_or_none
         st = cls(
             int(d["id"]), d["symbol"], d["purpose"], d["mode"], Decimal(d["qty"]), Decimal(d["trigger"]), rules,
             o(d["entry_price"]), Decimal(d["limit_offset"]), int(d["silence_ms"]), Decimal(d["fee_rate"]),
         )
-        st.state, st.hard_fallback, st.seq, st.order = d["state"], bool(d["hard_fallback"]), int(d["seq"]), d["order"]
+        st.state = StopState(d["state"])  # restored as saved, not a transition
+        st.hard_fallback, st.seq, st.order = bool(d["hard_fallback"]), int(d["seq"]), d["order"]
         st.order_qty, st.cancel_requested = Decimal(d["order_qty"]), bool(d["cancel_requested"])
         st.last_tick_ts = int(d["last_tick_ts"])
         st.filled, st.quote, st.fees = Decimal(d["filled"]), Decimal(d["quote"]), Decimal(d["fees"])

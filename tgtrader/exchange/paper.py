@@ -234,6 +234,9 @@ class PaperExchange:
             raise BadSymbol(MSG_BAD_SYMBOL)
         return self.engine.my_trades(PAPER_ACCOUNT, symbol, from_trade_id)
 
+    async def order_trades(self, symbol: str, client_order_id: str, order_id: int) -> list[Fill]:
+        return [f for f in await self.my_trades(symbol) if f.client_order_id == client_order_id]
+
     async def balances(self) -> dict[str, Balance]:
         return self.engine.balances(PAPER_ACCOUNT)
 

@@ -150,6 +150,43 @@ MIGRATIONS: list[Migration] = [
             """,
         ),
     ),
+    Migration(
+        name="machine state in real tables: stop runtime, chases, daily results, sequences, panic-paused grids",
+        statements=(
+            # a stop's state lived twice (its row and a kv JSON): the row now holds the runtime too
+            "ALTER TABLE stops ADD COLUMN runtime TEXT",
+            "UPDATE stops SET runtime = (SELECT value FROM kv WHERE kv.key = 'stop:' || stops.id)",
+            """
+            CREATE TABLE chases (
+                id          INTEGER PRIMARY KEY,
+                symbol      TEXT    NOT NULL,
+                state       TEXT    NOT NULL,
+                runtime     TEXT    NOT NULL,          -- JSON, Decimals as strings
+                updated_ms  INTEGER NOT NULL
+            )
+            """,
+            "INSERT INTO chases(id, symbol, state, runtime, updated_ms) "
+            "SELECT CAST(substr(key, 7) AS INTEGER), json_extract(value, '$.symbol'), "
+            "coalesce(json_extract(value, '$.state'), 'working'), value, 0 FROM kv WHERE key LIKE 'chase:%'",
+            """
+            CREATE TABLE day_results (
+                day          TEXT    PRIMARY KEY,      -- YYYY-MM-DD, UTC
+                profit       TEXT    NOT NULL,
+                round_trips  INTEGER NOT NULL
+            )
+            """,
+            "INSERT INTO day_results(day, profit, round_trips) SELECT substr(key, 5), "
+            "json_extract(value, '$.profit'), json_extract(value, '$.trips') FROM kv WHERE key LIKE 'pnl:%'",
+            "CREATE TABLE sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+            "INSERT INTO sequences(name, value) SELECT substr(key, 5), CAST(value AS INTEGER) FROM kv "
+            "WHERE key LIKE 'seq:%'",
+            "ALTER TABLE grids ADD COLUMN panic_paused INTEGER NOT NULL DEFAULT 0",
+            "UPDATE grids SET panic_paused = 1 WHERE id IN "
+            "(SELECT value FROM json_each(coalesce((SELECT value FROM kv WHERE key = 'core:panic_paused'), '[]')))",
+            "DELETE FROM kv WHERE key LIKE 'stop:%' OR key LIKE 'chase:%' OR key LIKE 'pnl:%' OR key LIKE 'seq:%' "
+            "OR key = 'core:panic_paused'",
+        ),
+    ),
     # Append new migrations here.
 ]
 

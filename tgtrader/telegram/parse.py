@@ -13,11 +13,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Mapping
 
 from tgtrader.core.api import GridSpec
+from tgtrader.core.grid.plan import MAX_GRIDS, MIN_GRIDS
 from tgtrader.core.rules import fmt_decimal
 from tgtrader.types import Side
 
-MIN_GRIDS = 2
-MAX_GRIDS = 200
 MAX_ID = 10**12
 MAX_DAYS = 3650
 _NUMBER_RE = re.compile(r"^(?:\d{1,15}(?:\.\d{0,12})?|\.\d{1,12})$")  # bounded: Decimal math stays exact

@@ -12,7 +12,7 @@ import pytest
 from tgtrader.backtest.candles import Candles, load_candles
 from tgtrader.backtest.vector import GridSpec, grid_levels, round_levels, run_backtest
 from tgtrader.exchange.paper import PaperExchange, load_exchange_info
-from tgtrader.exchange.replay import CandleReplay, ReplayProgress
+from tgtrader.backtest.replay import CandleReplay, ReplayProgress
 from tgtrader.types import Fill, OrderType, PlaceOrder, Side
 from tests.shared_data import shared_data
 

@@ -22,16 +22,26 @@ order tracker); the grid also ignores a trade id it has already applied to the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable
-
-import numpy as np
+from typing import Any
 
 from tgtrader.core.accounting import Ledger, Position, annualized_return_pct, base_received, fee_in_quote
 from tgtrader.core.chase import Chase
 from tgtrader.core.events import CoreEvent, GridRoundTrip, GridStateChanged, StopTriggered
+from tgtrader.core.grid.plan import GridConfig, compute_levels, quantity_per_order
+from tgtrader.core.grid.state import (
+    GRID_TRANSITIONS,
+    INTERVAL_TRANSITIONS,
+    GridOrder,
+    GridState,
+    Interval,
+    IntervalState,
+    grid_to_state,
+    load_grid_state,
+)
 from tgtrader.core.ids import grid_order_id
+from tgtrader.core.ports import MachineSnapshot
 from tgtrader.core.rules import SymbolRules, fmt_decimal
 from tgtrader.types import (
     AlertIntent,
@@ -47,214 +57,8 @@ from tgtrader.types import (
 )
 
 ZERO = Decimal(0)
-MIN_GRIDS, MAX_GRIDS = 2, 200
-
-
-# ================================================================ configuration and preview
-
-
-@dataclass(frozen=True, slots=True)
-class GridConfig:
-    symbol: str
-    lower: Decimal
-    upper: Decimal
-    n: int  # intervals; n + 1 levels
-    investment: Decimal  # quote
-    spacing: str = "arithmetic"  # or "geometric"
-    stop_loss: Decimal | None = None
-    take_profit: Decimal | None = None
-    sell_on_stop: bool = False
-    fee_rate: Decimal = Decimal("0.001")  # for previews and fee estimates only
-    start_mode: str = "market"  # "market" or "chase" (maker-first, market fallback)
-    chase_step_ms: int = 5_000
-    chase_max_slippage: Decimal = Decimal("0.005")  # chase never pays more than P0 x (1 + this)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = str(v) if isinstance(v, Decimal) else v
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GridConfig":
-        kw: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in d:
-                continue
-            v = d[f.name]
-            if f.name in ("lower", "upper", "investment", "fee_rate", "chase_max_slippage"):
-                v = Decimal(v)
-            elif f.name in ("stop_loss", "take_profit"):
-                v = None if v is None else Decimal(v)
-            kw[f.name] = v
-        return cls(**kw)
-
-
-def compute_levels(config: GridConfig, rules: SymbolRules | None = None) -> list[Decimal]:
-    """n + 1 levels from lower to upper (numpy), each rounded to the tick (nearest); last exactly upper."""
-    lo, hi, n = float(config.lower), float(config.upper), config.n
-    if n < 1 or lo <= 0 or hi <= lo:
-        return [config.lower, config.upper]
-    raw = np.geomspace(lo, hi, n + 1) if config.spacing == "geometric" else np.linspace(lo, hi, n + 1)
-    levels = [Decimal(repr(float(x))) for x in raw]
-    levels[0], levels[-1] = config.lower, config.upper
-    if rules is not None:
-        levels = [rules.round_price(x) for x in levels[:-1]] + [config.upper]
-    return levels
-
-
-def holding_count(levels: list[Decimal], p0: Decimal) -> int:
-    return sum(1 for lv in levels[:-1] if lv >= p0)
-
-
-def quantity_per_order(levels: list[Decimal], p0: Decimal, investment: Decimal, rules: SymbolRules | None) -> Decimal:
-    h = holding_count(levels, p0)
-    denom = sum((lv for lv in levels[:-1] if lv < p0), ZERO) + p0 * h
-    if denom <= 0:
-        return ZERO
-    q = investment / denom
-    return rules.round_qty(q) if rules is not None else q
-
-
-@dataclass(frozen=True, slots=True)
-class GridPreview:
-    config: GridConfig
-    price: Decimal
-    levels: tuple[Decimal, ...]
-    q: Decimal
-    profit_pct_min: Decimal
-    profit_pct_max: Decimal
-    required_quote: Decimal
-    required_base: Decimal
-    buy_orders: int
-    sell_orders: int
-    problems: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def profit_pct(lower: Decimal, upper: Decimal, fee_rate: Decimal) -> Decimal:
-    """One round trip's profit, after both fees, as percent of the buy value."""
-    return ((upper - lower) - fee_rate * (upper + lower)) / lower * 100
-
-
-def preview(
-    config: GridConfig, rules: SymbolRules, price: Decimal, free_quote: Decimal, free_base: Decimal = ZERO
-) -> GridPreview:
-    """Everything a trader must see before starting, and every reason it cannot start."""
-    problems: list[str] = []
-    if config.symbol != rules.symbol:
-        problems.append(f"rules are for {rules.symbol}, not {config.symbol}")
-    if not MIN_GRIDS <= config.n <= MAX_GRIDS:
-        problems.append(f"number of grids {config.n} is out of range {MIN_GRIDS}..{MAX_GRIDS}")
-    if config.lower <= 0 or config.lower >= config.upper:
-        problems.append(f"lower {fmt_decimal(config.lower)} must be positive and below upper {fmt_decimal(config.upper)}")
-    if config.spacing not in ("arithmetic", "geometric"):
-        problems.append(f"spacing {config.spacing!r} must be arithmetic or geometric")
-    if config.investment <= 0:
-        problems.append("investment must be positive")
-    if price <= 0:
-        problems.append("no current price")
-    if problems:
-        return GridPreview(config, price, (), ZERO, ZERO, ZERO, ZERO, ZERO, 0, 0, tuple(problems))
-
-    levels = compute_levels(config, rules)
-    if any(b <= a for a, b in zip(levels, levels[1:])):
-        problems.append(
-            f"levels are closer than one tick ({fmt_decimal(rules.tick_size)}): widen the range or use fewer grids"
-        )
-    if config.n > rules.max_num_orders:
-        problems.append(f"{config.n} orders exceed MAX_NUM_ORDERS {rules.max_num_orders} for {rules.symbol}")
-    if config.stop_loss is not None and config.stop_loss >= price:
-        problems.append(f"stop-loss {fmt_decimal(config.stop_loss)} is not below the price {fmt_decimal(price)}")
-    if config.take_profit is not None and config.take_profit <= price:
-        problems.append(f"take-profit {fmt_decimal(config.take_profit)} is not above the price {fmt_decimal(price)}")
-    q = quantity_per_order(levels, price, config.investment, rules)
-    h = holding_count(levels, price)
-    waiting = config.n - h
-    seen: set[str] = set()
-    if q <= 0:
-        problems.append(f"investment {fmt_decimal(config.investment)} gives a quantity below one step {fmt_decimal(rules.step_size)}")
-    else:
-        orders = [(Side.BUY, lv) for lv in levels[:-1]] + [(Side.SELL, lv) for lv in levels[1:]]
-        for side, lv in orders:
-            for v in rules.check_order(side, OrderType.LIMIT, q, lv, reference_price=price):
-                key = v.filter
-                if key in seen:
-                    continue
-                seen.add(key)
-                if v.filter == "NOTIONAL" and "below" in v.message:
-                    problems.append(
-                        f"NOTIONAL: {fmt_decimal(q)} x {fmt_decimal(lv)} = {fmt_decimal(q * lv)} {rules.quote_asset} "
-                        f"is below minNotional {fmt_decimal(rules.min_notional)}: invest more or use fewer grids"
-                    )
-                else:
-                    problems.append(str(v))
-    pcts = [profit_pct(a, b, config.fee_rate) for a, b in zip(levels, levels[1:]) if a > 0]
-    required_base = q * h
-    required_quote = q * sum((lv for lv in levels[:-1] if lv < price), ZERO) + required_base * price * (1 + config.fee_rate)
-    if config.investment > free_quote:
-        problems.append(
-            f"investment {fmt_decimal(config.investment)} {rules.quote_asset} is above the free balance "
-            f"{fmt_decimal(free_quote)} {rules.quote_asset}"
-        )
-    elif required_quote > free_quote:
-        problems.append(
-            f"needs {fmt_decimal(required_quote.quantize(Decimal('0.01')))} {rules.quote_asset} with the start fee, "
-            f"free is {fmt_decimal(free_quote)}"
-        )
-    return GridPreview(
-        config, price, tuple(levels), q, min(pcts, default=ZERO), max(pcts, default=ZERO),
-        required_quote, required_base, waiting, h, tuple(problems),
-    )
-
-
-def overlap_problem(config: GridConfig, others: Iterable[tuple[int, str, Decimal, Decimal]]) -> str | None:
-    """Refuse a second grid on a symbol whose range overlaps an active one; `others` = (id, symbol, lower, upper)."""
-    for gid, symbol, lower, upper in others:
-        if symbol == config.symbol and config.lower < upper and lower < config.upper:
-            return (
-                f"grid {gid} on {symbol} already covers {fmt_decimal(lower)}-{fmt_decimal(upper)}, "
-                f"which overlaps {fmt_decimal(config.lower)}-{fmt_decimal(config.upper)}"
-            )
-    return None
-
-
-# ================================================================ the running grid
-
-
-@dataclass
-class Interval:
-    index: int
-    lower: Decimal
-    upper: Decimal
-    state: str = "waiting"  # waiting (buy at lower) or holding (sell at upper)
-    base: Decimal = ZERO  # net base this interval owns
-    cost: Decimal = ZERO  # quote paid for `base`, fees included
-    order: str | None = None  # client order id of its one open order
-    last_buy_price: Decimal = ZERO
-    awaiting_start: bool = False  # holding at start, its base comes with the start buy
-
-
-@dataclass
-class GridOrder:
-    cid: str
-    role: str  # level, start, exit
-    interval: int | None
-    side: Side
-    price: Decimal | None
-    qty: Decimal
-    filled: Decimal = ZERO
-    quote: Decimal = ZERO
-    fee: Decimal = ZERO
-    profit: Decimal = ZERO  # realized by this sell order's fills so far
-    final_status: str | None = None
-    exec_reported: Decimal = ZERO
-    cancel_requested: bool = False
-    trade_ids: list[int] = field(default_factory=list)
+RUNNING, PAUSED, STOPPED, PREVIEW = GridState.RUNNING, GridState.PAUSED, GridState.STOPPED, GridState.PREVIEW
+WAITING, HOLDING = IntervalState.WAITING, IntervalState.HOLDING
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,11 +78,13 @@ class GridStats:
 class Grid:
     """One grid's lifecycle. Methods take events and return intents; `drain_events()` gives core events."""
 
+    machine_kind = "grid"
+
     def __init__(self, grid_id: int, config: GridConfig, rules: SymbolRules) -> None:
         self.id = grid_id
         self.config = config
         self.rules = rules
-        self.state = "preview"
+        self.state: GridState = PREVIEW  # written only by _set_state (the transition table) and from_state
         self.stop_reason = ""
         self.levels: list[Decimal] = []
         self.q = ZERO
@@ -300,6 +106,22 @@ class Grid:
     # ------------------------------------------------------------ small helpers
 
     @property
+    def symbol(self) -> str:
+        return self.config.symbol
+
+    @property
+    def active(self) -> bool:
+        """Takes ticks, timers, fills and order updates (a paused grid still watches its stops)."""
+        return self.state in (RUNNING, PAUSED)
+
+    @property
+    def watching(self) -> bool:
+        return self.active
+
+    def snapshot(self) -> MachineSnapshot:
+        return MachineSnapshot("grid", self.id, self.config.symbol, self.state.value, self.to_state())
+
+    @property
     def owner(self) -> str:
         return f"grid:{self.id}"
 
@@ -307,10 +129,17 @@ class Grid:
         out, self._events = self._events, []
         return out
 
-    def _set_state(self, new: str, reason: str, ts: int) -> None:
-        old, self.state = self.state, new
-        if old != new:
-            self._events.append(GridStateChanged(self.id, self.config.symbol, old, new, reason, ts))
+    def _set_state(self, new: GridState, reason: str, ts: int) -> bool:
+        """Move to `new` if GRID_TRANSITIONS allows it; an illegal move is logged and not applied (False)."""
+        old = self.state
+        self.state = GRID_TRANSITIONS.move(self.owner, old, new)
+        if self.state != old:
+            self._events.append(GridStateChanged(self.id, self.config.symbol, old.value, new.value, reason, ts))
+        return self.state == new
+
+    def _set_interval(self, iv: Interval, new: IntervalState) -> None:
+        """The only writer of an interval's state: a move INTERVAL_TRANSITIONS refuses is logged, not applied."""
+        iv.state = INTERVAL_TRANSITIONS.move(f"{self.owner}:{iv.index}", iv.state, new)
 
     def _cid(self, level: int | str, side: Side) -> str:
         self.seq += 1
@@ -337,11 +166,11 @@ class Grid:
         """The one order an interval should have now (None if it already has one or nothing is tradable)."""
         if iv.order is not None:
             return None
-        if iv.state == "holding":
+        if iv.state == HOLDING:
             qty = self.rules.round_qty(iv.base)
             if self._tradable(Side.SELL, qty, iv.upper):
                 return self._new_order(iv, Side.SELL, iv.upper, qty)
-            iv.state = "waiting"  # dust: buy a full step first
+            self._set_interval(iv, WAITING)  # dust: buy a full step first
         need = self.rules.round_qty(self.q - iv.base) if iv.base < self.q else ZERO
         if need > 0 and self._tradable(Side.BUY, need, iv.lower):
             return self._new_order(iv, Side.BUY, iv.lower, need)
@@ -371,7 +200,7 @@ class Grid:
         self.last_ts = max(self.last_ts, ts)
         out: list[Intent] = [CancelOrder(self.config.symbol, cid, self.owner)
                              for cid in self.open_order_ids() if self.orders[cid].cancel_requested]
-        if self.state == "running":
+        if self.state == RUNNING:
             out += self._place_all()
         return out
 
@@ -389,7 +218,7 @@ class Grid:
     # ------------------------------------------------------------ lifecycle
 
     def start(self, p0: Decimal, ts: int, bid: Decimal | None = None, ask: Decimal | None = None) -> list[Intent]:
-        if self.state != "preview":
+        if self.state != PREVIEW:
             raise ValueError(f"grid {self.id} is {self.state}, not a preview")
         self.levels = compute_levels(self.config, self.rules)
         self.q = quantity_per_order(self.levels, p0, self.config.investment, self.rules)
@@ -397,14 +226,14 @@ class Grid:
             raise ValueError("quantity per order rounds to zero")
         self.start_ts, self.start_price, self.last_price, self.last_ts = ts, p0, p0, ts
         self.intervals = [
-            Interval(i, lo, hi, "holding" if lo >= p0 else "waiting")
+            Interval(i, lo, hi, HOLDING if lo >= p0 else WAITING)
             for i, (lo, hi) in enumerate(zip(self.levels, self.levels[1:]))
         ]
-        self._set_state("running", "user", ts)
-        h = sum(1 for iv in self.intervals if iv.state == "holding")
+        self._set_state(RUNNING, "user", ts)
+        h = sum(1 for iv in self.intervals if iv.state == HOLDING)
         out: list[Intent] = []
         for iv in self.intervals:
-            iv.awaiting_start = iv.state == "holding"
+            iv.awaiting_start = iv.state == HOLDING
         if h:
             qty = self.q * h
             self.start_pending = True
@@ -430,18 +259,18 @@ class Grid:
         return PlaceOrder(self.config.symbol, cid, Side.BUY, OrderType.MARKET, qty, None, None, None, self.owner)
 
     def pause(self, ts: int, reason: str = "user") -> list[Intent]:
-        if self.state != "running":
+        if self.state != RUNNING:
             return []
-        self._set_state("paused", reason, ts)
+        self._set_state(PAUSED, reason, ts)
         self.stop_reason = reason  # why it is not running (shown in summaries)
         return self._cancel_all()
 
     def resume(self, price: Decimal | None, ts: int) -> list[Intent]:
-        if self.state != "paused":
+        if self.state != PAUSED:
             return []
         if price is not None:
             self.last_price = price
-        self._set_state("running", "user", ts)
+        self._set_state(RUNNING, "user", ts)
         self.stop_reason = ""
         for o in self.orders.values():  # still resting (the cancel was refused or is in flight): keep it; a
             o.cancel_requested = False   # cancel that still lands ends the order and its interval is refilled
@@ -462,9 +291,9 @@ class Grid:
         return self.rules.round_qty(max(need, ZERO), market=True)
 
     def stop(self, sell: bool, ts: int, reason: str = "user") -> list[Intent]:
-        if self.state in ("stopped", "preview"):
+        if self.state in (STOPPED, PREVIEW):
             return []
-        self._set_state("stopped", reason, ts)
+        self._set_state(STOPPED, reason, ts)
         self.stop_reason = reason
         out = self._cancel_all()
         self._pool_all()
@@ -477,7 +306,7 @@ class Grid:
             self.pool_base += iv.base
             self.pool_cost += iv.cost
             iv.base = iv.cost = ZERO
-            iv.state = "waiting"
+            self._set_interval(iv, WAITING)
 
     def _exit_sell(self, ts: int) -> list[Intent]:
         qty = self.rules.round_qty(self.pool_base, market=True)
@@ -507,7 +336,7 @@ class Grid:
         if self.chase is not None and not self.chase.done:
             out += self.chase.on_tick(tick)
         # a paused grid still holds base, so its stops keep watching; after a panic the base was sold already
-        if self.state not in ("running", "paused") or self.stop_reason == "panic":
+        if self.state not in (RUNNING, PAUSED) or self.stop_reason == "panic":
             return out
         cfg = self.config
         kind = None
@@ -563,7 +392,7 @@ class Grid:
             return []
         o.final_status = upd.status.value
         o.exec_reported = upd.executed_qty
-        out: list[Intent] = []
+        out = []
         if upd.status is OrderStatus.REJECTED:
             out.append(self._alert("order-rejected", f"grid {self.id}: order {o.cid} rejected: {upd.reject_text}"))
         return out + self._maybe_complete(o, upd.ts_ms)
@@ -594,7 +423,7 @@ class Grid:
         self.ledger.record(fill.side, fill.qty, fill.price, fee)
         iv = self.intervals[o.interval] if o.interval is not None else None
         if fill.side is Side.BUY:
-            if iv is not None and self.state != "stopped":
+            if iv is not None and self.state != STOPPED:
                 iv.base += recv
                 iv.cost += fill.notional + fee
                 iv.last_buy_price = fill.price
@@ -602,13 +431,13 @@ class Grid:
                 self.pool_base += recv
                 self.pool_cost += fill.notional + fee
         else:
-            holder_base, holder_cost = (iv.base, iv.cost) if iv is not None and self.state != "stopped" else (
+            holder_base, holder_cost = (iv.base, iv.cost) if iv is not None and self.state != STOPPED else (
                 self.pool_base, self.pool_cost)
             part = holder_cost * fill.qty / holder_base if holder_base > 0 else ZERO
             part = min(part, holder_cost)
             o.profit += fill.notional - fee - part
             self.ledger.realized += fill.notional - fee - part  # realized per fill; the round trip counts on completion
-            if iv is not None and self.state != "stopped":
+            if iv is not None and self.state != STOPPED:
                 iv.base -= fill.qty
                 iv.cost -= part
             else:
@@ -626,7 +455,7 @@ class Grid:
         del self.orders[o.cid]
         out: list[Intent] = []
         if o.role == "start":
-            if o.filled < o.qty and self.state == "running":
+            if o.filled < o.qty and self.state == RUNNING:
                 # the start buy was refused or cut short: pause with the reason; resume retries the rest
                 why = o.final_status or "ended"
                 out.append(self._alert("grid-start-failed",
@@ -641,7 +470,7 @@ class Grid:
             return out
         if iv.order == o.cid:
             iv.order = None
-        if self.state == "stopped":
+        if self.state == STOPPED:
             # late fills after a stop: move them to the pool, nothing new is placed
             self.pool_base += iv.base
             self.pool_cost += iv.cost
@@ -649,9 +478,9 @@ class Grid:
             return out
         if full:
             if o.side is Side.BUY:
-                iv.state = "holding"
+                self._set_interval(iv, HOLDING)
             else:
-                iv.state = "waiting"
+                self._set_interval(iv, WAITING)
                 # Only a grid buy followed by its sell is a round trip (grid profit), as in the backtest and
                 # Binance's grid bot; selling base bought at start realizes position profit, not grid profit.
                 if iv.last_buy_price > 0:
@@ -662,7 +491,7 @@ class Grid:
         if o.final_status == OrderStatus.REJECTED.value and not full:
             # a refused order leaves the interval without one (no retry loop); resume re-places it
             return out
-        if self.state == "running" and not iv.awaiting_start:
+        if self.state == RUNNING and not iv.awaiting_start:
             p = self._place_level(iv)
             if p is not None:
                 out.append(p)
@@ -674,7 +503,7 @@ class Grid:
         assert self.chase is not None
         rep = self.chase.report()
         short = self.rules.round_qty(self.chase.qty - rep.filled_qty, market=True)
-        if rep.status in ("cancelled", "partial", "rejected") and self.state == "running" and self._tradable(
+        if rep.status in ("cancelled", "partial", "rejected") and self.state == RUNNING and self._tradable(
             Side.BUY, short, self.last_price, market=True
         ):
             # the chase could not finish: buy the rest at market so the grid is whole
@@ -684,10 +513,10 @@ class Grid:
     def _after_start(self, ts: int) -> list[Intent]:
         if any(o.role == "start" for o in self.orders.values()):
             return []
-        if self.state == "paused":
+        if self.state == PAUSED:
             return []  # allocated on resume
         self._allocate_start(ts)
-        return self._place_all() if self.state == "running" else []
+        return self._place_all() if self.state == RUNNING else []
 
     def _allocate_start(self, ts: int) -> None:
         """Share the start base among the holding intervals (equal when whole, else lowest first)."""
@@ -699,7 +528,7 @@ class Grid:
             iv.awaiting_start = False
         if not holding or self.pool_base <= 0:
             for iv in holding:
-                iv.state = "waiting"
+                self._set_interval(iv, WAITING)
             return
         pool, cost = self.pool_base, self.pool_cost
         whole = pool >= self.q * len(holding) * (1 - 2 * self.config.fee_rate)
@@ -719,7 +548,7 @@ class Grid:
             iv.cost = cost * share / pool
             iv.last_buy_price = ZERO  # base from the start buy: its sale is position profit, not a round trip
             if share <= 0:
-                iv.state = "waiting"  # unfunded: its buy at L_i (>= P0) completes the start when it can
+                self._set_interval(iv, WAITING)  # unfunded: its buy at L_i (>= P0) completes the start when it can
         self.pool_base = ZERO
         self.pool_cost = ZERO
 
@@ -750,66 +579,13 @@ class Grid:
                 counts[o.interval] = counts.get(o.interval, 0) + 1
         return counts
 
-    # ------------------------------------------------------------ persistence
+    # ------------------------------------------------------------ persistence (the stored form: state.py)
 
     def to_state(self) -> dict[str, Any]:
-        s = lambda v: None if v is None else str(v)  # noqa: E731
-        return {
-            "id": self.id,
-            "config": self.config.to_dict(),
-            "state": self.state,
-            "stop_reason": self.stop_reason,
-            "levels": [str(x) for x in self.levels],
-            "q": str(self.q),
-            "intervals": [
-                [iv.index, str(iv.lower), str(iv.upper), iv.state, str(iv.base), str(iv.cost), iv.order,
-                 str(iv.last_buy_price), iv.awaiting_start]
-                for iv in self.intervals
-            ],
-            "orders": [
-                {"cid": o.cid, "role": o.role, "interval": o.interval, "side": o.side.value, "price": s(o.price),
-                 "qty": str(o.qty), "filled": str(o.filled), "quote": str(o.quote), "fee": str(o.fee),
-                 "profit": str(o.profit), "final_status": o.final_status, "exec_reported": str(o.exec_reported),
-                 "cancel_requested": o.cancel_requested, "trade_ids": list(o.trade_ids)}
-                for o in self.orders.values()
-            ],
-            "seq": self.seq,
-            "ledger": self.ledger.to_dict(),
-            "start_ts": self.start_ts,
-            "start_price": str(self.start_price),
-            "last_price": s(self.last_price),
-            "last_ts": self.last_ts,
-            "pool_base": str(self.pool_base),
-            "pool_cost": str(self.pool_cost),
-            "start_pending": self.start_pending,
-            "chase": None if self.chase is None else self.chase.to_state(),
-            "chase_trades": list(self.chase_trades),
-        }
+        return grid_to_state(self)
 
     @classmethod
     def from_state(cls, d: dict[str, Any], rules: SymbolRules) -> "Grid":
         g = cls(int(d["id"]), GridConfig.from_dict(d["config"]), rules)
-        g.state, g.stop_reason = d["state"], d["stop_reason"]
-        g.levels = [Decimal(x) for x in d["levels"]]
-        g.q = Decimal(d["q"])
-        g.intervals = [
-            Interval(int(i), Decimal(lo), Decimal(hi), st, Decimal(b), Decimal(c), order, Decimal(lb), bool(aw))
-            for i, lo, hi, st, b, c, order, lb, aw in d["intervals"]
-        ]
-        for od in d["orders"]:
-            g.orders[od["cid"]] = GridOrder(
-                od["cid"], od["role"], od["interval"], Side(od["side"]),
-                None if od["price"] is None else Decimal(od["price"]), Decimal(od["qty"]), Decimal(od["filled"]),
-                Decimal(od["quote"]), Decimal(od["fee"]), Decimal(od["profit"]), od["final_status"],
-                Decimal(od["exec_reported"]), bool(od["cancel_requested"]), [int(t) for t in od["trade_ids"]],
-            )
-        g.seq = int(d["seq"])
-        g.ledger = Ledger.from_dict(d["ledger"])
-        g.start_ts, g.start_price = int(d["start_ts"]), Decimal(d["start_price"])
-        g.last_price = None if d["last_price"] is None else Decimal(d["last_price"])
-        g.last_ts = int(d["last_ts"])
-        g.pool_base, g.pool_cost = Decimal(d["pool_base"]), Decimal(d["pool_cost"])
-        g.start_pending = bool(d["start_pending"])
-        g.chase = None if d["chase"] is None else Chase.from_state(d["chase"], rules)
-        g.chase_trades = [int(t) for t in d.get("chase_trades", [])]
+        load_grid_state(g, d, rules)
         return g

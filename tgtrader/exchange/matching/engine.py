@@ -1,242 +1,34 @@
-"""A pure, synchronous, in-process spot matching engine (paper exchange and the fake Binance share it).
+"""MatchingEngine: accounts and balances, order placement / cancel / replace, and matching against fed prices.
 
-Why: paper trading, candle replay and the loopback fake Binance must fill orders exactly the same
-way, with Binance's validation and error codes, and fast enough for a million ticks.
-
-Model (documented choices):
-- Accounts hold per-asset free/locked balances. Symbols come from `SymbolRules`.
-- Fees are charged in the QUOTE asset on both sides: fee = rate x price x qty, kept exact (no rounding).
-  A BUY therefore locks price x qty x (1 + max(maker, taker)) quote at placement, so the fee can always be
-  paid from the order's own lock; the unused part goes back to free on fill. A SELL locks the base qty and
-  pays its fee out of the proceeds.
-- Market movement comes from `on_trade` (last trade price) and `on_book` (best bid/ask). A trade tick
-  from p_prev to p is a continuous move: every resting order the move touched fills in full AT ITS LIMIT
-  PRICE as maker (buy at L when price <= L, sell at L when price >= L), in the order the path meets them
-  (falling: highest buy first; rising: lowest sell first; FIFO within a price). A tick may carry the trade's
-  quantity: then only that much fills, in the same order, and an order it partly covers becomes
-  PARTIALLY_FILLED and keeps its place. No depth model beyond that (a taker order fills in full).
-- STOP_LOSS_LIMIT triggers on the last trade price (sell: last <= stop, buy: last >= stop) or, with a book
-  feed, on the touch side (sell: bid <= stop, buy: ask >= stop). It then becomes a LIMIT at the point of
-  the path where it triggered: if that limit crosses the price there, it fills at that price as taker.
-  Placing a stop that would trigger at once is rejected (-2010 "Stop price would trigger immediately.").
-- A LIMIT that crosses on placement fills at once as taker at the current price, which is never worse than
-  its limit (buy: min(limit, ask or last), sell: max(limit, bid or last)), as Binance does.
-  LIMIT_MAKER that would cross is rejected (-2010 "Order would immediately match and take.").
-- MARKET fills at once as taker: buys at the ask (else last), sells at the bid (else last).
-- Every mutation appends `EngineEvent(account, event)` values (OrderUpdate, Fill, BalanceUpdate) to an
-  internal buffer; `drain()` hands them out in order. For a fill the order is: Fill, OrderUpdate(FILLED),
-  BalanceUpdate. No clock is read: every timestamp is passed in (default: the last tick's ts).
-- `cancel_all` on a symbol with nothing open returns [] (real Binance answers -2011; the fake maps it).
+The fill model (touch fills at the limit price in path order, stops, fees in quote, events) is described in
+the package docstring, `tgtrader.exchange.matching`.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
-from tgtrader.core.rules import SymbolRules
-from tgtrader.errors import (
-    BadSymbol,
-    ExchangeError,
-    FilterRejected,
-    InsufficientBalance,
-    UnknownOrder,
-    WouldMatch,
-)
 from tgtrader.core.ports import BalanceUpdate
+from tgtrader.core.rules import SymbolRules
+from tgtrader.errors import BadSymbol, ExchangeError, FilterRejected, InsufficientBalance, UnknownOrder, WouldMatch
+from tgtrader.exchange.matching import codec
+from tgtrader.exchange.matching.book import _Book
+from tgtrader.exchange.matching.filters import check_placement, check_stop_trigger
+from tgtrader.exchange.matching.orders import (
+    DEFAULT_FEE,
+    MSG_BAD_SYMBOL,
+    MSG_DUPLICATE,
+    MSG_INSUFFICIENT,
+    MSG_UNKNOWN_ORDER,
+    MSG_WOULD_MATCH,
+    ZERO,
+    EngineEvent,
+    EngineOrder,
+)
 from tgtrader.types import Balance, Fill, OrderStatus, OrderType, OrderUpdate, Side
-
-ZERO = Decimal(0)
-DEFAULT_FEE = Decimal("0.001")
-
-MSG_INSUFFICIENT = "Account has insufficient balance for requested action."
-MSG_UNKNOWN_ORDER = "Unknown order sent."
-MSG_BAD_SYMBOL = "Invalid symbol."
-MSG_DUPLICATE = "Duplicate order sent."
-MSG_WOULD_MATCH = "Order would immediately match and take."
-MSG_STOP_IMMEDIATE = "Stop price would trigger immediately."
-MSG_NO_PRICE = "Market has no price yet."
-
-
-@dataclass(frozen=True, slots=True)
-class EngineEvent:
-    """One piece of exchange news for one account (the fake routes by account, paper has one)."""
-
-    account: str
-    event: OrderUpdate | Fill | BalanceUpdate
-
-
-@dataclass(slots=True)
-class EngineOrder:
-    """The engine's mutable record of one order. `locked` is what this order still holds of `locked_asset`."""
-
-    account: str
-    symbol: str
-    client_order_id: str
-    order_id: int
-    side: Side
-    order_type: OrderType
-    orig_qty: Decimal
-    price: Decimal  # limit price (0 for MARKET, as Binance reports it)
-    stop_price: Decimal | None
-    time_in_force: str
-    status: OrderStatus
-    locked_asset: str
-    locked: Decimal
-    created_ms: int
-    updated_ms: int
-    seq: int
-    working: bool = True  # False while a stop order waits for its trigger
-    executed_qty: Decimal = ZERO
-    cum_quote: Decimal = ZERO
-
-    def to_update(self) -> OrderUpdate:
-        return OrderUpdate(
-            symbol=self.symbol,
-            client_order_id=self.client_order_id,
-            side=self.side,
-            order_type=self.order_type,
-            status=self.status,
-            price=self.price,
-            orig_qty=self.orig_qty,
-            executed_qty=self.executed_qty,
-            cum_quote=self.cum_quote,
-            exchange_order_id=self.order_id,
-            ts_ms=self.updated_ms,
-        )
-
-    def to_row(self) -> dict[str, Any]:
-        """JSON-able form (Decimals as strings) for persistence."""
-        return {
-            "account": self.account,
-            "symbol": self.symbol,
-            "client_order_id": self.client_order_id,
-            "order_id": self.order_id,
-            "side": self.side.value,
-            "order_type": self.order_type.value,
-            "orig_qty": str(self.orig_qty),
-            "price": str(self.price),
-            "stop_price": None if self.stop_price is None else str(self.stop_price),
-            "time_in_force": self.time_in_force,
-            "status": self.status.value,
-            "locked_asset": self.locked_asset,
-            "locked": str(self.locked),
-            "created_ms": self.created_ms,
-            "updated_ms": self.updated_ms,
-            "seq": self.seq,
-            "working": self.working,
-            "executed_qty": str(self.executed_qty),
-            "cum_quote": str(self.cum_quote),
-        }
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "EngineOrder":
-        return cls(
-            account=row["account"],
-            symbol=row["symbol"],
-            client_order_id=row["client_order_id"],
-            order_id=int(row["order_id"]),
-            side=Side(row["side"]),
-            order_type=OrderType(row["order_type"]),
-            orig_qty=Decimal(row["orig_qty"]),
-            price=Decimal(row["price"]),
-            stop_price=None if row.get("stop_price") is None else Decimal(row["stop_price"]),
-            time_in_force=row["time_in_force"],
-            status=OrderStatus(row["status"]),
-            locked_asset=row["locked_asset"],
-            locked=Decimal(row["locked"]),
-            created_ms=int(row["created_ms"]),
-            updated_ms=int(row["updated_ms"]),
-            seq=int(row["seq"]),
-            working=bool(row["working"]),
-            executed_qty=Decimal(row["executed_qty"]),
-            cum_quote=Decimal(row["cum_quote"]),
-        )
-
-
-class _Side:
-    """Resting orders of one kind on one side: sorted distinct price levels + FIFO lists per level."""
-
-    __slots__ = ("prices", "levels")
-
-    def __init__(self) -> None:
-        self.prices: list[Decimal] = []
-        self.levels: dict[Decimal, list[EngineOrder]] = {}
-
-    def add(self, key: Decimal, order: EngineOrder) -> None:
-        level = self.levels.get(key)
-        if level is None:
-            self.levels[key] = [order]
-            insort(self.prices, key)
-        else:
-            level.append(order)
-
-    def remove(self, key: Decimal, order: EngineOrder) -> None:
-        level = self.levels.get(key)
-        if not level:
-            return
-        try:
-            level.remove(order)
-        except ValueError:
-            return
-        if not level:
-            del self.levels[key]
-            i = bisect_left(self.prices, key)
-            if i < len(self.prices) and self.prices[i] == key:
-                del self.prices[i]
-
-    def pop_at_or_above(self, price: Decimal) -> list[tuple[Decimal, EngineOrder]]:
-        """Remove every order keyed >= price, highest key first (FIFO within a level)."""
-        i = bisect_left(self.prices, price)
-        keys = self.prices[i:]
-        del self.prices[i:]
-        out: list[tuple[Decimal, EngineOrder]] = []
-        for key in reversed(keys):
-            out.extend((key, o) for o in self.levels.pop(key))
-        return out
-
-    def pop_at_or_below(self, price: Decimal) -> list[tuple[Decimal, EngineOrder]]:
-        """Remove every order keyed <= price, lowest key first (FIFO within a level)."""
-        i = bisect_right(self.prices, price)
-        keys = self.prices[:i]
-        del self.prices[:i]
-        out: list[tuple[Decimal, EngineOrder]] = []
-        for key in keys:
-            out.extend((key, o) for o in self.levels.pop(key))
-        return out
-
-
-class _Book:
-    __slots__ = ("rules", "bids", "asks", "stop_sells", "stop_buys", "last", "bid", "ask", "next_trade_id", "ts_ms")
-
-    def __init__(self, rules: SymbolRules) -> None:
-        self.rules = rules
-        self.bids = _Side()  # resting buy limits, keyed by limit price
-        self.asks = _Side()  # resting sell limits
-        self.stop_sells = _Side()  # waiting sell stops, keyed by stop price (trigger when price <= stop)
-        self.stop_buys = _Side()  # waiting buy stops (trigger when price >= stop)
-        self.last: Decimal | None = None
-        self.bid: Decimal | None = None
-        self.ask: Decimal | None = None
-        self.next_trade_id = 1
-        self.ts_ms = 0
-
-    def ref_buy(self) -> Decimal | None:
-        """The price a buy would take at now: ask, else last trade."""
-        return self.ask if self.ask is not None else self.last
-
-    def ref_sell(self) -> Decimal | None:
-        return self.bid if self.bid is not None else self.last
-
-    def reference(self) -> Decimal | None:
-        """A stand-in for Binance's average price (percent-price bands, market notional)."""
-        if self.last is not None:
-            return self.last
-        if self.bid is not None and self.ask is not None:
-            return (self.bid + self.ask) / 2
-        return self.bid if self.bid is not None else self.ask
 
 
 class MatchingEngine:
@@ -349,16 +141,7 @@ class MatchingEngine:
 
     def my_trades(self, account: str, symbol: str, from_id: int | None = None, limit: int | None = None) -> list[Fill]:
         trades = self._trades.get((account, symbol), [])
-        start = 0
-        if from_id is not None:
-            lo, hi = 0, len(trades)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if trades[mid].trade_id < from_id:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            start = lo
+        start = 0 if from_id is None else bisect_left(trades, from_id, key=lambda f: f.trade_id)
         out = trades[start:]
         return out[:limit] if limit is not None else out
 
@@ -386,32 +169,7 @@ class MatchingEngine:
         book = self._book(symbol)
         ts = self._ts(ts_ms)
         rules = book.rules
-        tif = (time_in_force or "GTC").upper()
-        if order_type is OrderType.LIMIT_MAKER:
-            tif = "GTC"
-        if order_type is not OrderType.MARKET and price is None:
-            raise ExchangeError("Mandatory parameter 'price' was not sent, was empty/null, or malformed.", -1102)
-        if order_type is OrderType.STOP_LOSS_LIMIT and stop_price is None:
-            raise ExchangeError("Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.", -1102)
-        if order_type is OrderType.MARKET:
-            price = None
-        if order_type is not OrderType.STOP_LOSS_LIMIT:
-            stop_price = None
-        if tif not in ("GTC", "IOC", "FOK"):
-            raise ExchangeError("Invalid timeInForce.", -1115)
-        ref = book.reference()
-        if order_type is OrderType.MARKET:
-            ref = book.ref_buy() if side is Side.BUY else book.ref_sell()
-            if ref is None:
-                raise ExchangeError(MSG_NO_PRICE, -2010)
-        problems = rules.check_order(side, order_type, qty, price, ref, stop_price)
-        if problems:
-            first = problems[0]
-            if first.filter == "STATUS":
-                raise ExchangeError("Market is closed.", -1013)
-            if first.filter == "ORDER_TYPE":
-                raise ExchangeError("Order type not supported for this symbol.", -1116)
-            raise FilterRejected(f"Filter failure: {first.filter}", -1013)
+        price, stop_price, tif, ref = check_placement(book, side, order_type, qty, price, stop_price, time_in_force)
         key = (account, symbol, client_order_id)
         existing = self._orders.get(key)
         if existing is not None and existing.status.is_open:
@@ -420,12 +178,7 @@ class MatchingEngine:
             raise FilterRejected("Filter failure: MAX_NUM_ORDERS", -1013)
         if order_type is OrderType.STOP_LOSS_LIMIT:
             assert stop_price is not None
-            # what on_trade / on_book would trigger on: last trade, else the touch side of the book
-            now = book.last if book.last is not None else (book.bid if side is Side.SELL else book.ask)
-            if now is not None and (
-                (side is Side.SELL and now <= stop_price) or (side is Side.BUY and now >= stop_price)
-            ):
-                raise ExchangeError(MSG_STOP_IMMEDIATE, -2010)
+            check_stop_trigger(book, side, stop_price)
 
         base, quote = rules.base_asset, rules.quote_asset
         if order_type is OrderType.MARKET:
@@ -574,26 +327,24 @@ class MatchingEngine:
 
     def _move_down(self, book: _Book, price: Decimal, ts: int, vol: list[Decimal] | None = None) -> int:
         """Falling to `price`: buys at L >= price and sell stops at S >= price, highest first."""
-        limits = book.bids.pop_at_or_above(price)
-        stops = book.stop_sells.pop_at_or_above(price)
-        if not stops and vol is None:
-            for key, o in limits:
-                self._fill(book, o, key, is_maker=True, ts=ts)
-            return len(limits)
-        merged = [(k, 0, o) for k, o in limits] + [(k, 1, o) for k, o in stops]
-        merged.sort(key=lambda t: (-t[0], t[1], t[2].seq))
-        return self._walk(book, merged, ts, vol)
+        return self._move(book, book.bids.pop_at_or_above(price), book.stop_sells.pop_at_or_above(price), True, ts, vol)
 
     def _move_up(self, book: _Book, price: Decimal, ts: int, vol: list[Decimal] | None = None) -> int:
         """Rising to `price`: sells at L <= price and buy stops at S <= price, lowest first."""
-        limits = book.asks.pop_at_or_below(price)
-        stops = book.stop_buys.pop_at_or_below(price)
+        return self._move(book, book.asks.pop_at_or_below(price), book.stop_buys.pop_at_or_below(price), False, ts, vol)
+
+    def _move(
+        self, book: _Book, limits: list[tuple[Decimal, EngineOrder]], stops: list[tuple[Decimal, EngineOrder]],
+        falling: bool, ts: int, vol: list[Decimal] | None,
+    ) -> int:
+        """Fill what a move popped, in path order (falling: highest key first; rising: lowest first; at one key
+        limits before stops, then FIFO). Limits alone and no volume cap: they all fill as popped."""
         if not stops and vol is None:
             for key, o in limits:
                 self._fill(book, o, key, is_maker=True, ts=ts)
             return len(limits)
         merged = [(k, 0, o) for k, o in limits] + [(k, 1, o) for k, o in stops]
-        merged.sort(key=lambda t: (t[0], t[1], t[2].seq))
+        merged.sort(key=(lambda t: (-t[0], t[1], t[2].seq)) if falling else (lambda t: (t[0], t[1], t[2].seq)))
         return self._walk(book, merged, ts, vol)
 
     def _walk(
@@ -816,117 +567,16 @@ class MatchingEngine:
             self._ts_ms = ts_ms
         return ts_ms
 
-    # ------------------------------------------------------------ persistence
+    # ------------------------------------------------------------ persistence (the stored form: codec.py)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything needed to rebuild the engine (JSON-able; Decimals as strings)."""
-        state = self.meta_snapshot()
-        state["balances"] = {
-            acc: {a: [str(v[0]), str(v[1])] for a, v in assets.items()} for acc, assets in self._balances.items()
-        }
-        state["orders"] = [o.to_row() for o in self._orders.values()]
-        state["trades"] = [fill_to_row(acc, f) for (acc, _), fills in self._trades.items() for f in fills]
-        return state
+        return codec.snapshot(self)
 
     def meta_snapshot(self) -> dict[str, Any]:
         """Counters and last prices only (small; persisted after every mutation)."""
-        return {
-            "next_order_id": self.next_order_id,
-            "seq": self._seq,
-            "ts_ms": self._ts_ms,
-            "books": {
-                s: {
-                    "next_trade_id": b.next_trade_id,
-                    "last": None if b.last is None else str(b.last),
-                    "bid": None if b.bid is None else str(b.bid),
-                    "ask": None if b.ask is None else str(b.ask),
-                }
-                for s, b in self._books.items()
-            },
-        }
+        return codec.meta_snapshot(self)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load a snapshot (symbols must already be added). Replaces balances, orders and trades."""
-        self._balances.clear()
-        self._orders.clear()
-        self._by_id.clear()
-        self._open.clear()
-        self._trades.clear()
-        for b in self._books.values():
-            b.bids, b.asks, b.stop_sells, b.stop_buys = _Side(), _Side(), _Side(), _Side()
-        self.next_order_id = int(state.get("next_order_id", 1))
-        self._seq = int(state.get("seq", 0))
-        self._ts_ms = int(state.get("ts_ms", 0))
-        for s, bs in state.get("books", {}).items():
-            b = self._books.get(s)
-            if b is None:
-                continue
-            b.next_trade_id = int(bs.get("next_trade_id", 1))
-            b.last = _opt_dec(bs.get("last"))
-            b.bid = _opt_dec(bs.get("bid"))
-            b.ask = _opt_dec(bs.get("ask"))
-        for acc, assets in state.get("balances", {}).items():
-            for a, (free, locked) in assets.items():
-                self._balances.setdefault(acc, {})[a] = [Decimal(free), Decimal(locked)]
-        for row in sorted(state.get("orders", []), key=lambda r: int(r["seq"])):
-            self._load_order(EngineOrder.from_row(row))
-        for row in sorted(state.get("trades", []), key=lambda r: (r["symbol"], int(r["trade_id"]))):
-            acc, f = fill_from_row(row)
-            self._trades.setdefault((acc, f.symbol), []).append(f)
-            b = self._books.get(f.symbol)
-            if b is not None and f.trade_id >= b.next_trade_id:
-                b.next_trade_id = f.trade_id + 1
-
-    def _load_order(self, o: EngineOrder) -> None:
-        self._orders[(o.account, o.symbol, o.client_order_id)] = o
-        self._by_id[(o.symbol, o.order_id)] = o
-        self.next_order_id = max(self.next_order_id, o.order_id + 1)
-        self._seq = max(self._seq, o.seq)
-        if not o.status.is_open:
-            return
-        self._mark_open(o)
-        book = self._books.get(o.symbol)
-        if book is None:
-            return
-        if not o.working:
-            assert o.stop_price is not None
-            (book.stop_sells if o.side is Side.SELL else book.stop_buys).add(o.stop_price, o)
-        else:
-            (book.bids if o.side is Side.BUY else book.asks).add(o.price, o)
-
-
-def fill_to_row(account: str, f: Fill) -> dict[str, Any]:
-    return {
-        "account": account,
-        "symbol": f.symbol,
-        "trade_id": f.trade_id,
-        "client_order_id": f.client_order_id,
-        "side": f.side.value,
-        "price": str(f.price),
-        "qty": str(f.qty),
-        "fee": str(f.fee),
-        "fee_asset": f.fee_asset,
-        "is_maker": f.is_maker,
-        "ts_ms": f.ts_ms,
-        "exchange_order_id": f.exchange_order_id,
-    }
-
-
-def fill_from_row(row: dict[str, Any]) -> tuple[str, Fill]:
-    return row["account"], Fill(
-        symbol=row["symbol"],
-        trade_id=int(row["trade_id"]),
-        client_order_id=row["client_order_id"],
-        side=Side(row["side"]),
-        price=Decimal(row["price"]),
-        qty=Decimal(row["qty"]),
-        fee=Decimal(row["fee"]),
-        fee_asset=row["fee_asset"],
-        is_maker=bool(row["is_maker"]),
-        ts_ms=int(row["ts_ms"]),
-        exchange_order_id=None if row.get("exchange_order_id") is None else int(row["exchange_order_id"]),
-    )
-
-
-def _opt_dec(v: Any) -> Decimal | None:
-    return None if v is None else Decimal(str(v))
+        codec.restore(self, state)

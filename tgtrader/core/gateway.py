@@ -1,0 +1,180 @@
+"""The order gateway: the only code that sends orders, cancels and replaces to the exchange.
+
+Every answer goes back to the kernel's queue as an OrderUpdate, so machines learn of it in event order.
+The gateway owns the sending policy: one short retry after a brief rate limit, nothing sent during an IP
+ban (a stop's exit waits with its client order id and leaves when the ban ends), lookups by client order
+id when an answer was lost (never a blind resend), and refusals turned into typed REJECTED updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable
+
+from loguru import logger
+
+from tgtrader.core.events import CoreEvent, ErrorEvent, OrderRejected
+from tgtrader.core.orders import OrderTracker
+from tgtrader.core.ports import Exchange
+from tgtrader.errors import ExchangeError, IpBanned, OrderStatusUnknown, RateLimited, UnknownOrder
+from tgtrader.types import CancelOrder, Intent, OrderStatus, OrderUpdate, PlaceOrder, ReplaceOrder
+
+ZERO = Decimal(0)
+BRIEF_RATE_LIMIT_S = 5.0  # a 429 asking to wait at most this long is waited out once before refusing
+
+
+@dataclass(frozen=True, slots=True)
+class BanOver:
+    """Queued when an IP ban (418) should be over: reconcile, then send what was refused meanwhile."""
+
+
+class OrderGateway:
+    def __init__(
+        self,
+        exchange: Exchange,
+        tracker: OrderTracker,
+        post: Callable[[object], None],
+        publish: Callable[[CoreEvent], None],
+        clock_ms: Callable[[], int],
+        on_refused: Callable[[PlaceOrder, ExchangeError], None],
+        holds_during_ban: Callable[[str], bool],
+    ) -> None:
+        """`post` queues news for the kernel; `on_refused` lets it react to a refusal (e.g. pause a grid);
+        `holds_during_ban(cid)` says whether an order must still go out once a ban ends (a stop's exit)."""
+        self.exchange = exchange
+        self.tracker = tracker
+        self.post = post
+        self.publish = publish
+        self.clock_ms = clock_ms
+        self.on_refused = on_refused
+        self.holds_during_ban = holds_during_ban
+        self.banned_until = 0
+        self.deferred: list[PlaceOrder] = []  # held back by an IP ban, sent when it ends
+
+    @property
+    def banned(self) -> bool:
+        return self.banned_until > self.clock_ms()
+
+    async def execute(self, intents: list[Intent]) -> None:
+        for it in intents:
+            if isinstance(it, PlaceOrder):
+                await self.place(it)
+            elif isinstance(it, ReplaceOrder):
+                await self.replace(it)
+            elif isinstance(it, CancelOrder):
+                await self.cancel(it)
+
+    def reject(self, p: PlaceOrder, exc: ExchangeError) -> None:
+        """Turn a refusal into a REJECTED update for the owner (queued, processed in order) and events."""
+        code = exc.code
+        text = f"{code} {exc}" if code is not None else str(exc)
+        ts = self.clock_ms()
+        self.post(OrderUpdate(p.symbol, p.client_order_id, p.side, p.order_type, OrderStatus.REJECTED,
+                              p.price or ZERO, p.qty, ZERO, ts_ms=ts, reject_reason=exc.reason, reject_text=text))
+        self.publish(OrderRejected(p.symbol, p.client_order_id, p.owner, str(exc), code, ts))
+        self.on_refused(p, exc)
+
+    async def place(self, p: PlaceOrder) -> None:
+        if self.banned:
+            self._refuse_while_banned(p)
+            return
+        for attempt in range(2):
+            try:
+                self.post(await self.exchange.place_order(p))
+                return
+            except OrderStatusUnknown:
+                try:
+                    found = await self.exchange.get_order(p.symbol, p.client_order_id)
+                except ExchangeError as exc:
+                    logger.warning("core: {} unknown and lookup failed ({}); left for reconciliation",
+                                   p.client_order_id, exc)
+                    return
+                if found is not None:
+                    self.post(found)
+                    return
+                # the exchange never got it: send it again with the SAME client order id
+            except IpBanned as exc:
+                self.ban(exc)
+                self._refuse_while_banned(p)
+                return
+            except RateLimited as exc:
+                if attempt == 0 and exc.retry_after <= BRIEF_RATE_LIMIT_S:
+                    await asyncio.sleep(exc.retry_after)
+                    continue
+                self.reject(p, exc)
+                return
+            except ExchangeError as exc:
+                self.reject(p, exc)
+                return
+
+    def _refuse_while_banned(self, p: PlaceOrder) -> None:
+        """A triggered stop must still sell: its order waits (PENDING_NEW, same client order id) and goes out
+        when the ban ends. Anything else is rejected now; grids place their refused orders again then."""
+        if self.holds_during_ban(p.client_order_id):
+            self.deferred.append(p)
+            return
+        self.reject(p, ExchangeError("trading is suspended: the exchange banned this IP", None))
+
+    async def cancel(self, c: CancelOrder) -> None:
+        if self.banned:
+            self.tracker.on_cancel_failed(c.client_order_id)  # nothing can be sent while banned
+            return
+        try:
+            self.post(await self.exchange.cancel_order(c.symbol, c.client_order_id))
+        except UnknownOrder:
+            await self.lookup(c.symbol, c.client_order_id, gone_if_missing=True)
+        except IpBanned as exc:
+            self.ban(exc)
+        except ExchangeError as exc:
+            self.tracker.on_cancel_failed(c.client_order_id)
+            await self.lookup(c.symbol, c.client_order_id)
+            self.publish(ErrorEvent("cancel_order", f"{c.client_order_id}: {exc}", self.clock_ms()))
+
+    async def replace(self, r: ReplaceOrder) -> None:
+        try:
+            self.post(await self.exchange.replace_order(r))
+        except UnknownOrder:
+            # the old order is gone (filled or cancelled): the new one was not placed
+            await self.lookup(r.cancel.symbol, r.cancel.client_order_id)
+            self.reject(r.place, UnknownOrder("replace not done: the order to cancel is gone"))
+        except IpBanned as exc:
+            self.ban(exc)
+            self.reject(r.place, exc)
+        except ExchangeError as exc:
+            await self.lookup(r.cancel.symbol, r.cancel.client_order_id)
+            self.reject(r.place, exc)
+
+    async def lookup(self, symbol: str, cid: str, gone_if_missing: bool = False) -> None:
+        try:
+            found = await self.exchange.get_order(symbol, cid)
+        except ExchangeError:
+            return
+        if found is not None:
+            self.post(found)
+        elif gone_if_missing:
+            o = self.tracker.get(cid)
+            if o is not None and o.is_open:
+                self.post(OrderUpdate(symbol, cid, o.side, o.order_type, OrderStatus.CANCELED,
+                                      o.price or ZERO, o.qty, o.executed_qty, ts_ms=self.clock_ms()))
+
+    def ban(self, exc: IpBanned) -> None:
+        """Nothing is sent until the ban ends (Binance lengthens bans for clients that keep asking). Grids keep
+        their state: their resting orders still work on the exchange, and cancelling is impossible anyway.
+        When the ban is over, the kernel reconciles and sends what was refused."""
+        ts = self.clock_ms()
+        new_ban = self.banned_until <= ts
+        self.banned_until = max(self.banned_until, ts + int(exc.retry_after * 1000))
+        if new_ban:
+            self.publish(ErrorEvent("exchange", str(exc), ts, severity="ban", extra={"retry_after_s": exc.retry_after}))
+        delay_s = (self.banned_until - ts) / 1000 + 0.1
+        asyncio.get_running_loop().call_later(delay_s, self.post, BanOver())
+
+    def end_ban(self) -> list[PlaceOrder] | None:
+        """At a BanOver: None while the ban still runs (or was handled), else the held orders, now released."""
+        if self.banned_until == 0 or self.banned:
+            return None
+        self.banned_until = 0
+        held, self.deferred = self.deferred, []
+        return held

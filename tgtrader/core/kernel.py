@@ -1,0 +1,357 @@
+"""The kernel: one queue of exchange news, one lock, one reaction per event, saved before anything is sent.
+
+One task consumes exchange news (ticks, order updates, fills, balances, stream status) from a queue fed by
+`exchange.set_event_sink`, applies each event to the order tracker and the owning machine (found by
+parsing the client order id), persists the reaction, and only then hands the machine's intents to the
+order gateway. API calls take the same lock, so machines are changed by one coroutine at a time and
+replaying the same events gives the same intents.
+
+Crash safety: for every event, in ONE store transaction, the fill (unique per symbol and trade id), the
+machine's new state, the new orders (PENDING_NEW with their deterministic client order ids), the alerts
+and the last-seen trade id are written; the orders are sent after the commit. Recovery (recovery.py)
+picks up from there after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable
+
+from loguru import logger
+
+from tgtrader.core.accounting import fee_in_quote
+from tgtrader.core.config import CoreConfig
+from tgtrader.core.events import (
+    CoreEvent, ErrorEvent, EventBus, GridRoundTrip, OrderFilled, StreamDown, StreamUp,
+)
+from tgtrader.core.gateway import BanOver, OrderGateway
+from tgtrader.core.grid import Grid
+from tgtrader.core.history import PriceHistory
+from tgtrader.core.ids import parse_client_order_id
+from tgtrader.core.machines import Machine, Machines
+from tgtrader.core.orders import OrderTracker, TrackedOrder
+from tgtrader.core.ports import BalanceUpdate, Exchange, Reaction, Store, StreamStatus
+from tgtrader.core.recovery import Recovery
+from tgtrader.core.rules import SymbolRules
+from tgtrader.core.stops import Stop
+from tgtrader.errors import ExchangeError
+from tgtrader.types import (
+    AlertIntent, Balance, CancelOrder, Fill, Intent, OrderUpdate, PlaceOrder, RejectReason, ReplaceOrder, Tick,
+)
+
+ZERO = Decimal(0)
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GridPause:
+    """Queued when a grid order was refused for insufficient balance: pause the grid in event order."""
+
+    grid_id: int
+    reason: str
+
+
+class Kernel:
+    """Lifecycle and event handling; the use cases live in service.py (TradingCore)."""
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        store: Store,
+        bus: EventBus | None = None,
+        config: CoreConfig = CoreConfig(),
+        mode: str = "paper",
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.exchange = exchange
+        self.store = store
+        self.bus = bus or EventBus()
+        self.config = config
+        self.mode = mode
+        self.clock_ms = clock_ms
+        self.tracker = OrderTracker()
+        self.machines = Machines()
+        self.rules: dict[str, SymbolRules] = {}
+        self.last_prices: dict[str, Decimal] = {}
+        self.books: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+        self.balances_cache: dict[str, Balance] = {}
+        self.price_history: dict[str, PriceHistory] = {}  # symbols with a grid only: /chart draws grids
+        self.panic_paused: set[int] = set()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._timer_task: asyncio.Task[None] | None = None
+        self._down_since: dict[str, int] = {}
+        self._started = False
+        self._halted = False
+        self.gateway = OrderGateway(exchange, self.tracker, self._queue.put_nowait, self.bus.publish, clock_ms,
+                                    self._on_refused, self._holds_during_ban)
+        self.recovery = Recovery(self)
+
+    # ================================================================ lifecycle
+
+    async def start(self) -> None:
+        """Sink -> queue, exchange.start(), load state, recover PENDING_NEW orders, reconcile, subscribe, run."""
+        self.exchange.set_event_sink(self._queue.put_nowait)
+        self.exchange.set_reconcile_source(self.recovery.watermarks)
+        await self.exchange.start()
+        async with self._lock:
+            await self.recovery.load()
+            await self.recovery.recover_pending()
+            recovered = await self.recovery.reconcile()
+        symbols = self.machines.watched_symbols()
+        if symbols:
+            await self.exchange.subscribe(symbols)
+        self._task = asyncio.create_task(self._run(), name="tgtrader-core")
+        if self.config.timer_interval_s > 0:
+            self._timer_task = asyncio.create_task(self._timer_loop(), name="tgtrader-core-timer")
+        self._started = True
+        self.bus.publish(StreamUp("user", 0.0, recovered, self.clock_ms()))
+
+    async def stop(self) -> None:
+        """Stop processing; resting orders stay on the exchange (a restart resumes them)."""
+        for task in (self._timer_task, self._task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        self._task = self._timer_task = None
+        self._stopped()
+
+    def _stopped(self) -> None:
+        """Hook for the service: release callers waiting on results."""
+
+    async def idle(self) -> None:
+        """Return when no event is queued and nothing is being processed (replay drivers call it)."""
+        while True:
+            await self._queue.join()
+            async with self._lock:
+                pass
+            if self._queue.empty():
+                return
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.timer_interval_s)
+            self._queue.put_nowait(Timer(self.clock_ms()))
+
+    async def _run(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                async with self._lock:
+                    await self._handle(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one bad event must not stop trading
+                logger.exception("core: failed to handle {}", type(event).__name__)
+                self.bus.publish(ErrorEvent("core", f"{type(exc).__name__}: {exc}", self.clock_ms()))
+            finally:
+                self._queue.task_done()
+
+    async def rules_for(self, symbol: str) -> SymbolRules:
+        rules = self.rules.get(symbol)
+        if rules is None:
+            rules = await self.exchange.symbol_rules(symbol)
+            self.rules[symbol] = rules
+        return rules
+
+    # ================================================================ event handling
+
+    async def _handle(self, event: Any) -> None:
+        if self._halted:
+            return  # nothing is applied until a restart; reconciliation recovers what is dropped here
+        if isinstance(event, Tick):
+            await self._handle_tick(event)
+        elif isinstance(event, Fill):
+            await self.handle_fill(event)
+        elif isinstance(event, OrderUpdate):
+            await self.apply_update(event)
+        elif isinstance(event, Timer):
+            await self._handle_timer(event.ts_ms)
+        elif isinstance(event, BalanceUpdate):
+            for b in event.balances:
+                self.balances_cache[b.asset] = b
+        elif isinstance(event, StreamStatus):
+            self._handle_stream(event)
+        elif isinstance(event, BanOver):
+            await self._after_ban()
+        elif isinstance(event, GridPause):
+            g = self.machines.grids.get(event.grid_id)
+            if g is not None and g.state == "running":
+                await self.react(g, g.pause(self.clock_ms(), event.reason))
+
+    def _handle_stream(self, ev: StreamStatus) -> None:
+        ts = ev.ts_ms or self.clock_ms()
+        if not ev.up:
+            self._down_since.setdefault(ev.stream, ts)
+            self.bus.publish(StreamDown(ev.stream, ev.reason, ts))
+        elif ev.stream in self._down_since:
+            since = self._down_since.pop(ev.stream)
+            self.bus.publish(StreamUp(ev.stream, max(0, ts - since) / 1000, ev.recovered_fills, ts))
+
+    async def _handle_tick(self, tick: Tick) -> None:
+        price = tick.price
+        if price is None:
+            return
+        self.last_prices[tick.symbol] = price
+        if tick.bid is not None or tick.ask is not None:
+            self.books[tick.symbol] = (tick.bid, tick.ask)
+        machines = self.machines.for_symbol(tick.symbol)
+        if any(m.machine_kind == "grid" for m in machines):
+            history = self.price_history.get(tick.symbol)
+            if history is None:
+                history = self.price_history[tick.symbol] = PriceHistory(self.config.chart_points)
+            history.add(tick.ts_ms, float(price))
+        for machine in machines:
+            intents = machine.on_tick(tick)
+            intents += machine.on_timer(tick.ts_ms)  # replay: timers follow the replay clock
+            await self.react(machine, intents)
+
+    async def _handle_timer(self, ts: int) -> None:
+        for machine in self.machines.active():
+            intents = machine.on_timer(ts)
+            if intents or machine.machine_kind == "chase":
+                await self.react(machine, intents)
+
+    def _fee_quote(self, fill: Fill) -> Decimal:
+        rules = self.rules.get(fill.symbol)
+        if rules is None:
+            return fill.fee if fill.fee_asset == self.config.quote_asset else ZERO
+        prices = {}
+        if fill.fee_asset not in (rules.base_asset, rules.quote_asset):
+            p = self.last_prices.get(fill.fee_asset + rules.quote_asset)
+            if p is not None:
+                prices[fill.fee_asset] = p
+        return fee_in_quote(fill, rules.base_asset, rules.quote_asset, prices, self.config.fee_rate)
+
+    async def handle_fill(self, fill: Fill) -> None:
+        if self.tracker.is_duplicate(fill) or await self.store.fill_seen(fill.symbol, fill.trade_id):
+            self.tracker.seen_trades.add((fill.symbol, fill.trade_id))
+            return
+        if len(self.tracker.seen_trades) > 200_000:
+            self.tracker.seen_trades.clear()  # bounded memory: the database's unique key still dedups
+        if len(self.tracker.orders) > 20_000:
+            self.tracker.prune(keep_final=5_000)  # final orders live on in the database
+        self.tracker.on_fill(fill)
+        machine = self.machines.owner_of(fill.client_order_id)
+        fee = self._fee_quote(fill)
+        intents = machine.on_fill(fill, fee) if machine is not None else []
+        owner = parse_client_order_id(fill.client_order_id)
+        recovering = self.recovery.recovering
+        if recovering:
+            self.recovery.recovered += 1
+        owner_name = "foreign" if owner is None else owner.kind if owner.kind in ("panic", "manual") else owner.owner
+        ev = OrderFilled(fill.symbol, fill.side, fill.price, fill.qty, fee, fill.client_order_id,
+                         owner_name, fill.trade_id, fill.ts_ms, recovered=recovering)
+        await self.react(machine, intents, fill=fill, extra_events=[ev])
+
+    async def apply_update(self, upd: OrderUpdate) -> None:
+        result = self.tracker.on_update(upd)
+        if not result.applied:
+            return
+        machine = self.machines.owner_of(upd.client_order_id)
+        intents = machine.on_order_update(upd) if machine is not None else []
+        await self.react(machine, intents, updated=[result.order] if result.order else [])
+
+    # ================================================================ one reaction: save, publish, send
+
+    async def react(
+        self,
+        machine: Machine | None,
+        intents: list[Intent],
+        fill: Fill | None = None,
+        updated: list[TrackedOrder] | None = None,
+        extra_events: list[CoreEvent] | None = None,
+    ) -> None:
+        """Persist the reaction to one event in one transaction, publish its events, then send its intents."""
+        events = list(extra_events or []) + (machine.drain_events() if machine is not None else [])
+        ts = self.clock_ms()
+        always = machine is not None and machine.machine_kind == "chase"  # a chase's callers wait on its state
+        if fill is None and not updated and not intents and not events and not always:
+            return
+        places = [i for i in intents if isinstance(i, PlaceOrder)] + [
+            i.place for i in intents if isinstance(i, ReplaceOrder)
+        ]
+        new_orders = [self.tracker.on_place(p, ts) for p in places]
+        cancels = [c.client_order_id for c in intents if isinstance(c, CancelOrder)]
+        for cid in cancels:
+            self.tracker.on_cancel_requested(cid, ts)
+        reaction = Reaction(
+            ts, fill, self.tracker.get(fill.client_order_id) if fill is not None else None,
+            machine.snapshot() if machine is not None else None, new_orders, list(updated or []), cancels,
+            [a for a in intents if isinstance(a, AlertIntent)],
+            [(ev.ts_ms, ev.profit) for ev in events if isinstance(ev, GridRoundTrip)],
+        )
+        try:
+            await self.store.save_reaction(reaction)
+        except Exception as exc:
+            self._halt(exc)
+            raise
+        for ev in events:
+            self.bus.publish(ev)
+        await self.gateway.execute(intents)
+        if machine is not None:
+            self._after_reaction(machine)
+
+    def _after_reaction(self, machine: Machine) -> None:
+        """Hook for the service (a finished chase resolves its caller)."""
+
+    def _halt(self, exc: BaseException) -> None:
+        """A reaction could not be saved: memory and database differ, so stop trading until a restart
+        (which reloads the saved state and recovers the missed fills by reconciliation)."""
+        if not self._halted:
+            self._halted = True
+            logger.error("core: saving failed ({}); trading halted until restart", exc)
+            self.bus.publish(ErrorEvent("store", f"saving failed, trading halted until restart: {exc}",
+                                        self.clock_ms(), severity="error"))
+
+    # ================================================================ gateway callbacks and bans
+
+    def _on_refused(self, p: PlaceOrder, exc: ExchangeError) -> None:
+        if exc.reason is not RejectReason.INSUFFICIENT_BALANCE:
+            return
+        ts = self.clock_ms()
+        self.bus.publish(ErrorEvent("place_order", str(exc), ts, severity="insufficient-balance",
+                                    extra={"client_order_id": p.client_order_id}))
+        machine = self.machines.owner_of(p.client_order_id)
+        if isinstance(machine, Grid) and machine.state == "running":
+            self._queue.put_nowait(GridPause(machine.id, "insufficient balance"))
+
+    def _holds_during_ban(self, cid: str) -> bool:
+        """A triggered stop's sell waits out a ban; anything else is refused (grids re-place theirs after)."""
+        return isinstance(self.machines.owner_of(cid), Stop)
+
+    async def _after_ban(self) -> None:
+        held = self.gateway.end_ban()
+        if held is None:
+            return  # already handled, or the ban was extended (a later BanOver is scheduled)
+        now = self.clock_ms()
+        recovered = await self.recovery.reconcile()
+        for p in held:
+            stop = self.machines.owner_of(p.client_order_id)
+            if isinstance(stop, Stop) and stop.state in ("armed", "selling") and stop.order == p.client_order_id:
+                await self.gateway.place(p)
+            else:  # the stop was cancelled meanwhile: the held order never leaves
+                self.gateway.reject(p, ExchangeError("not sent: the stop was cancelled during the IP ban", None))
+        placed = 0
+        for g in list(self.machines.grids.values()):
+            intents = g.after_outage(now)
+            placed += sum(isinstance(i, PlaceOrder) for i in intents)
+            await self.react(g, intents)
+        self.bus.publish(ErrorEvent(
+            "exchange", f"the IP ban is over; trading resumed ({recovered} fill(s) recovered, "
+            f"{placed} grid order(s) placed again)", now, severity="ban-over"))

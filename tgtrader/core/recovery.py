@@ -1,0 +1,190 @@
+"""Recovery: the one owner of start-up loading, orders left PENDING_NEW by a crash, and reconciliation.
+
+Reconciliation finds what the streams missed (fills and order changes while a socket was down or the bot
+was stopped). Fills come first (they change balances and machine state), then order states. Only the
+Exchange port is used, so the same routine serves every venue; the Binance adapter runs it after each
+user-stream resubscribe through `reconcile`, the core at start-up and after an IP ban.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping
+
+from loguru import logger
+
+from tgtrader.core.chase import Chase
+from tgtrader.core.events import ErrorEvent
+from tgtrader.core.grid import Grid
+from tgtrader.core.ids import parse_client_order_id
+from tgtrader.core.ports import Exchange
+from tgtrader.core.stops import Stop
+from tgtrader.errors import ExchangeError
+from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder
+
+if TYPE_CHECKING:
+    from tgtrader.core.kernel import Kernel
+
+
+@dataclass
+class ReconcileResult:
+    fills: list[Fill] = field(default_factory=list)
+    orders: list[OrderUpdate] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # one trader-readable line per symbol that failed
+
+
+async def reconcile(
+    exchange: Exchange,
+    last_trade_ids: Mapping[str, int | None],
+    expected_open: Mapping[str, set[str]],
+    already_seen: Callable[[str, int], bool],
+    our_client_ids: Callable[[str, str], bool] | None = None,
+) -> ReconcileResult:
+    """Missed fills and order states for every symbol with activity.
+
+    - `last_trade_ids[symbol]`: highest trade id already processed (None: unknown, so only the recent trades of
+      our own orders are checked, identified by `our_client_ids(symbol, client_order_id)`).
+    - `expected_open[symbol]`: client order ids believed open; any of them no longer open is looked up so its
+      final state (FILLED / CANCELED / EXPIRED) is reported.
+    """
+    out = ReconcileResult()
+    for symbol in sorted(set(last_trade_ids) | set(expected_open)):
+        fills: list[Fill] = []
+        orders: list[OrderUpdate] = []
+        try:
+            last = last_trade_ids.get(symbol)
+            expected = expected_open.get(symbol, set())
+            if last is not None:
+                trades = await exchange.my_trades(symbol, last + 1)
+            elif expected or our_client_ids is not None:
+                trades = [
+                    t for t in await exchange.my_trades(symbol)
+                    if t.client_order_id in expected or (our_client_ids is not None and our_client_ids(symbol, t.client_order_id))
+                ]
+            else:
+                trades = []
+            for fill in sorted(trades, key=lambda f: f.trade_id):
+                if not already_seen(fill.symbol, fill.trade_id):
+                    fills.append(fill)
+            out.fills.extend(fills)  # fills are safe to report alone (order states are not, see below)
+            open_now = await exchange.open_orders(symbol)
+            orders.extend(open_now)
+            open_ids = {o.client_order_id for o in open_now}
+            traded: dict[str, int | None] = {}
+            for cid in sorted(expected - open_ids):
+                update = await exchange.get_order(symbol, cid)
+                if update is not None:
+                    orders.append(update)
+                    if update.executed_qty > 0:
+                        traded[cid] = update.exchange_order_id
+            if traded and last is not None:
+                # An order that traded while we were not looking may have its trades BELOW `last`: the watermark
+                # moves past a stream gap when a later fill arrives another way (an order's REST answer). Fetch
+                # that order's trades (by order id where it is known), so they are not skipped forever.
+                have = {f.trade_id for f in fills}
+                candidates: list[Fill] = []
+                if all(oid is not None for oid in traded.values()):
+                    for cid, oid in sorted(traded.items()):
+                        assert oid is not None
+                        candidates += await exchange.order_trades(symbol, cid, oid)
+                else:
+                    candidates = await exchange.my_trades(symbol)
+                extra = [f for f in candidates
+                         if f.client_order_id in traded and f.trade_id not in have
+                         and not already_seen(f.symbol, f.trade_id)]
+                out.fills.extend(sorted(extra, key=lambda f: f.trade_id))
+            # Order states only when the symbol's fills are complete: a FILLED state without its fill would make
+            # the caller stop expecting the order, and the fill would never be looked for again.
+            out.orders.extend(orders)
+        except ExchangeError as exc:
+            logger.warning("reconcile {}: {}", symbol, exc)
+            out.errors.append(f"{symbol}: {exc}")
+    return out
+
+
+class Recovery:
+    """Start-up loading, pending-order recovery and reconciliation for one kernel."""
+
+    def __init__(self, kernel: "Kernel") -> None:
+        self.k = kernel
+        self.recovering = False
+        self.recovered = 0
+
+    async def load(self) -> None:
+        """Rebuild machines and open orders from the store (a machine that cannot be rebuilt is logged, skipped)."""
+        k = self.k
+        saved = await k.store.load_state()
+        for m in saved.machines:
+            try:
+                machine = k.machines.rebuild(m, await k.rules_for(m.symbol))
+            except Exception as exc:  # noqa: BLE001 - one bad row must not stop the others
+                logger.error("core: cannot load {} {}: {}", m.kind, m.id, exc)
+                continue
+            if isinstance(machine, Chase) and machine.done:
+                continue  # finished chases are history (their orders and fills are in the store)
+            k.machines.add(machine)
+            if isinstance(machine, Grid) and (m.panic_paused or (machine.state == "paused" and machine.stop_reason == "panic")):
+                k.panic_paused.add(machine.id)
+            if isinstance(machine, Stop) and machine.watching:
+                machine.rearm(k.clock_ms())
+        for order in saved.open_orders:
+            k.tracker.orders[order.client_order_id] = order
+
+    async def recover_pending(self) -> None:
+        """Orders saved as PENDING_NEW before a crash: adopt what the exchange has, send the rest (same id)."""
+        k = self.k
+        for order in list(k.tracker.orders.values()):
+            if order.status is not OrderStatus.PENDING_NEW:
+                continue
+            try:
+                found = await k.exchange.get_order(order.symbol, order.client_order_id)
+            except ExchangeError as exc:
+                logger.warning("core: lookup of {} failed: {}", order.client_order_id, exc)
+                continue
+            if found is not None:
+                await k.apply_update(found)
+                continue
+            intent = PlaceOrder(order.symbol, order.client_order_id, order.side, order.order_type, order.qty,
+                                order.price, order.stop_price,
+                                None if order.order_type in (OrderType.MARKET, OrderType.LIMIT_MAKER) else "GTC",
+                                order.owner)
+            await k.gateway.place(intent)
+
+    def watermarks(self) -> dict[str, int | None]:
+        """For the adapter's reconciliation after a stream gap: the last trade id processed per active symbol."""
+        k = self.k
+        return {s: k.tracker.last_trade_id.get(s) for s in k.machines.watched_symbols()}
+
+    async def reconcile(self) -> int:
+        """Fetch what was missed and apply it as if it had streamed in; returns the number of fills recovered."""
+        k = self.k
+        symbols = k.machines.watched_symbols() | {o.symbol for o in k.tracker.open_orders()}
+        last: dict[str, int | None] = {}
+        for s in symbols:
+            tid = await k.store.trade_watermark(s)
+            last[s] = tid
+            if tid is not None:
+                k.tracker.last_trade_id[s] = tid
+        expected: dict[str, set[str]] = {}
+        for o in k.tracker.open_orders():
+            expected.setdefault(o.symbol, set()).add(o.client_order_id)
+        for s, cids in expected.items():
+            k.exchange.expect_open_orders(s, cids)
+        if not symbols:
+            return 0
+        result = await reconcile(
+            k.exchange, last, expected, k.tracker.is_duplicate_key,
+            our_client_ids=lambda s, c: parse_client_order_id(c) is not None,
+        )
+        for err in result.errors:
+            k.bus.publish(ErrorEvent("reconcile", err, k.clock_ms()))
+        self.recovering = True
+        self.recovered = 0
+        try:
+            for fill in result.fills:
+                await k.handle_fill(fill)
+            for upd in result.orders:
+                await k.apply_update(upd)
+        finally:
+            self.recovering = False
+        return self.recovered

@@ -1,0 +1,257 @@
+"""Every use of python-binance internals, in this one module. Pinned to python-binance 1.0.37.
+
+pyproject accepts >=1.0.37,<1.1, but everything below was read in the 1.0.37 source (facts about the library
+are in shared/notes/offline-clients.md): re-read it against the new source before moving the pin. The other
+modules of the adapter call the small functions here and never reach into the library themselves.
+
+Internals used, and why:
+- `AsyncClient._handle_response`, overridden by TgAsyncClient: every HTTP answer is shown to the adapter (its
+  `X-MBX-USED-WEIGHT-1M` header feeds the rate limiter), and the JSON body of an error answer is kept as
+  `exc.payload` (a failed cancelReplace says which half failed only there).
+- The client class attributes `API_URL`, `WS_API_URL`, `REQUEST_TIMEOUT` and `REQUEST_RECVWINDOW`, set on a
+  subclass: endpoint overrides and timeouts. `testnet=True` is only passed when there is no override,
+  because the library's testnet flag replaces API_URL on every call.
+- `AsyncClient.timestamp_offset`: the clock offset (ms) the library adds to every signed request; set by
+  sync_time, read by health.
+- `AsyncClient.ws_api`, the WebSocket-API connection the user data stream rides on: its `_handle_message` is
+  wrapped so that an unreadable frame is dropped instead of ending the read loop; `MAX_RECONNECTS = 0`, so
+  that the adapter, not the library, reconnects; `ws`, `ws_state` and `_handle_read_loop` tell whether it is
+  streaming, still (re)connecting or dead; `unregister_subscription_queue` forgets a dropped user socket's
+  subscription; on close, `ws_state = EXITING` and `ws.close()`.
+- `AsyncClient.ws_future`, the futures WS-API connection every client creates: closed on close.
+- `BinanceSocketManager.STREAM_URL` / `STREAM_TESTNET_URL`: the market-stream endpoint.
+- `BinanceSocketManager._conns`, the manager's socket cache: the adapter owns the lifecycle of its market and
+  user sockets, so they are taken out of it.
+- `ReconnectingWebsocket._path`: rewritten so that a (re)connect comes back with the current stream list.
+- `ReconnectingWebsocket._handle_message`: replaced per market socket, so that ticks are parsed inside the
+  library's read loop (see streams.py).
+- `ReconnectingWebsocket.MAX_RECONNECTS = 0` on market sockets and on the WS-API: on a drop the library's read
+  loop reports the error and ends at once; the adapter reopens on its own schedule, bounded by
+  stream_reconnect_cap_s.
+- `ReconnectingWebsocket.ws` and `ws_state`: SUBSCRIBE/UNSUBSCRIBE go out on the open connection (`ws.send`),
+  and a socket is closed without waiting out its 10 s read timeout (`ws_state = EXITING`, `ws.close()`,
+  `__aexit__`).
+- The user socket (a `KeepAliveWebsocket` on the WS-API): `_timer` (its keepalive timer, cancelled),
+  `_subscription_id` (unregistered from the WS-API, then cleared) and `_unsubscribe_from_user_data_stream()`
+  (sent on close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+import aiohttp
+import orjson
+from binance import AsyncClient, BinanceSocketManager
+from binance.exceptions import BinanceAPIException
+from binance.ws.constants import WSListenerState
+from binance.ws.reconnecting_websocket import ReconnectingWebsocket
+
+from tgtrader.exchange.binance.parse import _report_bad
+
+
+class TgAsyncClient(AsyncClient):
+    """AsyncClient that shows every HTTP answer to the adapter (weight header) and keeps error bodies."""
+
+    tg_on_response: Callable[[aiohttp.ClientResponse], None] | None = None
+
+    async def _handle_response(self, response: aiohttp.ClientResponse):  # type: ignore[override]
+        hook = self.tg_on_response
+        if hook is not None:
+            hook(response)
+        if not str(response.status).startswith("2"):
+            text = await response.text()
+            exc = BinanceAPIException(response, response.status, text)
+            try:
+                exc.payload = orjson.loads(text)  # type: ignore[attr-defined]
+            except orjson.JSONDecodeError:
+                exc.payload = None  # type: ignore[attr-defined]
+            raise exc
+        return await super()._handle_response(response)
+
+
+# ---------------------------------------------------------------- client
+
+
+def new_client(api_key: str, api_secret: str, *, testnet: bool, rest_url: str | None, ws_api_url: str | None,
+               request_timeout: float, recv_window_ms: int, session_params: dict[str, Any],
+               on_response: Callable[[aiohttp.ClientResponse], None]) -> TgAsyncClient:
+    """A client on the given endpoints whose every HTTP answer goes to `on_response` first."""
+    attrs: dict[str, Any] = {"REQUEST_TIMEOUT": request_timeout, "REQUEST_RECVWINDOW": recv_window_ms}
+    if rest_url:
+        attrs["API_URL"] = rest_url
+    if ws_api_url:
+        attrs["WS_API_URL"] = ws_api_url
+    cls = type("TgBinanceClient", (TgAsyncClient,), attrs)
+    client = cls(api_key, api_secret, testnet=testnet, session_params=session_params)
+    client.tg_on_response = on_response
+    return client
+
+
+def set_clock_offset(client: AsyncClient, offset_ms: int) -> int:
+    """Make every signed request carry Binance's time: our clock + `offset_ms`."""
+    client.timestamp_offset = offset_ms
+    return client.timestamp_offset
+
+
+def clock_offset(client: AsyncClient) -> int:
+    return client.timestamp_offset
+
+
+def harden_ws_api(client: AsyncClient) -> None:
+    """Drop unreadable WebSocket-API frames instead of letting them end the library's read loop.
+
+    python-binance's `_handle_message` raises on invalid JSON (and on an error reply for an unknown request
+    id); its read loop then stops for good, silently taking the user data stream with it. One bad frame is
+    not worth a reconnect and a reconciliation, so it is logged and skipped.
+    """
+    ws_api = client.ws_api
+    original = ws_api._handle_message
+
+    def handle(msg: Any) -> Any:
+        try:
+            return original(msg)
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            _report_bad("WebSocket-API frame", f"{type(exc).__name__}: {exc}")
+            return None
+
+    ws_api._handle_message = handle
+    # The user stream reconnects on the adapter's schedule too (see open_market_socket): after a drop the
+    # library's read loop ends at once and _user_loop resubscribes, which reopens the connection.
+    ws_api.MAX_RECONNECTS = 0
+
+
+async def close_client(client: AsyncClient) -> None:
+    """Close the WS-API connection, the HTTP session and the futures WS-API; never raises."""
+    ws_api = client.ws_api
+    if ws_api is not None and ws_api.ws is not None:
+        ws_api.ws_state = WSListenerState.EXITING
+        try:
+            await ws_api.ws.close()
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        await asyncio.wait_for(client.close_connection(), timeout=5)
+    except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+        pass
+    try:
+        await client.ws_future.close()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+# ---------------------------------------------------------------- market sockets
+
+
+def new_socket_manager(client: AsyncClient, *, queue_size: int, stream_url: str | None,
+                       testnet: bool) -> BinanceSocketManager:
+    bsm = BinanceSocketManager(client, max_queue_size=queue_size)
+    if stream_url:
+        bsm.STREAM_URL = stream_url
+    elif testnet:
+        bsm.STREAM_URL = bsm.STREAM_TESTNET_URL
+    return bsm
+
+
+def _forget(bsm: BinanceSocketManager, sock: ReconnectingWebsocket) -> None:
+    """Take a socket out of the manager's cache (the adapter owns its lifecycle)."""
+    for key, value in list(bsm._conns.items()):
+        if value is sock:
+            del bsm._conns[key]
+
+
+async def open_market_socket(bsm: BinanceSocketManager, streams: list[str],
+                             handler: Callable[[Any], Any]) -> ReconnectingWebsocket:
+    """Connect a combined-stream socket whose raw frames go to `handler` inside the library's read loop."""
+    sock = bsm.multiplex_socket(streams)
+    # we own the lifecycle (the path changes at run time), so don't leave it in the manager's cache
+    _forget(bsm, sock)
+    # ...and its reconnects: on a drop the library's read loop reports the error and ends at once
+    # (BinanceWebsocketUnableToConnect, then ReadLoopClosed), and _market_loop opens a fresh socket on its
+    # own bounded schedule. A library reconnect could also revive a socket we had just closed (its
+    # connect() overwrites the EXITING state), leaving a connection nobody reads.
+    sock.MAX_RECONNECTS = 0
+    sock._handle_message = handler  # ticks go to the sink from the read loop
+    await sock.connect()
+    return sock
+
+
+def set_stream_path(sock: ReconnectingWebsocket, streams: set[str]) -> None:
+    """Make the library's (re)connects of `sock` come back with these streams."""
+    sock._path = "streams=" + "/".join(sorted(streams))
+
+
+def is_streaming(sock: ReconnectingWebsocket) -> bool:
+    return sock.ws is not None and sock.ws_state == WSListenerState.STREAMING
+
+
+async def send_text(sock: ReconnectingWebsocket, text: str) -> None:
+    """Send a message on the socket's open connection (raises if it is gone)."""
+    await sock.ws.send(text)
+
+
+async def close_socket(sock: Any) -> None:
+    """Close a library socket without waiting out its 10 s read timeout."""
+    if sock is None:
+        return
+    try:
+        sock.ws_state = WSListenerState.EXITING
+        if sock.ws is not None:
+            await sock.ws.close()
+        await asyncio.wait_for(sock.__aexit__(None, None, None), timeout=5)
+    except Exception:  # noqa: BLE001 - closing a broken socket may fail; it is gone either way
+        pass
+
+
+# ---------------------------------------------------------------- user data stream (WS-API)
+
+
+async def drop_user_socket(bsm: BinanceSocketManager | None, client: AsyncClient | None, sock: Any,
+                           unsubscribe: bool) -> None:
+    """Forget a user-data socket: out of the manager's cache, keepalive timer stopped, its subscription queue
+    unregistered from the WS-API, and (`unsubscribe`) the subscription ended on Binance's side if it can be."""
+    if bsm is not None:
+        _forget(bsm, sock)
+    timer = getattr(sock, "_timer", None)
+    if timer is not None:
+        timer.cancel()
+        sock._timer = None
+    sub = getattr(sock, "_subscription_id", None)
+    if sub is not None and client is not None:
+        client.ws_api.unregister_subscription_queue(sub)
+    if unsubscribe and sub is not None:
+        try:
+            await asyncio.wait_for(sock._unsubscribe_from_user_data_stream(), timeout=2)
+        except Exception:  # noqa: BLE001 - the connection may be gone already
+            pass
+    sock._subscription_id = None
+
+
+async def ws_api_settled(client: AsyncClient, timeout: float = 15.0) -> None:
+    """Wait until the WS-API connection is streaming or its read loop has given up (then a request reconnects).
+
+    Subscribing while the library's read loop is itself reconnecting opens a second connection whose
+    answer gets lost, so don't.
+    """
+    ws_api = client.ws_api
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ws_api._handle_read_loop is None and ws_api.ws is not None and ws_api.ws_state == WSListenerState.STREAMING:
+            # The read loop died (e.g. on an unparseable frame) but the socket is still open: every request
+            # would be sent and time out forever. Close it so the next request reconnects.
+            try:
+                await asyncio.wait_for(ws_api.close(), timeout=5)
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail; ws is dropped anyway
+                ws_api.ws = None
+            return
+        if ws_api._handle_read_loop is None or ws_api.ws_state == WSListenerState.STREAMING:
+            return
+        await asyncio.sleep(0.05)
+
+
+def ws_api_alive(client: AsyncClient) -> bool:
+    """The WS-API connection is open, streaming, and its read loop still runs."""
+    ws_api = client.ws_api
+    return ws_api.ws is not None and ws_api.ws_state == WSListenerState.STREAMING and ws_api._handle_read_loop is not None

@@ -1,0 +1,497 @@
+"""REST discipline: pacing, error mapping, orders, reads.
+
+- REST: time offset synced at start and again (with ONE retry) on -1021; `X-MBX-USED-WEIGHT-1M` is read from
+  every answer and requests pause near the limit; 429 waits Retry-After; 418 stops all requests until the ban
+  ends and is surfaced as IpBanned + StreamStatus("rest", up=False); reads retry 5xx/network errors with
+  backoff. An order whose answer was lost (timeout, cut connection, 5xx) is looked up by client order id
+  before anything is re-sent.
+- Every BinanceAPIException leaves this module as a typed ExchangeError whose message a trader understands
+  (`map_api_error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+import orjson
+from binance.exceptions import BinanceAPIException, BinanceRequestException
+from loguru import logger
+
+from tgtrader.core.ports import StreamStatus
+from tgtrader.core.rules import SymbolRules, fmt_decimal, rules_from_exchange_info
+from tgtrader.errors import (
+    BadSymbol,
+    ClockSkew,
+    ExchangeError,
+    ExchangeUnavailable,
+    FilterRejected,
+    InsufficientBalance,
+    IpBanned,
+    OrderStatusUnknown,
+    RateLimited,
+    UnknownOrder,
+    WouldMatch,
+)
+from tgtrader.exchange.binance import compat
+from tgtrader.exchange.binance import parse as bp
+from tgtrader.exchange.binance.events import _now_ms
+from tgtrader.exchange.ratelimit import backoff_delay
+from tgtrader.types import Balance, Fill, OrderType, OrderUpdate, PlaceOrder, ReplaceOrder
+
+
+class _LostAnswer(Exception):
+    """Internal: a write request may or may not have been executed (timeout, cut connection, 5xx)."""
+
+
+# ---------------------------------------------------------------- error mapping
+
+_FILTER_TEXT = {
+    "NOTIONAL": "the order value is outside the allowed range (too small or too large)",
+    "MIN_NOTIONAL": "the order value is below the minimum",
+    "LOT_SIZE": "the quantity is too small, too large or not a multiple of the step size",
+    "MARKET_LOT_SIZE": "the market order quantity is outside the allowed range",
+    "PRICE_FILTER": "the price is outside the allowed range or not a multiple of the tick size",
+    "PERCENT_PRICE_BY_SIDE": "the price is too far from the current average price",
+    "PERCENT_PRICE": "the price is too far from the current average price",
+    "MAX_NUM_ORDERS": "there are too many open orders on this symbol",
+}
+
+
+def _retry_after(exc: BinanceAPIException, default: float) -> float:
+    try:
+        return float(exc.response.headers.get("Retry-After", default))
+    except (AttributeError, TypeError, ValueError):
+        return default
+
+
+def map_api_error(exc: BinanceAPIException, what: str) -> ExchangeError:
+    """A BinanceAPIException as a typed error whose message a trader understands (never contains secrets)."""
+    code, status, msg = exc.code, exc.status_code, str(exc.message or "")
+    if status == 418:
+        ra = _retry_after(exc, 120.0)
+        return IpBanned(f"Binance banned this IP for about {ra:.0f} s for sending too many requests; "
+                        "trading is paused until the ban ends.", retry_after=ra, code=code, http_status=418)
+    if status == 429:
+        ra = _retry_after(exc, 1.0)
+        return RateLimited(f"Binance rate limit reached while trying to {what}; retry in {ra:.0f} s.",
+                           retry_after=ra, code=code, http_status=429)
+    if status >= 500:
+        return ExchangeUnavailable(f"Binance is not answering properly (HTTP {status}) while trying to {what}.",
+                                   code=code, http_status=status)
+    if code == -1013:
+        flt = msg.split(":", 1)[1].strip() if ":" in msg else msg
+        text = _FILTER_TEXT.get(flt, f"it breaks the {flt} rule")
+        return FilterRejected(f"Binance rejected the order ({what}): {text} [{flt}].", http_status=status)
+    if code == -2010:
+        low = msg.lower()
+        if "immediately match" in low:
+            return WouldMatch(f"The maker-only order ({what}) would have traded immediately, so Binance did not place it.",
+                              http_status=status)
+        if "insufficient balance" in low:
+            return InsufficientBalance(f"Not enough free balance on Binance to {what}.", http_status=status)
+        return ExchangeError(f"Binance rejected the order ({what}): {msg}", code=code, http_status=status)
+    if code in (-2011, -2013):
+        return UnknownOrder(f"Binance does not know this order ({what}): it was already filled, cancelled or never placed.",
+                            code=code, http_status=status)
+    if code == -1121:
+        return BadSymbol(f"Binance does not list that symbol ({what}).", http_status=status)
+    if code == -1021:
+        return ClockSkew("This machine's clock is too far from Binance's even after a resync; check the system time (NTP).",
+                         http_status=status)
+    if code in (-2014, -2015, -1022):
+        return ExchangeError("Binance rejected the API key or signature: check the key, the secret, the IP whitelist "
+                             "and that spot trading is enabled for the key.", code=code, http_status=status)
+    return ExchangeError(f"Binance refused to {what}: {msg} (code {code}).", code=code, http_status=status)
+
+
+class RestMixin:
+    """BinanceExchange's REST side: every request goes through `_rest` (see module docstring)."""
+
+    # ------------------------------------------------------------ REST core
+
+    def _on_response(self, response: aiohttp.ClientResponse) -> None:
+        w = response.headers.get("X-MBX-USED-WEIGHT-1M") or response.headers.get("x-mbx-used-weight-1m")
+        if w is not None:
+            try:
+                self.limiter.record_weight(int(w))
+            except ValueError:
+                pass
+
+    async def sync_time(self) -> int:
+        """Set the client's timestamp offset from Binance's clock (ms). Retries like any read."""
+        assert self.client is not None
+        async with self._time_lock:
+            t0 = _now_ms()
+            res = await self._rest("read the server time", self.client.get_server_time, _signed=False)
+            t1 = _now_ms()
+            server = bp._int(res["serverTime"]) if isinstance(res, dict) and "serverTime" in res else None
+            if server is None:
+                raise ExchangeUnavailable("Binance answered the time request with something unexpected.")
+            return compat.set_clock_offset(self.client, server - (t0 + t1) // 2)
+
+    async def _rest(self, what: str, fn: Callable[..., Awaitable[Any]], *, _read: bool = True,
+                    _signed: bool = True, **params: Any) -> Any:
+        """One REST call with pacing, Retry-After, ban handling, -1021 resync and (for reads) retries."""
+        attempt = 0
+        resynced = False
+        while True:
+            if self.limiter.banned:
+                raise IpBanned(f"Binance has banned this IP for another {self.limiter.ban_remaining():.0f} s; "
+                               f"not sending ({what}).", retry_after=self.limiter.ban_remaining(), http_status=418)
+            await self.limiter.before_request()
+            try:
+                result = await fn(**params)
+                if self._rest_down:
+                    self._rest_down = False
+                    self._emit(StreamStatus("rest", True, reason="the IP ban has ended", ts_ms=_now_ms()))
+                return result
+            except BinanceAPIException as exc:
+                status = exc.status_code
+                if status == 418:
+                    err = map_api_error(exc, what)
+                    assert isinstance(err, IpBanned)
+                    self.limiter.record_ban(err.retry_after)
+                    self._rest_down = True
+                    logger.error("binance: {}", err)
+                    self._emit(StreamStatus("rest", False, reason=str(err), ts_ms=_now_ms()))
+                    raise err from None
+                if status == 429:
+                    ra = _retry_after(exc, 1.0)
+                    self.limiter.record_retry_after(ra)
+                    logger.warning("binance: 429 while trying to {}; waiting {:.1f} s", what, ra)
+                    if ra > self.max_rate_wait_s or attempt >= 5:
+                        raise map_api_error(exc, what) from None
+                    attempt += 1
+                    continue  # a 429 was not executed, so a retry is safe even for orders
+                if exc.code == -1021 and not resynced and _signed:
+                    resynced = True
+                    logger.warning("binance: clock skew (-1021) while trying to {}; resyncing time", what)
+                    await self.sync_time()
+                    continue
+                if status >= 500:
+                    if not _read:
+                        raise _LostAnswer(f"HTTP {status}") from exc
+                    if attempt < self.read_retries:
+                        await asyncio.sleep(backoff_delay(attempt, self.backoff_base_s, self.backoff_cap_s))
+                        attempt += 1
+                        continue
+                raise map_api_error(exc, what) from None
+            except aiohttp.ClientConnectorError as exc:  # never reached the server: safe to retry anything
+                if attempt < self.read_retries:
+                    await asyncio.sleep(backoff_delay(attempt, self.backoff_base_s, self.backoff_cap_s))
+                    attempt += 1
+                    continue
+                raise ExchangeUnavailable(f"Cannot reach Binance to {what}: {type(exc).__name__}.") from None
+            except (aiohttp.ClientError, asyncio.TimeoutError, BinanceRequestException, OSError) as exc:
+                if not _read:
+                    raise _LostAnswer(type(exc).__name__) from exc
+                if attempt < self.read_retries:
+                    await asyncio.sleep(backoff_delay(attempt, self.backoff_base_s, self.backoff_cap_s))
+                    attempt += 1
+                    continue
+                raise ExchangeUnavailable(f"No usable answer from Binance while trying to {what} "
+                                          f"({type(exc).__name__}).") from None
+
+    # ------------------------------------------------------------ symbol rules
+
+    async def _load_rules(self) -> None:
+        assert self.client is not None
+        info = await self._rest("load the symbol rules", self.client.get_exchange_info, _signed=False)
+        rules = rules_from_exchange_info(info)
+        if not rules:
+            raise ExchangeUnavailable("Binance sent an exchangeInfo without symbols.")
+        self._rules = rules
+        self._rules_loaded_at = time.monotonic()
+        for limit in info.get("rateLimits", []) if isinstance(info, dict) else []:
+            if limit.get("rateLimitType") == "REQUEST_WEIGHT" and limit.get("interval") == "MINUTE":
+                try:
+                    self.limiter.weight_limit = int(limit["limit"]) * max(1, int(limit.get("intervalNum", 1)))
+                except (KeyError, TypeError, ValueError):
+                    pass
+
+    def all_rules(self) -> dict[str, SymbolRules]:
+        """Every spot symbol's rules as last loaded (paper trading on live data copies them)."""
+        return dict(self._rules)
+
+    async def known_symbols(self) -> frozenset[str]:
+        if not self._rules:
+            await self._load_rules()
+        return frozenset(self._rules)
+
+    async def symbol_rules(self, symbol: str) -> SymbolRules:
+        symbol = symbol.upper()
+        stale = time.monotonic() - self._rules_loaded_at > self.rules_ttl_s
+        if symbol not in self._rules or stale:
+            async with self._rules_lock:
+                if symbol not in self._rules or time.monotonic() - self._rules_loaded_at > self.rules_ttl_s:
+                    try:
+                        await self._load_rules()
+                    except ExchangeError:
+                        if symbol not in self._rules:
+                            raise
+        try:
+            return self._rules[symbol]
+        except KeyError:
+            raise BadSymbol(f"{symbol} is not a Binance spot symbol.") from None
+
+    # ------------------------------------------------------------ orders
+
+    @staticmethod
+    def _order_params(order: PlaceOrder) -> dict[str, Any]:
+        p: dict[str, Any] = {
+            "symbol": order.symbol,
+            "side": order.side.value,
+            "type": order.order_type.value,
+            "quantity": fmt_decimal(order.qty),
+            "newClientOrderId": order.client_order_id,
+            "newOrderRespType": "FULL",
+        }
+        if order.order_type is not OrderType.MARKET:
+            if order.price is None:
+                raise FilterRejected(f"A {order.order_type.value} order needs a price.")
+            p["price"] = fmt_decimal(order.price)
+        if order.order_type in (OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT):
+            p["timeInForce"] = order.time_in_force or "GTC"
+        if order.order_type is OrderType.STOP_LOSS_LIMIT:
+            if order.stop_price is None:
+                raise FilterRejected("A stop-limit order needs a stop price.")
+            p["stopPrice"] = fmt_decimal(order.stop_price)
+        return p
+
+    @staticmethod
+    def _describe(order: PlaceOrder) -> str:
+        px = f" @ {fmt_decimal(order.price)}" if order.price is not None else ""
+        return f"{order.side.value.lower()} {fmt_decimal(order.qty)} {order.symbol} {order.order_type.value}{px}"
+
+    def _absorb_order_answer(self, resp: Any, what: str) -> OrderUpdate:
+        update = bp.order_from_rest(resp)
+        if update is None:
+            raise ExchangeUnavailable(f"Binance answered ({what}) with something unreadable.")
+        self._track(update)
+        for fill in bp.fills_from_rest_order(resp, update):
+            self._emit_fill(fill)
+        return update
+
+    async def place_order(self, order: PlaceOrder) -> OrderUpdate:
+        assert self.client is not None
+        what = self._describe(order)
+        params = self._order_params(order)
+        self._our_cids.setdefault(order.symbol, set()).add(order.client_order_id)
+        try:
+            resp = await self._rest(f"place {what}", self.client.create_order, _read=False, **params)
+        except _LostAnswer as lost:
+            logger.warning("binance: answer lost for order {} ({}); looking it up", order.client_order_id, lost)
+            return await self._recover_lost_order(order, params, what)
+        return self._absorb_order_answer(resp, what)
+
+    async def _recover_lost_order(self, order: PlaceOrder, params: dict[str, Any], what: str) -> OrderUpdate:
+        """Query by client order id; resend only after it is confirmed absent twice (never a blind resend)."""
+        absent = 0
+        for attempt in range(4):
+            await asyncio.sleep(self.lookup_delay_s if attempt else 0.05)
+            try:
+                found = await self.get_order(order.symbol, order.client_order_id)
+            except ExchangeError as exc:
+                logger.warning("binance: lookup of {} failed: {}", order.client_order_id, exc)
+                continue
+            if found is not None:
+                return found
+            absent += 1
+            if absent >= 2:
+                break
+        if absent >= 2 and self.resend_after_absent:
+            logger.warning("binance: order {} confirmed absent; sending it once more", order.client_order_id)
+            assert self.client is not None
+            try:
+                resp = await self._rest(f"place {what}", self.client.create_order, _read=False, **params)
+                return self._absorb_order_answer(resp, what)
+            except _LostAnswer:
+                pass
+        self._unknown.setdefault(order.symbol, set()).add(order.client_order_id)
+        self._open_cids.setdefault(order.symbol, set()).add(order.client_order_id)  # reconciliation checks it
+        raise OrderStatusUnknown(f"No answer from Binance for the order ({what}); it may or may not exist. "
+                                 "It will be checked again at the next reconciliation.")
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderUpdate:
+        assert self.client is not None
+        what = f"cancel order {client_order_id} on {symbol}"
+        try:
+            resp = await self._rest(what, self.client.cancel_order, _read=False,
+                                    symbol=symbol, origClientOrderId=client_order_id)
+        except _LostAnswer:
+            found = await self.get_order(symbol, client_order_id)
+            if found is None:
+                raise UnknownOrder(f"Binance does not know this order ({what}).") from None
+            if found.status.is_open:  # the cancel did not land (yet): cancelling twice is harmless
+                try:
+                    resp = await self._rest(what, self.client.cancel_order, symbol=symbol, origClientOrderId=client_order_id)
+                except UnknownOrder:  # the first cancel landed in the meantime
+                    found = await self.get_order(symbol, client_order_id)
+                    if found is None:
+                        raise
+                    return found
+            else:
+                self._track(found)
+                return found
+        update = bp.order_from_rest(resp)
+        if update is None:
+            raise ExchangeUnavailable(f"Binance answered ({what}) with something unreadable.")
+        self._track(update)
+        return update
+
+    async def cancel_all(self, symbol: str) -> list[OrderUpdate]:
+        assert self.client is not None
+        try:
+            resp = await self._rest(f"cancel all orders on {symbol}", self.client.cancel_all_open_orders, symbol=symbol)
+        except UnknownOrder:
+            return []
+        out = []
+        for row in resp if isinstance(resp, list) else []:
+            update = bp.order_from_rest(row)
+            if update is not None:
+                self._track(update)
+                out.append(update)
+        return out
+
+    async def replace_order(self, replace: ReplaceOrder) -> OrderUpdate:
+        assert self.client is not None
+        new = replace.place
+        what = f"replace {replace.cancel.client_order_id} with {self._describe(new)}"
+        params = self._order_params(new)
+        params.pop("newOrderRespType", None)
+        params["newOrderRespType"] = "FULL"
+        params.update(cancelReplaceMode="STOP_ON_FAILURE", cancelOrigClientOrderId=replace.cancel.client_order_id)
+        self._our_cids.setdefault(new.symbol, set()).add(new.client_order_id)
+        try:
+            resp = await self._rest(what, self.client.cancel_replace_order, _read=False, **params)
+        except _LostAnswer:
+            found = await self.get_order(new.symbol, new.client_order_id)
+            if found is not None:
+                return found
+            old = await self.get_order(new.symbol, replace.cancel.client_order_id)
+            if old is not None and old.status.is_open:  # nothing happened: the exchange never saw it
+                resp = await self._rest(what, self.client.cancel_replace_order, _read=False, **params)
+            else:
+                self._unknown.setdefault(new.symbol, set()).add(new.client_order_id)
+                raise OrderStatusUnknown(f"No answer from Binance for ({what}); the new order may or may not exist.") from None
+        except ExchangeError as err:
+            raise self._replace_error(err, what) from None
+        cancel_part = bp.order_from_rest(resp.get("cancelResponse")) if isinstance(resp, dict) else None
+        if cancel_part is not None:
+            self._track(cancel_part)
+        return self._absorb_order_answer(resp.get("newOrderResponse") if isinstance(resp, dict) else None, what)
+
+    def _replace_error(self, err: ExchangeError, what: str) -> ExchangeError:
+        cause = err.__context__
+        payload = getattr(cause, "payload", None) if cause is not None else None
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, dict):
+            return err
+        if data.get("cancelResult") == "FAILURE":
+            c = data.get("cancelResponse") or {}
+            if c.get("code") in (-2011, -2013):
+                return UnknownOrder(f"Cannot {what}: the old order is no longer open on Binance.", code=-2011,
+                                    http_status=err.http_status)
+            return ExchangeError(f"Cannot {what}: Binance refused the cancel ({c.get('msg')}).", code=c.get("code"))
+        n = data.get("newOrderResponse") or {}
+        fake = BinanceAPIException(None, 400, orjson.dumps(n).decode())
+        inner = map_api_error(fake, what)
+        msg = f"The old order was cancelled but the new one was rejected: {inner}"
+        return type(inner)(msg, code=inner.code, http_status=inner.http_status) if not isinstance(inner, RateLimited) \
+            else inner
+
+    async def get_order(self, symbol: str, client_order_id: str) -> OrderUpdate | None:
+        assert self.client is not None
+        try:
+            resp = await self._rest(f"look up order {client_order_id} on {symbol}", self.client.get_order,
+                                    symbol=symbol, origClientOrderId=client_order_id)
+        except UnknownOrder:
+            return None
+        update = bp.order_from_rest(resp)
+        if update is not None:
+            self._track(update)
+        return update
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderUpdate]:
+        assert self.client is not None
+        params = {"symbol": symbol} if symbol else {}
+        resp = await self._rest(f"list open orders{' on ' + symbol if symbol else ''}", self.client.get_open_orders, **params)
+        out = []
+        for row in resp if isinstance(resp, list) else []:
+            update = bp.order_from_rest(row)
+            if update is not None:
+                self._track(update)
+                out.append(update)
+        return out
+
+    async def _cid_for(self, symbol: str, order_id: int) -> str:
+        cid = self._cid_by_order_id.get(order_id)
+        if cid is not None:
+            return cid
+        assert self.client is not None
+        try:
+            resp = await self._rest(f"look up order #{order_id} on {symbol}", self.client.get_order,
+                                    symbol=symbol, orderId=order_id)
+        except UnknownOrder:
+            return ""
+        update = bp.order_from_rest(resp)
+        if update is None:
+            return ""
+        self._cid_by_order_id[order_id] = update.client_order_id
+        return update.client_order_id
+
+    async def my_trades(self, symbol: str, from_trade_id: int | None = None) -> list[Fill]:
+        """Our trades on `symbol` with id >= from_trade_id, oldest first (pages of 1000; without an id: the last 500)."""
+        assert self.client is not None
+        rows: list[Any] = []
+        if from_trade_id is None:
+            resp = await self._rest(f"list trades on {symbol}", self.client.get_my_trades, symbol=symbol, limit=500)
+            rows = resp if isinstance(resp, list) else []
+        else:
+            next_id = from_trade_id
+            for _ in range(100):  # at most 100k trades per call
+                resp = await self._rest(f"list trades on {symbol}", self.client.get_my_trades,
+                                        symbol=symbol, fromId=next_id, limit=1000)
+                page = resp if isinstance(resp, list) else []
+                rows.extend(page)
+                if len(page) < 1000:
+                    break
+                try:
+                    next_id = max(bp._int(r["id"]) for r in page) + 1
+                except (KeyError, TypeError, bp.BadPayload):
+                    break
+        out: list[Fill] = []
+        for row in rows:
+            try:
+                oid = bp._int(row["orderId"])
+            except (KeyError, TypeError, bp.BadPayload):
+                continue
+            fill = bp.fill_from_my_trade(row, await self._cid_for(symbol, oid))
+            if fill is not None:
+                out.append(fill)
+        out.sort(key=lambda f: f.trade_id)
+        return out
+
+    async def order_trades(self, symbol: str, client_order_id: str, order_id: int) -> list[Fill]:
+        """The trades of one order (GET myTrades?orderId=): no per-row order lookups, one request."""
+        assert self.client is not None
+        resp = await self._rest(f"list trades of order {client_order_id}", self.client.get_my_trades,
+                                symbol=symbol, orderId=order_id)
+        fills = [bp.fill_from_my_trade(row, client_order_id) for row in (resp if isinstance(resp, list) else [])]
+        return sorted((f for f in fills if f is not None), key=lambda f: f.trade_id)
+
+    async def balances(self) -> dict[str, Balance]:
+        assert self.client is not None
+        return bp.balances_from_account(await self._rest("read balances", self.client.get_account))
+
+    async def ticker_price(self, symbol: str) -> Decimal:
+        assert self.client is not None
+        resp = await self._rest(f"read the price of {symbol}", self.client.get_symbol_ticker, _signed=False, symbol=symbol)
+        try:
+            return bp.to_decimal(resp["price"])
+        except (KeyError, TypeError, bp.BadPayload):
+            raise ExchangeUnavailable(f"Binance sent an unreadable price for {symbol}.") from None

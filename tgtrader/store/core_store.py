@@ -1,0 +1,151 @@
+"""The core's `Store` port on the SQLite database: domain values in, rows and SQL kept here.
+
+Every mapping between the core's values (TrackedOrder, machine snapshots, round-trip results) and table
+rows lives in this module, so the core never sees a column name, a key format or a JSON blob layout.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from tgtrader.core.orders import TrackedOrder
+from tgtrader.core.ports import DayResult, MachineSnapshot, Reaction, SavedMachine, SavedState
+from tgtrader.store.codec import json_from_db, json_to_db
+from tgtrader.store.db import Database
+from tgtrader.store.orders import OrderRow
+from tgtrader.types import Fill, OrderStatus
+
+ZERO = Decimal(0)
+
+
+def day_of(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+def order_row(o: TrackedOrder, ts_ms: int) -> OrderRow:
+    return OrderRow(o.client_order_id, o.symbol, o.side, o.order_type, o.price, o.qty, o.status, o.executed_qty,
+                    o.owner, o.exchange_order_id, o.stop_price, o.created_ts or ts_ms, ts_ms)
+
+
+def tracked_order(row: OrderRow) -> TrackedOrder:
+    return TrackedOrder(
+        symbol=row.symbol, client_order_id=row.client_order_id, side=row.side, order_type=row.type,
+        qty=row.qty, price=row.price, stop_price=row.stop_price, owner=row.owner, status=row.status,
+        executed_qty=row.executed_qty, exchange_order_id=row.exchange_order_id,
+        created_ts=row.created_ms, updated_ts=row.updated_ms,
+    )
+
+
+class CoreStore:
+    """`tgtrader.core.ports.Store` on a `Database` (which stays usable for the front ends' own tables)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        return self.db.transaction()
+
+    # ------------------------------------------------------------ loading
+
+    async def load_state(self) -> SavedState:
+        machines: list[SavedMachine] = []
+        for g in await self.db.fetchall("SELECT id, symbol, runtime, panic_paused FROM grids "
+                                        "WHERE runtime IS NOT NULL ORDER BY id"):
+            machines.append(SavedMachine("grid", g[0], g[1], json_from_db(g[2]), bool(g[3])))
+        for s in await self.db.fetchall("SELECT id, symbol, runtime FROM stops WHERE runtime IS NOT NULL ORDER BY id"):
+            machines.append(SavedMachine("stop", s[0], s[1], json_from_db(s[2])))
+        for c in await self.db.fetchall("SELECT id, symbol, runtime FROM chases ORDER BY id"):
+            machines.append(SavedMachine("chase", c[0], c[1], json_from_db(c[2])))
+        orders = tuple(tracked_order(r) for r in await self.db.orders.open_orders())
+        return SavedState(tuple(machines), orders)
+
+    # ------------------------------------------------------------ one reaction, one transaction
+
+    async def save_reaction(self, r: Reaction) -> None:
+        ts = r.ts_ms
+        async with self.db.transaction():
+            if r.fill is not None:
+                await self.db.fills.add(r.fill)
+                await self.db.fills.set_last_seen_trade_id(r.fill.symbol, r.fill.trade_id)
+                o = r.fill_order
+                if o is not None:
+                    await self.db.orders.update(o.client_order_id, status=o.status, executed_qty=o.executed_qty,
+                                                ts_ms=ts)
+            if r.machine is not None:
+                await self.save_machine(r.machine, ts)
+            for o in r.new_orders:
+                await self.db.orders.insert(order_row(o, ts), ts_ms=ts)
+            for o in r.updated_orders:
+                await self.db.orders.upsert(order_row(o, ts), ts_ms=ts)
+            for cid in r.cancel_requested:
+                await self.db.orders.update(cid, status=OrderStatus.PENDING_CANCEL, ts_ms=ts)
+            for a in r.alerts:
+                await self.db.outbox.enqueue(a.kind, a.text, now=ts)
+            for when, profit in r.realized:
+                await self._add_day_result(day_of(when), profit)
+
+    async def _add_day_result(self, day: str, profit: Decimal) -> None:
+        """Decimal sums in Python: the column is TEXT (SQLite arithmetic would go through float)."""
+        (old,) = await self.day_results([day])
+        await self.db.execute("INSERT OR REPLACE INTO day_results(day, profit, round_trips) VALUES (?, ?, ?)",
+                              (day, str(old.profit + profit), old.round_trips + 1))
+
+    async def save_machine(self, m: MachineSnapshot, ts_ms: int) -> None:
+        runtime = json_to_db(m.runtime)
+        if m.kind == "grid":
+            await self.db.grids.save_runtime(m.id, m.runtime, state=m.state, ts_ms=ts_ms)
+        elif m.kind == "stop":
+            await self.db.execute(
+                "UPDATE stops SET state = ?, hard_client_order_id = coalesce(?, hard_client_order_id), runtime = ?, "
+                "updated_ms = ? WHERE id = ?", (m.state, m.order, runtime, ts_ms, m.id))
+        elif m.kind == "chase":
+            await self.db.execute(
+                "INSERT INTO chases(id, symbol, state, runtime, updated_ms) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET state = excluded.state, runtime = excluded.runtime, "
+                "updated_ms = excluded.updated_ms", (m.id, m.symbol, m.state, runtime, ts_ms))
+        else:
+            raise ValueError(f"no table for machine kind {m.kind!r}")
+
+    # ------------------------------------------------------------ creating things
+
+    async def create_grid(self, symbol: str, config: dict[str, Any], ts_ms: int) -> int:
+        return (await self.db.grids.create(symbol, config, "running", ts_ms=ts_ms)).id
+
+    async def create_stop(self, symbol: str, kind: str, trigger: Decimal, qty: Decimal, ts_ms: int) -> int:
+        return (await self.db.stops.add(symbol, kind, trigger, qty, "armed", ts_ms=ts_ms)).id
+
+    async def set_panic_paused(self, grid_ids: set[int], ts_ms: int) -> None:
+        async with self.db.transaction():
+            await self.db.execute("UPDATE grids SET panic_paused = 0 WHERE panic_paused = 1")
+            for gid in sorted(grid_ids):
+                await self.db.execute("UPDATE grids SET panic_paused = 1 WHERE id = ?", (gid,))
+
+    async def next_seq(self, name: str) -> int:
+        async with self.db.transaction():
+            await self.db.execute("INSERT INTO sequences(name, value) VALUES (?, 1) "
+                                  "ON CONFLICT(name) DO UPDATE SET value = value + 1", (name,))
+            row = await self.db.fetchone("SELECT value FROM sequences WHERE name = ?", (name,))
+        assert row is not None
+        return int(row[0])
+
+    # ------------------------------------------------------------ reading
+
+    async def fill_seen(self, symbol: str, trade_id: int) -> bool:
+        return await self.db.fills.exists(symbol, trade_id)
+
+    async def trade_watermark(self, symbol: str) -> int | None:
+        tid = await self.db.fills.last_seen_trade_id(symbol)
+        return tid if tid is not None else await self.db.fills.max_trade_id(symbol)
+
+    async def fills(self, symbol: str) -> list[Fill]:
+        return await self.db.fills.list(symbol=symbol)
+
+    async def day_results(self, days: list[str]) -> list[DayResult]:
+        out = []
+        for day in days:
+            row = await self.db.fetchone("SELECT profit, round_trips FROM day_results WHERE day = ?", (day,))
+            out.append(DayResult(day, Decimal(row[0]), int(row[1])) if row else DayResult(day, ZERO, 0))
+        return out
