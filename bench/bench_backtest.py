@@ -29,11 +29,10 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.shared_data import shared_data  # noqa: E402
 from tgtrader.backtest.candles import Candles, load_candles  # noqa: E402
 from tgtrader.backtest.sweep import parse_sweep, run_sweep, sweep_specs  # noqa: E402
 from tgtrader.backtest.vector import GridSpec, Result, run_backtest  # noqa: E402
-
-from tests.shared_data import shared_data  # noqa: E402
 
 DATA = shared_data("klines/binance_usdm_FILUSDT_1m_2023-08_2023-11.csv")
 COPIES = 3
@@ -210,10 +209,10 @@ def reconcile(r: Result, bt_fills: list[tuple[int, int, bool, float]], fee: floa
             kind = "identical" if (cd == bar and pa == pb and buy_a == buy_b) else ("at_open" if pa != pb else "later_bar")
             out[kind]["fills"] += 1
             out[kind]["quote_diff"] += diff
-        for cd, buy, px in a[len(b):]:
+        for _cd, buy, px in a[len(b):]:
             out["unpaired"]["fills"] += 1
             out["unpaired"]["quote_diff"] -= cash(buy, px)
-        for bar, buy, px in b[len(a):]:
+        for _bar, buy, px in b[len(a):]:
             out["unpaired"]["fills"] += 1
             out["unpaired"]["quote_diff"] += cash(buy, px)
     return out

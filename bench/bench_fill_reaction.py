@@ -38,7 +38,6 @@ from tests.fakes.fake_binance import API_KEY, API_SECRET, FakeBinance  # noqa: E
 from tgtrader.exchange.binance import BinanceExchange  # noqa: E402
 from tgtrader.types import Fill, OrderType, PlaceOrder, Side  # noqa: E402
 
-
 _children: list[subprocess.Popen] = []  # fake servers this run started (killed on any exit)
 
 
@@ -173,8 +172,8 @@ async def run_engine(n_fills: int) -> None:
     from tgtrader.core.api import GridSpec
     from tgtrader.core.config import CoreConfig
     from tgtrader.core.service import TradingCore
-    from tgtrader.store.core_store import CoreStore
     from tgtrader.store import Database
+    from tgtrader.store.core_store import CoreStore
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, env=env, text=True)

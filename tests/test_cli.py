@@ -8,8 +8,9 @@ import io
 import subprocess
 import sys
 import types
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web

@@ -36,7 +36,7 @@ async def test_run_paper_trades_on_live_market_data_and_never_sends_an_order(tmp
                 try:
                     await telegram.wait_for(lambda: telegram.buttons(CHAT), timeout=10)
                 except TimeoutError:
-                    raise AssertionError(telegram.texts_to(CHAT))
+                    raise AssertionError(telegram.texts_to(CHAT)) from None
                 assert "Grid preview BTCUSDT" in telegram.texts_to(CHAT)[-1]
                 telegram.push_callback(CHAT, telegram.buttons(CHAT)[0]["callback_data"])
                 await telegram.wait_for(lambda: any("started" in t for t in telegram.texts_to(CHAT)), timeout=10)

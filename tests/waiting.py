@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from typing import Awaitable, Callable, TypeVar, Union
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
-Condition = Callable[[], Union[T, Awaitable[T]]]
+Condition = Callable[[], T | Awaitable[T]]
 
 
 async def wait_for(cond: Condition[T], timeout: float = 20.0, what: str = "", interval: float = 0.05) -> T:

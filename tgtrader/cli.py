@@ -14,8 +14,8 @@ import importlib.util
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Sequence
 
 from tgtrader import __version__
 from tgtrader.errors import ConfigError, StoreError

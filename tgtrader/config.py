@@ -8,14 +8,14 @@ are masked, so printing Settings (or an exception holding it) never leaks a key.
 from __future__ import annotations
 
 import datetime as dt
-
 import hmac
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, TypeVar
+from typing import Any, Literal, TypeVar
 
 from tgtrader.errors import ConfigError
 

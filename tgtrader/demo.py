@@ -20,23 +20,24 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from loguru import logger
 
-from tgtrader.backtest.candles import Candles, CandleFileError, load_candles
+from tgtrader.backtest.candles import CandleFileError, Candles, load_candles
+from tgtrader.backtest.replay import CandleReplay, ReplayProgress
 from tgtrader.console import ConsoleChat
 from tgtrader.core.config import CoreConfig
-from tgtrader.core.service import TradingCore
-from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus
 from tgtrader.core.rules import fmt_decimal
+from tgtrader.core.service import TradingCore
 from tgtrader.exchange.paper import PaperExchange
-from tgtrader.backtest.replay import CandleReplay, ReplayProgress
+from tgtrader.store.core_store import CoreStore
 from tgtrader.store.db import Database
 
 DATA_DIR = Path(__file__).resolve().parent / "data"

@@ -10,8 +10,9 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import IO, Any, Awaitable, Callable
+from typing import IO, Any
 
 from tgtrader.config import Settings, load_settings
 from tgtrader.errors import ConfigError, StoreError
@@ -101,7 +102,7 @@ def _summary(out: IO[str], checks: list[Check]) -> None:
 async def _guard(name: str, coro: Awaitable[Check]) -> Check:
     try:
         return await asyncio.wait_for(coro, NETWORK_TIMEOUT_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return Check(FAIL, name, f"no answer within {NETWORK_TIMEOUT_S:.0f} s")
     except Exception as exc:  # a check must report, never crash the doctor
         return Check(FAIL, name, f"{type(exc).__name__}: {exc}")
@@ -205,7 +206,7 @@ async def _binance_checks(s: Settings) -> list[Check]:
             return await asyncio.wait_for(fn(), NETWORK_TIMEOUT_S), None
         except BinanceAPIException as exc:
             return None, str(map_api_error(exc, what))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None, f"no answer within {NETWORK_TIMEOUT_S:.0f} s"
         except Exception as exc:
             return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

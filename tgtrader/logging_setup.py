@@ -15,9 +15,10 @@ import inspect
 import logging
 import sys
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 from urllib.parse import quote
 
 from loguru import logger

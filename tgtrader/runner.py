@@ -18,13 +18,13 @@ from loguru import logger
 
 from tgtrader.config import Settings, load_settings
 from tgtrader.core.config import CoreConfig
-from tgtrader.core.service import TradingCore
-from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus
+from tgtrader.core.ports import Exchange
+from tgtrader.core.service import TradingCore
 from tgtrader.exchange.binance import BinanceExchange
 from tgtrader.exchange.paper import PaperExchange
-from tgtrader.core.ports import Exchange
 from tgtrader.logging_setup import setup_logging
+from tgtrader.store.core_store import CoreStore
 from tgtrader.store.db import Database
 from tgtrader.types import Tick
 

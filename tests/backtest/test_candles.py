@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shared_data import shared_data
 from tgtrader.backtest.candles import CandleFileError, load_candles, write_candles_csv
 from tgtrader.backtest.command import SAMPLE
-from tests.shared_data import shared_data
 
 SHARED = shared_data("klines/binanceus_spot_BTCUSDT_1m.csv")
 

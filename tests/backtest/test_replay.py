@@ -9,12 +9,12 @@ from decimal import Decimal as D
 import numpy as np
 import pytest
 
+from tests.shared_data import shared_data
 from tgtrader.backtest.candles import Candles, load_candles
+from tgtrader.backtest.replay import CandleReplay, ReplayProgress
 from tgtrader.backtest.vector import GridSpec, grid_levels, round_levels, run_backtest
 from tgtrader.exchange.paper import PaperExchange, load_exchange_info
-from tgtrader.backtest.replay import CandleReplay, ReplayProgress
 from tgtrader.types import Fill, OrderType, PlaceOrder, Side
-from tests.shared_data import shared_data
 
 XRPETH_1M = shared_data("klines/binance_spot_XRPETH_1m.csv")
 needs_data = pytest.mark.skipif(not XRPETH_1M.exists(), reason="shared kline data not present")

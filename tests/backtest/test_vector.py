@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.backtest.reference import reference_backtest
 from tgtrader.backtest.candles import Candles
 from tgtrader.backtest.vector import BacktestInputError, GridSpec, candle_path, grid_levels, run_backtest
-from tests.backtest.reference import reference_backtest
 
 approx = lambda x: pytest.approx(x, rel=1e-9, abs=1e-9)  # noqa: E731
 

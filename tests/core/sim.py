@@ -13,7 +13,18 @@ from decimal import Decimal
 
 from tgtrader.core.rules import SymbolRules
 from tgtrader.types import (
-    AlertIntent, CancelOrder, Fill, Intent, OrderStatus, OrderType, OrderUpdate, PlaceOrder, RejectReason, ReplaceOrder, Side, Tick,
+    AlertIntent,
+    CancelOrder,
+    Fill,
+    Intent,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    PlaceOrder,
+    RejectReason,
+    ReplaceOrder,
+    Side,
+    Tick,
 )
 
 ZERO = Decimal(0)

@@ -6,7 +6,16 @@ from decimal import Decimal as D
 from tgtrader.core.chase import Chase
 from tgtrader.core.rules import SymbolRules
 from tgtrader.types import (
-    CancelOrder, Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, RejectReason, ReplaceOrder, Side, Tick,
+    CancelOrder,
+    Fill,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    PlaceOrder,
+    RejectReason,
+    ReplaceOrder,
+    Side,
+    Tick,
 )
 
 

@@ -9,11 +9,11 @@ import pytest
 
 from tgtrader.core.api import ApiError, GridSpec
 from tgtrader.core.config import CoreConfig
-from tgtrader.core.service import TradingCore
-from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus, GridRoundTrip, OrderFilled, StreamUp
+from tgtrader.core.service import TradingCore
 from tgtrader.exchange.paper import PaperExchange
 from tgtrader.store import Database
+from tgtrader.store.core_store import CoreStore
 from tgtrader.types import OrderStatus, Side
 
 from .conftest import REAL_RULES

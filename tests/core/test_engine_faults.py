@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-
 from decimal import Decimal as D
 from typing import Any
 
 from tgtrader.core.api import GridSpec
 from tgtrader.core.config import CoreConfig
-from tgtrader.core.kernel import Timer as _Timer
-from tgtrader.core.service import TradingCore
-from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import ErrorEvent, EventBus, OrderRejected, StreamDown, StreamUp
+from tgtrader.core.kernel import Timer as _Timer
+from tgtrader.core.ports import StreamStatus
+from tgtrader.core.service import TradingCore
 from tgtrader.errors import ExchangeUnavailable, InsufficientBalance, IpBanned, OrderStatusUnknown, WouldMatch
 from tgtrader.exchange.paper import PAPER_ACCOUNT, PaperExchange
-from tgtrader.core.ports import StreamStatus
 from tgtrader.store import Database
+from tgtrader.store.core_store import CoreStore
 from tgtrader.types import OrderType, PlaceOrder, Side
 
 from .conftest import REAL_RULES

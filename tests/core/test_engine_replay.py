@@ -13,11 +13,11 @@ from tgtrader.backtest.vector import GridSpec as VSpec
 from tgtrader.backtest.vector import candle_path, run_backtest
 from tgtrader.core.api import GridSpec
 from tgtrader.core.config import CoreConfig
-from tgtrader.core.service import TradingCore
-from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus, OrderFilled
+from tgtrader.core.service import TradingCore
 from tgtrader.exchange.paper import PaperExchange
 from tgtrader.store import Database
+from tgtrader.store.core_store import CoreStore
 
 from .conftest import REAL_RULES
 

@@ -9,7 +9,14 @@ from tgtrader.core.events import GridRoundTrip, GridStateChanged, StopTriggered
 from tgtrader.core.grid import Grid, GridConfig, compute_levels, overlap_problem, preview, profit_pct
 from tgtrader.core.rules import SymbolRules
 from tgtrader.types import (
-    CancelOrder, Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, RejectReason, Side,
+    CancelOrder,
+    Fill,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    PlaceOrder,
+    RejectReason,
+    Side,
 )
 
 from .sim import Sim, drive

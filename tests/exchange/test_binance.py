@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from decimal import Decimal as D
-from typing import Any, Callable
+from typing import Any
 
 import binance.ws.reconnecting_websocket as library_ws
 import pytest
 from binance.ws.reconnecting_websocket import ReconnectingWebsocket
 
 from tests.fakes.fake_binance import API_KEY, API_SECRET, FakeBinance
+from tgtrader.core.ports import BalanceUpdate, Exchange, StreamStatus
 from tgtrader.errors import (
     BadSymbol,
     ClockSkew,
@@ -22,7 +24,6 @@ from tgtrader.errors import (
     WouldMatch,
 )
 from tgtrader.exchange.binance import BinanceExchange
-from tgtrader.core.ports import BalanceUpdate, Exchange, StreamStatus
 from tgtrader.types import CancelOrder, Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, ReplaceOrder, Side, Tick
 
 pytestmark = pytest.mark.timeout(60)

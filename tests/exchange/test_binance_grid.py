@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from decimal import Decimal as D
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from binance.ws.reconnecting_websocket import ReconnectingWebsocket
@@ -15,10 +15,10 @@ from binance.ws.reconnecting_websocket import ReconnectingWebsocket
 from tests.fakes.fake_binance import API_KEY, API_SECRET, FakeBinance
 from tgtrader.core.api import GridSpec
 from tgtrader.core.config import CoreConfig
-from tgtrader.core.service import TradingCore
-from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus, GridRoundTrip, OrderFilled
+from tgtrader.core.service import TradingCore
 from tgtrader.exchange.binance import BinanceExchange
+from tgtrader.store.core_store import CoreStore
 from tgtrader.store.db import Database
 from tgtrader.types import Side
 

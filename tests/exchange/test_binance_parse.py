@@ -10,9 +10,9 @@ import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tgtrader.core.ports import BalanceUpdate
 from tgtrader.exchange.binance import fastpath
 from tgtrader.exchange.binance import parse as bp
-from tgtrader.core.ports import BalanceUpdate
 from tgtrader.types import OrderStatus, OrderType, Side, Tick
 
 # Recorded payloads (shared/data/binance/*.json), inlined so CI on a fresh clone has them.

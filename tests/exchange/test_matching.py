@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tgtrader.core.ports import BalanceUpdate
 from tgtrader.core.rules import SymbolRules, rules_from_exchange_info
 from tgtrader.errors import BadSymbol, ExchangeError, FilterRejected, InsufficientBalance, UnknownOrder, WouldMatch
 from tgtrader.exchange.matching import EngineEvent, MatchingEngine
-from tgtrader.core.ports import BalanceUpdate
 from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, Side
 
 SUBSET = Path(__file__).resolve().parents[1] / "data" / "exchangeInfo_spot_subset_2021-10-12.json"

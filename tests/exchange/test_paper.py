@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tgtrader.core.ports import BalanceUpdate, Exchange, StreamStatus
 from tgtrader.errors import BadSymbol, FilterRejected, InsufficientBalance, UnknownOrder, WouldMatch
 from tgtrader.exchange.paper import PaperExchange, load_exchange_info
-from tgtrader.core.ports import BalanceUpdate, Exchange, StreamStatus
 from tgtrader.store.db import Database
 from tgtrader.types import CancelOrder, Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, ReplaceOrder, Side, Tick
 

@@ -33,10 +33,10 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 from aiohttp import WSMsgType, web
 
+from tgtrader.core.ports import BalanceUpdate
 from tgtrader.core.rules import SymbolRules
 from tgtrader.errors import ExchangeError, UnknownOrder
 from tgtrader.exchange.matching import EngineOrder, MatchingEngine
-from tgtrader.core.ports import BalanceUpdate
 from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, Side
 
 API_KEY = "test-api-key"

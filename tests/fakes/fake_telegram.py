@@ -315,7 +315,7 @@ class FakeTelegram:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         limit = _int(params.get("limit")) or 100
         return self._updates[:limit]

@@ -31,10 +31,11 @@ import sqlite3
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from tests.fakes.fake_binance import ACCOUNT, FakeBinance
 from tests.fakes.fake_telegram import Call, FakeTelegram
@@ -129,7 +130,7 @@ class Harness:
         if self.proc is not None and self.proc.returncode is None:
             try:
                 await self.stop_bot(timeout=15)
-            except asyncio.TimeoutError:  # recorded; tests that care about graceful stops assert on it
+            except TimeoutError:  # recorded; tests that care about graceful stops assert on it
                 self.slow_stops += 1
         await self.telegram.stop()
         await self.binance.stop()
@@ -181,7 +182,7 @@ class Harness:
                 self.proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER=1: every thread's stack to stderr
                 try:
                     await asyncio.wait_for(self.proc.wait(), 10)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     self.proc.kill()
                     await self.proc.wait()
                 raise TimeoutError(f"bot not ready after {timeout} s (stacks dumped):\n{self.stderr(n)[-6000:]}")
@@ -234,7 +235,7 @@ class Harness:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return await self.wait_exit(timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             await self.wait_exit()
             raise
@@ -316,7 +317,7 @@ class Harness:
 
     def db_rows(self, sql: str, params: tuple = ()) -> list[tuple]:
         """Read the bot's DB from outside (a second process would do the same); retries while locked."""
-        for attempt in range(100):
+        for _attempt in range(100):
             try:
                 con = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
                 try:

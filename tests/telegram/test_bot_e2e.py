@@ -7,10 +7,10 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal as D
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 
@@ -18,10 +18,10 @@ from tests.fakes.fake_telegram import FakeTelegram
 from tests.waiting import wait_for
 from tgtrader.core.api import GridSpec
 from tgtrader.core.config import CoreConfig
-from tgtrader.core.service import TradingCore
-from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus
+from tgtrader.core.service import TradingCore
 from tgtrader.exchange.paper import PaperExchange
+from tgtrader.store.core_store import CoreStore
 from tgtrader.store.db import Database
 from tgtrader.telegram import render
 from tgtrader.telegram.app import TelegramBot, build_application, frontend

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from decimal import Decimal as D
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from tests.waiting import wait_for
 from tgtrader.console import ConsoleChat
 from tgtrader.core.config import CoreConfig
-from tgtrader.core.service import TradingCore
-from tgtrader.store.core_store import CoreStore
 from tgtrader.core.events import EventBus
+from tgtrader.core.service import TradingCore
 from tgtrader.exchange.paper import PaperExchange
+from tgtrader.store.core_store import CoreStore
 from tgtrader.store.db import Database
 from tgtrader.telegram.commands import help_text
 

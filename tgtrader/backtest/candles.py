@@ -220,7 +220,7 @@ def write_candles_csv(candles: Candles, path: str | Path) -> None:
         candles.close.tolist(),
         candles.volume.tolist(),
     ):
-        buf.write("%d,%r,%r,%r,%r,%r\n" % row)
+        buf.write("{:d},{!r},{!r},{!r},{!r},{!r}\n".format(*row))
     data = buf.getvalue().encode()
     p = Path(path)
     p.write_bytes(gzip.compress(data, mtime=0) if p.name.endswith(".gz") else data)

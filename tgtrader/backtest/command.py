@@ -11,14 +11,15 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tgtrader.backtest.candles import Candles, CandleFileError, load_candles
+from tgtrader.backtest.candles import CandleFileError, Candles, load_candles
 from tgtrader.backtest.report import fmt_duration, fmt_num, json_ready, summary_table, write_plot
 from tgtrader.backtest.sweep import SweepRow, parse_sweep, run_sweep, sweep_specs
 from tgtrader.backtest.vector import BacktestInputError, GridSpec, run_backtest

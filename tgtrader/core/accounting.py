@@ -7,9 +7,10 @@ A fee in a third asset (BNB) is valued with the caller's price table, else estim
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from tgtrader.types import Fill, Side
 

@@ -12,8 +12,8 @@ from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from tgtrader.core.events import EventBus
-from tgtrader.errors import TgTraderError
 from tgtrader.core.ports import ExchangeHealth
+from tgtrader.errors import TgTraderError
 from tgtrader.types import Balance, Side
 
 

@@ -22,11 +22,9 @@ from typing import Any
 from tgtrader.core.accounting import fee_in_quote
 from tgtrader.core.events import CoreEvent
 from tgtrader.core.ports import MachineSnapshot
-from tgtrader.core.states import Transitions
 from tgtrader.core.rules import SymbolRules
+from tgtrader.core.states import Transitions
 from tgtrader.types import (
-    dec_or_none,
-    str_or_none,
     CancelOrder,
     Fill,
     Intent,
@@ -38,6 +36,8 @@ from tgtrader.types import (
     ReplaceOrder,
     Side,
     Tick,
+    dec_or_none,
+    str_or_none,
 )
 
 ZERO = Decimal(0)

@@ -6,9 +6,9 @@ trading. Subscribers that do I/O put the event on their own queue (the alert out
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable
 
 from loguru import logger
 

@@ -9,9 +9,9 @@ id when an answer was lost (never a blind resend), and refusals turned into type
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable
 
 from loguru import logger
 

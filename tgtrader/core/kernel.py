@@ -16,16 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from loguru import logger
 
 from tgtrader.core.accounting import fee_in_quote
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import (
-    CoreEvent, ErrorEvent, EventBus, GridRoundTrip, OrderFilled, StreamDown, StreamUp,
+    CoreEvent,
+    ErrorEvent,
+    EventBus,
+    GridRoundTrip,
+    OrderFilled,
+    StreamDown,
+    StreamUp,
 )
 from tgtrader.core.gateway import BanOver, OrderGateway
 from tgtrader.core.grid import Grid
@@ -39,7 +46,16 @@ from tgtrader.core.rules import SymbolRules
 from tgtrader.core.stops import Stop
 from tgtrader.errors import ExchangeError
 from tgtrader.types import (
-    AlertIntent, Balance, CancelOrder, Fill, Intent, OrderUpdate, PlaceOrder, RejectReason, ReplaceOrder, Tick,
+    AlertIntent,
+    Balance,
+    CancelOrder,
+    Fill,
+    Intent,
+    OrderUpdate,
+    PlaceOrder,
+    RejectReason,
+    ReplaceOrder,
+    Tick,
 )
 
 ZERO = Decimal(0)

@@ -7,8 +7,9 @@ that implements `Machine`, an entry in `Machines` (its dict and its loader); not
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from tgtrader.core.chase import Chase
 from tgtrader.core.events import CoreEvent

@@ -11,10 +11,11 @@ sees rows, keys or SQL. `tgtrader.store.core_store.CoreStore` implements it on S
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tgtrader.core.orders import TrackedOrder
 from tgtrader.core.rules import SymbolRules

@@ -8,8 +8,9 @@ user-stream resubscribe through `reconcile`, the core at start-up and after an I
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from loguru import logger
 

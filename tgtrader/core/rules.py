@@ -6,9 +6,10 @@ violation names the Binance filter and the numbers, so a trader can see what to 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal, localcontext
-from typing import Any, Mapping
+from typing import Any
 
 from tgtrader.types import OrderType, Side
 

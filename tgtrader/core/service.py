@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Callable
 
 from tgtrader.core.api import (
     ApiError,
@@ -271,7 +271,7 @@ class TradingCore(Kernel):
 
     async def status(self) -> StatusView:
         grids = tuple(await self.list_grids())
-        today = datetime.fromtimestamp(self.clock_ms() / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+        today = datetime.fromtimestamp(self.clock_ms() / 1000, tz=UTC).strftime("%Y-%m-%d")
         (result,) = await self.store.day_results([today])
         realized_today = result.profit
         return StatusView(
@@ -315,7 +315,7 @@ class TradingCore(Kernel):
 
     async def pnl(self, days: int = 7) -> PnlView:
         now = self.clock_ms()
-        names = [datetime.fromtimestamp(now / 1000 - k * 86400, tz=timezone.utc).strftime("%Y-%m-%d")
+        names = [datetime.fromtimestamp(now / 1000 - k * 86400, tz=UTC).strftime("%Y-%m-%d")
                  for k in range(days - 1, -1, -1)]
         out = [(r.day, r.profit, r.round_trips) for r in await self.store.day_results(names)]
         return PnlView(tuple(out), sum((p for _, p, _ in out), ZERO), self.config.quote_asset)

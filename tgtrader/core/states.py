@@ -8,7 +8,8 @@ the state as it was, so a late or duplicate event can never push a machine backw
 from __future__ import annotations
 
 import enum
-from typing import Generic, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Generic, TypeVar
 
 from loguru import logger
 

@@ -24,7 +24,17 @@ from tgtrader.core.ports import MachineSnapshot
 from tgtrader.core.rules import SymbolRules, fmt_decimal
 from tgtrader.core.states import Transitions
 from tgtrader.types import (
-    AlertIntent, CancelOrder, Fill, Intent, OrderStatus, OrderType, OrderUpdate, PlaceOrder, Side, Tick, dec_or_none,
+    AlertIntent,
+    CancelOrder,
+    Fill,
+    Intent,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    PlaceOrder,
+    Side,
+    Tick,
+    dec_or_none,
     str_or_none,
 )
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from tgtrader.core.ports import BalanceUpdate, EventSink, ExchangeEvent, ExchangeHealth, StreamStatus
 from tgtrader.core.rules import SymbolRules, rules_from_exchange_info
 from tgtrader.errors import BadSymbol, ExchangeError
 from tgtrader.exchange.matching import (
@@ -34,7 +36,6 @@ from tgtrader.exchange.matching import (
     MatchingEngine,
     fill_to_row,
 )
-from tgtrader.core.ports import BalanceUpdate, EventSink, ExchangeEvent, ExchangeHealth, StreamStatus
 from tgtrader.types import Balance, Fill, OrderUpdate, PlaceOrder, ReplaceOrder, Tick
 
 if TYPE_CHECKING:

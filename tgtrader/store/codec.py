@@ -31,7 +31,7 @@ def _json_default(obj: Any) -> Any:
         return str(obj)
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
-    if hasattr(obj, "value") and isinstance(getattr(obj, "value"), (str, int)):  # enums
+    if hasattr(obj, "value") and isinstance(obj.value, (str, int)):  # enums
         return obj.value
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 

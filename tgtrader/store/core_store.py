@@ -7,7 +7,7 @@ rows lives in this module, so the core never sees a column name, a key format or
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +22,7 @@ ZERO = Decimal(0)
 
 
 def day_of(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
 def order_row(o: TrackedOrder, ts_ms: int) -> OrderRow:

@@ -8,7 +8,8 @@ trading. Telegram (handlers.py) and the console demo (tgtrader/console.py) both 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from tgtrader.telegram import parse as p
 from tgtrader.telegram import render as r

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from loguru import logger
@@ -246,7 +247,7 @@ def build_application(
     app.post_init = bot.post_init
     app.post_stop = bot.post_stop
     if daily_summary_utc is not None and app.job_queue is not None:
-        app.job_queue.run_daily(bot.daily_summary, time=daily_summary_utc.replace(tzinfo=dt.timezone.utc),
+        app.job_queue.run_daily(bot.daily_summary, time=daily_summary_utc.replace(tzinfo=dt.UTC),
                                 name="daily-summary")
     return app
 

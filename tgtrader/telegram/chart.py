@@ -7,7 +7,7 @@ concurrent renders and no display is ever needed.
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
@@ -20,13 +20,13 @@ def render_chart_png(data: ChartData, width_in: float = 9.0, height_in: float = 
     fig = Figure(figsize=(width_in, height_in), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    times = [datetime.fromtimestamp(t / 1000, tz=timezone.utc) for t in data.times_ms]
+    times = [datetime.fromtimestamp(t / 1000, tz=UTC) for t in data.times_ms]
     if times:
         ax.plot(times, data.prices, color="#1f77b4", linewidth=1.2, label="price")
     for level in data.levels:
         ax.axhline(float(level), color="#999999", linewidth=0.6, linestyle="--")
-    buys = [(datetime.fromtimestamp(t / 1000, tz=timezone.utc), float(p)) for t, side, p in data.fills if side == "BUY"]
-    sells = [(datetime.fromtimestamp(t / 1000, tz=timezone.utc), float(p)) for t, side, p in data.fills if side == "SELL"]
+    buys = [(datetime.fromtimestamp(t / 1000, tz=UTC), float(p)) for t, side, p in data.fills if side == "BUY"]
+    sells = [(datetime.fromtimestamp(t / 1000, tz=UTC), float(p)) for t, side, p in data.fills if side == "SELL"]
     if buys:
         ax.scatter([b[0] for b in buys], [b[1] for b in buys], marker="^", color="#2ca02c", s=30, label="buy", zorder=3)
     if sells:

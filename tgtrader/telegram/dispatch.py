@@ -12,9 +12,9 @@ import inspect
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Awaitable, Callable, Iterable, Sequence
 
 from loguru import logger
 

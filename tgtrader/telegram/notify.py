@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 from loguru import logger
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
@@ -290,7 +291,7 @@ class Notifier:
         except (Forbidden, BadRequest) as exc:  # blocked, chat not started yet, chat gone
             await self._failed(batch, f"{type(exc).__name__}: {exc}", cap_s=max(self.backoff_cap_s, 600.0))
             return False
-        except (TelegramError, OSError, asyncio.TimeoutError) as exc:  # network, 5xx, timeouts
+        except (TimeoutError, TelegramError, OSError) as exc:  # network, 5xx, timeouts
             await self._network_down(batch, f"{type(exc).__name__}: {exc}")
             return False
         self._network_failures = 0

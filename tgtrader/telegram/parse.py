@@ -8,9 +8,9 @@ nothing malformed ever reaches the core. `parse()` raises nothing else, whatever
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Mapping
 
 from tgtrader.core.api import GridSpec
 from tgtrader.core.grid.plan import MAX_GRIDS, MIN_GRIDS

@@ -8,10 +8,10 @@ the console demo prints exactly these strings and shows buttons as numbered choi
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Iterable, Sequence
 
 from tgtrader.core.api import (
     BalancesView,
@@ -37,8 +37,8 @@ from tgtrader.core.events import (
     StreamDown,
     StreamUp,
 )
-from tgtrader.core.rules import fmt_decimal
 from tgtrader.core.ports import ExchangeHealth
+from tgtrader.core.rules import fmt_decimal
 
 MAX_MESSAGE = 4096
 MAX_LINES_PER_KIND = 15  # in a coalesced alert, lines per kind before "... and N more"
@@ -113,7 +113,7 @@ def pct(value: Decimal | None) -> str:
 def when(ts_ms: int) -> str:
     if ts_ms <= 0:
         return "-"
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def age(seconds: float | None) -> str:

@@ -534,7 +534,7 @@ class Grid:
         whole = pool >= self.q * len(holding) * (1 - 2 * self.config.fee_rate)
         shares: list[Decimal] = []
         left = pool
-        for k, iv in enumerate(holding):
+        for k, _iv in enumerate(holding):
             if k == len(holding) - 1:
                 share = left
             elif whole:

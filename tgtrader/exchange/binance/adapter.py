@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from binance import BinanceSocketManager
 from loguru import logger
@@ -197,7 +198,7 @@ class BinanceExchange(EventsMixin, RestMixin, MarketStreamsMixin, UserStreamMixi
         self._user_task = asyncio.create_task(self._user_loop(), name="binance-user-stream")
         try:
             await asyncio.wait_for(self._user_ready.wait(), timeout=max(5.0, self.request_timeout))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning("binance: user data stream not up yet; it keeps retrying in the background")
 
     async def close(self) -> None:

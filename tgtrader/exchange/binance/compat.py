@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import orjson
@@ -134,7 +135,7 @@ async def close_client(client: AsyncClient) -> None:
             pass
     try:
         await asyncio.wait_for(client.close_connection(), timeout=5)
-    except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+    except (TimeoutError, Exception):  # noqa: BLE001
         pass
     try:
         await client.ws_future.close()

@@ -16,8 +16,9 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 import msgspec
 import orjson

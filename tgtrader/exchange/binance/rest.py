@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import orjson
@@ -186,7 +187,7 @@ class RestMixin:
                     attempt += 1
                     continue
                 raise ExchangeUnavailable(f"Cannot reach Binance to {what}: {type(exc).__name__}.") from None
-            except (aiohttp.ClientError, asyncio.TimeoutError, BinanceRequestException, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, BinanceRequestException, OSError) as exc:
                 if not _read:
                     raise _LostAnswer(type(exc).__name__) from exc
                 if attempt < self.read_retries:

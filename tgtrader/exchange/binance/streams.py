@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 from binance.exceptions import ReadLoopClosed
@@ -220,7 +221,7 @@ class MarketStreamsMixin:
             sock = conn.sock
             try:
                 msg = await asyncio.wait_for(sock.recv(), timeout=check)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 now = time.monotonic()
                 if now - max(conn.last_msg, conn.connected_at) > self.market_silence_s:
                     await self._market_dropped(conn, f"no market data for {self.market_silence_s:.0f} s")

@@ -19,12 +19,12 @@ from binance.exceptions import BinanceAPIException
 from loguru import logger
 
 from tgtrader.core.ports import StreamStatus
+from tgtrader.core.recovery import reconcile
 from tgtrader.errors import ExchangeError
 from tgtrader.exchange.binance import compat
 from tgtrader.exchange.binance import parse as bp
 from tgtrader.exchange.binance.events import _now_ms
 from tgtrader.exchange.ratelimit import backoff_delay
-from tgtrader.core.recovery import reconcile
 
 
 class _StreamDropped(Exception):
@@ -98,10 +98,10 @@ class UserStreamMixin:
                 while not self._closing:
                     try:
                         msg = await asyncio.wait_for(sock.recv(), timeout=self.user_check_s)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         if self._user_alive():
                             continue
-                        raise _StreamDropped("the WebSocket API connection is gone")
+                        raise _StreamDropped("the WebSocket API connection is gone") from None
                     if type(msg) is dict and msg.get("e") == "error":
                         raise _StreamDropped(f"{msg.get('type')}: {msg.get('m')}"[:200])
                     self._user_last_msg = time.monotonic()

@@ -389,7 +389,7 @@ class MatchingEngine:
         for key, o in book.bids.pop_at_or_above(ask):
             self._fill(book, o, key, is_maker=True, ts=ts)
             n += 1
-        for key, o in book.stop_buys.pop_at_or_below(ask):
+        for _key, o in book.stop_buys.pop_at_or_below(ask):
             n += self._trigger(book, o, ask, ts)
         return n
 
@@ -398,7 +398,7 @@ class MatchingEngine:
         for key, o in book.asks.pop_at_or_below(bid):
             self._fill(book, o, key, is_maker=True, ts=ts)
             n += 1
-        for key, o in book.stop_sells.pop_at_or_above(bid):
+        for _key, o in book.stop_sells.pop_at_or_above(bid):
             n += self._trigger(book, o, bid, ts)
         return n
 
