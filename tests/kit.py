@@ -6,6 +6,7 @@ place. `CoreOnPaper` is the real TradingCore on the real PaperExchange and a rea
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,7 @@ from tgtrader.core.service import TradingCore
 from tgtrader.exchange.paper import PaperExchange
 from tgtrader.store import Database
 from tgtrader.store.core_store import CoreStore
+from tgtrader.store.migrations import MIGRATIONS
 from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, RejectReason, Side
 
 D = Decimal
@@ -54,6 +56,18 @@ def fill(order: PlaceOrder, trade_id: int, qty: str | None = None, price: str | 
 def grid_spec(symbol: str = "BTCUSDT", lower: str = "40000", upper: str = "60000", n: int = 4,
               investment: str = "1000") -> GridSpec:
     return GridSpec(symbol, D(lower), D(upper), n, D(investment))
+
+
+def old_database(path: Path, version: int) -> sqlite3.Connection:
+    """A database file as schema `version` left it (the migrations up to it applied), open for the test to
+    add rows from that time; commit and close it before `Database.open` migrates it."""
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)")
+    for number, m in enumerate(MIGRATIONS[:version], start=1):
+        for statement in m.statements:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version VALUES (?, ?, 0)", (number, m.name))
+    return con
 
 
 class Clock:

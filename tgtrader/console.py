@@ -13,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from tgtrader.chat.alerts import render_alerts
+from tgtrader.chat.dispatch import Dispatcher
+from tgtrader.chat.render import Button, Reply
 from tgtrader.core.api import TradingApi
 from tgtrader.core.events import CoreEvent
-from tgtrader.telegram.dispatch import Dispatcher
-from tgtrader.telegram.render import Button, Reply, render_alerts
 
 CONSOLE_CHAT_ID = 0
 PROMPT = "tgtrader> "

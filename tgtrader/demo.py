@@ -403,7 +403,7 @@ class Demo:
 
     def _write_chart(self, data: Any) -> str | None:
         try:
-            from tgtrader.telegram.chart import render_chart_png
+            from tgtrader.chat.chart import render_chart_png
 
             self.out_dir.mkdir(parents=True, exist_ok=True)
             path = self.out_dir / f"demo_grid_{data.grid_id}.png"

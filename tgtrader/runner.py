@@ -148,12 +148,14 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
     finally:
         for task in tasks:
             task.cancel()
-        if bot is not None:
-            with suppress(Exception):
-                await bot.stop()
+        # The core first: it releases chat commands still waiting on it (a /buy chase can rest for hours),
+        # which python-telegram-bot's stop would otherwise wait for. Alerts are in the outbox already.
         if core is not None:
             with suppress(Exception):
                 await core.stop()
+        if bot is not None:
+            with suppress(Exception):
+                await bot.stop()
         if market is not None:
             with suppress(Exception):
                 await market.close()

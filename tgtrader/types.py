@@ -184,11 +184,12 @@ class ReplaceOrder:
 
 @dataclass(frozen=True, slots=True)
 class AlertIntent:
-    """Something a human should hear about. `kind` drives formatting and coalescing."""
+    """Something a human should hear about, as facts: `kind` names it and `payload` holds the plain JSON
+    values it is about (ids, symbol, prices and quantities as Decimal strings, reasons). No text: the front
+    end words it when the alert is delivered (`tgtrader.chat.alerts.render_alert`)."""
 
     kind: str
-    text: str
-    data: dict[str, object] = field(default_factory=dict)
+    payload: dict[str, object] = field(default_factory=dict)
 
 
 Intent = PlaceOrder | CancelOrder | ReplaceOrder | AlertIntent

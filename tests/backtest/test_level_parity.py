@@ -7,8 +7,8 @@ from decimal import Decimal as D
 import pytest
 
 from tgtrader.backtest import vector
+from tgtrader.chat import parse
 from tgtrader.core.grid import MAX_GRIDS, MIN_GRIDS, GridConfig, compute_levels
-from tgtrader.telegram import parse
 
 
 @pytest.mark.parametrize("lower,upper,n,spacing", [

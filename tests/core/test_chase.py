@@ -145,3 +145,22 @@ def test_tick_size_from_rules(real_rules: dict[str, SymbolRules]) -> None:
     [p1] = c.start(0, bid=D("0.0002400"), ask=D("0.0002410"))
     [r] = c.on_timer(10)
     assert r.place.price == D("0.0002401")
+
+
+def test_would_match_without_a_newer_book_waits_instead_of_walking_one_tick_per_refusal(btc_rules: SymbolRules) -> None:
+    """Found under load in the e2e suite: the book was 100 USDT below a stale bid, and each refusal re-placed one
+    tick lower at once: ~4,000 refused orders (each a REST call live) and a core busy for minutes."""
+    c = mk(btc_rules)
+    [p1] = c.start(0, bid=D("50000.00"), ask=D("50000.10"))
+    [p2] = c.on_order_update(upd(p1, OrderStatus.REJECTED, reason=RejectReason.WOULD_MATCH))
+    assert p2.price == D("49999.99")  # type: ignore[union-attr]  # a first refusal: one tick behind it
+    assert c.on_order_update(upd(p2, OrderStatus.REJECTED, reason=RejectReason.WOULD_MATCH)) == []  # type: ignore[arg-type]
+    assert c.on_timer(500) == []  # nothing new and the step has not passed: still waiting
+    [p3] = c.on_tick(Tick("BTCUSDT", None, None, D("49900.00"), 600))  # a trade far below
+    assert isinstance(p3, PlaceOrder) and p3.order_type is OrderType.LIMIT_MAKER
+    assert p3.price == D("49899.99")  # one tick under the last trade
+    [p4] = c.on_order_update(upd(p3, OrderStatus.REJECTED, reason=RejectReason.WOULD_MATCH))
+    assert c.on_order_update(upd(p4, OrderStatus.REJECTED, reason=RejectReason.WOULD_MATCH)) == []  # type: ignore[arg-type]
+    [p5] = c.on_timer(600 + 1000)  # no market data for a step: one more blind step, not a storm
+    assert isinstance(p5, PlaceOrder) and p5.price < p4.price  # type: ignore[operator,union-attr]
+    assert list(c.legs) == [p5.client_order_id]  # refused legs that never rested are not kept

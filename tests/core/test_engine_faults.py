@@ -225,9 +225,12 @@ async def test_a_would_match_refusal_in_any_wording_reprices_the_chase_instead_o
     chase = asyncio.create_task(core.chase("BTCUSDT", Side.BUY, D("0.01")))
     for _ in range(50):
         await core.idle()
-        if len(paper.calls) >= 2 or chase.done():
+        if refused or chase.done():
             break
         await asyncio.sleep(0.01)
+    now[0] += 1000
+    paper.feed_trade("BTCUSDT", D("51990"), now[0])  # the market moves: the chase rests at the new book
+    await core.idle()
     placed = [o for o in paper.engine.all_orders(PAPER_ACCOUNT) if o.client_order_id != refused[0]]
     assert refused and placed, "no second order after the refusal"
     assert placed[0].order_type is OrderType.LIMIT_MAKER  # re-priced maker order, not a MARKET

@@ -38,7 +38,7 @@ def test_soft_stop_loss_triggers_market_sell_and_reports(btc_rules: SymbolRules)
     out = s.on_fill(fill(o, 5, "0.01", "44980"))
     [alert] = out
     realized = D("0.01") * D("44980") * (1 - D("0.001")) - D("500")
-    assert alert.data["realized"] == str(realized) and alert.data["qty"] == "0.01"  # type: ignore[union-attr]
+    assert alert.payload["realized"] == str(realized) and alert.payload["qty"] == "0.01"  # type: ignore[union-attr]
     [ev] = s.drain_events()
     assert isinstance(ev, StopTriggered) and ev.kind == "stop-loss" and ev.realized == realized and ev.price == D("44980")
     assert s.state == "done"
@@ -61,7 +61,7 @@ def test_silence_falls_back_to_hard_twin_with_alert(btc_rules: SymbolRules) -> N
     assert o.order_type is OrderType.STOP_LOSS_LIMIT and o.stop_price == D("45000") and o.price == D("44775")
     assert not btc_rules.check_order(o.side, o.order_type, o.qty, o.price, stop_price=o.stop_price)
     [a] = [x for x in out if isinstance(x, AlertIntent)]
-    assert a.kind == "stop-hard-fallback" and "no market data for 30 s" in a.text
+    assert a.kind == "stop-hard-fallback" and a.payload["silent_s"] == 30
     assert s.kind == "hard"
     assert s.on_tick(tick("44000", 40_000)) == []  # the exchange order sells, not a second market order
     assert any(isinstance(e, StopTriggered) and e.kind == "hard-fallback" for e in s.drain_events())

@@ -40,6 +40,7 @@ from typing import Any
 from tests.fakes.fake_binance import ACCOUNT, FakeBinance
 from tests.fakes.fake_telegram import Call, FakeTelegram
 from tests.waiting import wait_for
+from tgtrader.chat.alerts import outbox_text
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
@@ -409,8 +410,9 @@ class Harness:
         The bot coalesces alerts in memory for a window before writing them, invisible from outside; the
         fills they report are not, so this is the positive condition behind "the window has passed"."""
         stored = self.db_rows("SELECT COUNT(*) FROM fills")[0][0] - self.run_fills_base
-        rows = self.db_rows("SELECT text FROM outbox WHERE id > ? AND chat_id = ?", (self.run_outbox_base, self.chat_id))
-        return sum(fills_reported(text) for (text,) in rows) >= stored
+        rows = self.db_rows("SELECT kind, text, payload FROM outbox WHERE id > ? AND chat_id = ?",
+                            (self.run_outbox_base, self.chat_id))
+        return sum(fills_reported(_worded(*row)) for row in rows) >= stored
 
     async def alerts_written(self, timeout: float = 20.0) -> None:
         """Wait (bounded) until `fills_alerted()`: the bot's coalescing window for them is over."""
@@ -504,7 +506,9 @@ class Harness:
         return problems
 
     def outbox(self) -> list[tuple]:
-        return self.db_rows("SELECT id, chat_id, kind, text, sent_ms FROM outbox ORDER BY id")
+        """(id, chat_id, kind, text as delivered, sent_ms) of every outbox row."""
+        rows = self.db_rows("SELECT id, chat_id, kind, text, payload, sent_ms FROM outbox ORDER BY id")
+        return [(rid, chat, kind, _worded(kind, text, payload), sent) for rid, chat, kind, text, payload, sent in rows]
 
     def check_outbox(self) -> list[str]:
         """Every outbox row is marked sent and its text reached Telegram exactly once (rows are merged into
@@ -588,6 +592,11 @@ def _blocks(message: str, text: str) -> int:
             n += 1
         i = message.find(text, i + 1)
     return n
+
+
+def _worded(kind: str, text: str, payload: str | None) -> str:
+    """An outbox row's text as the notifier words it at delivery."""
+    return outbox_text(kind, text, None if payload is None else json.loads(payload))
 
 
 def fills_reported(text: str) -> int:

@@ -13,7 +13,7 @@ import secrets as pysecrets
 from tests.reliability.harness import INTRUDER, Harness
 from tests.reliability.test_crash_restart import assert_invariants
 from tests.waiting import wait_for
-from tgtrader.telegram.commands import COMMANDS
+from tgtrader.chat.commands import COMMANDS
 from tgtrader.telegram.handlers import REFUSAL
 
 # every command with arguments that an allowed chat could use to change state or read data

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from decimal import Decimal as D
 from pathlib import Path
 
+from tests.kit import old_database
 from tgtrader.core.orders import TrackedOrder
 from tgtrader.core.ports import MachineSnapshot, Reaction, Store
 from tgtrader.store import Database
 from tgtrader.store.core_store import CoreStore
-from tgtrader.store.migrations import MIGRATIONS
 from tgtrader.types import AlertIntent, OrderStatus, OrderType, Side
 
 
 def _old_database(path: Path) -> None:
     """A database as schema version 2 left it: stop and chase state, daily results, sequences in kv."""
-    con = sqlite3.connect(path)
-    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)")
-    for version, m in enumerate(MIGRATIONS[:2], start=1):
-        for statement in m.statements:
-            con.execute(statement)
-        con.execute("INSERT INTO schema_version VALUES (?, ?, 0)", (version, m.name))
+    con = old_database(path, 2)
     con.execute("INSERT INTO grids(id, symbol, config, state, runtime, created_ms, updated_ms) "
                 "VALUES (3, 'BTCUSDT', '{}', 'paused', '{\"id\": 3}', 0, 0)")
     con.execute("INSERT INTO stops(id, symbol, kind, trigger_price, qty, state, created_ms, updated_ms) "
@@ -70,13 +64,16 @@ async def test_one_reaction_is_one_transaction(tmp_path: Path) -> None:
         bad = MachineSnapshot("robot", 1, "BTCUSDT", "x", {})  # no table: the whole reaction must roll back
         try:
             await store.save_reaction(Reaction(1, machine=bad, new_orders=[order],
-                                               alerts=[AlertIntent("k", "text")], realized=[(1, D("2"))]))
+                                               alerts=[AlertIntent("k", {"n": 1})], realized=[(1, D("2"))]))
         except ValueError:
             pass
         assert await db.orders.get("tg-s1-1") is None and await db.outbox.pending_count() == 0
         snap = MachineSnapshot("stop", stop_id, "BTCUSDT", "selling", {"id": stop_id}, "tg-s1-1")
-        await store.save_reaction(Reaction(2, machine=snap, new_orders=[order], alerts=[AlertIntent("k", "t")],
+        alert = AlertIntent("stop-failed", {"stop_id": stop_id, "symbol": "BTCUSDT", "reject_text": "no"})
+        await store.save_reaction(Reaction(2, machine=snap, new_orders=[order], alerts=[alert],
                                            realized=[(2, D("2")), (3, D("0.5"))]))
+        [queued] = await db.outbox.due(2)  # the alert as facts, for every chat, worded at delivery
+        assert (queued.kind, queued.payload, queued.text, queued.chat_id) == (alert.kind, alert.payload, "", None)
         row = await db.orders.get("tg-s1-1")
         assert row is not None and row.status is OrderStatus.PENDING_NEW
         assert (await db.stops.get(stop_id)).state == "selling"  # type: ignore[union-attr]

@@ -199,6 +199,17 @@ async def test_outbox_lifecycle(db: Database) -> None:
     assert await db.outbox.purge_sent(older_than_ms=10_000) == 2
 
 
+async def test_outbox_typed_rows_keep_their_payload_per_channel(db: Database) -> None:
+    a = await db.outbox.enqueue("grid-residue", payload={"grid_id": 1, "qty": "0.5", "ok": True}, now=1)
+    b = await db.outbox.enqueue("events", chat_id=5, payload={"events": []}, channel="web", now=1)
+    [row] = await db.outbox.due(2)
+    assert (row.id, row.kind, row.text, row.payload, row.channel) == (
+        a, "grid-residue", "", {"grid_id": 1, "qty": "0.5", "ok": True}, "telegram")
+    [web] = await db.outbox.due(2, channel="web")
+    assert (web.id, web.chat_id, web.payload, web.channel) == (b, 5, {"events": []}, "web")
+    assert await db.outbox.pending_count() == 2
+
+
 async def test_outbox_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
     async with await Database.open(path) as db:

@@ -16,6 +16,8 @@ import pytest
 
 from tests.fakes.fake_telegram import FakeTelegram
 from tests.waiting import wait_for
+from tgtrader.chat import render
+from tgtrader.chat.commands import COMMANDS
 from tgtrader.core.api import GridSpec
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import EventBus
@@ -23,9 +25,8 @@ from tgtrader.core.service import TradingCore
 from tgtrader.exchange.paper import PaperExchange
 from tgtrader.store.core_store import CoreStore
 from tgtrader.store.db import Database
-from tgtrader.telegram import render
 from tgtrader.telegram.app import TelegramBot, build_application, frontend
-from tgtrader.telegram.commands import COMMANDS
+from tgtrader.types import OrderType
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
@@ -87,8 +88,8 @@ async def close_stack(stack: Stack) -> None:
     secret_part = stack.fake.token.split(":", 1)[1]
     for call in stack.fake.calls:  # the bot token never appears in anything the bot sent
         assert secret_part not in json.dumps(call.params, default=str), call.method
+    await stack.core.stop()  # as the runner does: releases commands waiting on the core
     await stack.bot.stop()
-    await stack.core.stop()
     await stack.paper.close()
     await stack.db.close()
 
@@ -298,6 +299,11 @@ async def test_account_sizing_stops_and_chase_commands(stack: Stack) -> None:
     before = len(fake.sent_to(ALICE))
     fake.push_command(ALICE, "/buy BTCUSDT 0.01 max=52100")
     await fake.wait_for(lambda: any(t.startswith("Working: BUY 0.01 BTCUSDT") for t in fake.texts_to(ALICE)))
+
+    async def resting() -> bool:  # the maker order must rest before the market trades through it
+        return any(o.order_type is OrderType.LIMIT_MAKER for o in await stack.paper.open_orders("BTCUSDT"))
+
+    await wait_for(resting, 10, "the chase's maker order resting on the book")
     await stack.price("51900")
     await fake.wait_for(lambda: any(t.startswith("BUY BTCUSDT") for t in fake.texts_to(ALICE)[before:]), timeout=5)
     bought = next(t for t in fake.texts_to(ALICE)[before:] if t.startswith("BUY BTCUSDT"))

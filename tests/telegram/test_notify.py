@@ -12,6 +12,7 @@ import pytest
 from telegram.ext import AIORateLimiter, ExtBot
 
 from tests.fakes.fake_telegram import FakeTelegram
+from tests.kit import old_database
 from tests.waiting import wait_for
 from tgtrader.core.events import EventBus, OrderFilled, StreamDown, StreamUp
 from tgtrader.store.db import Database
@@ -201,3 +202,48 @@ async def test_short_stream_outage_is_silent_long_one_is_reported(fake: FakeTele
     await fake.wait_for(lambda: any("STREAM BACK (user)" in t for t in fake.texts_to(777)), timeout=3)
     await notifier.stop()
     assert any("2 fill(s) recovered" in t for t in fake.texts_to(888))
+
+
+async def test_rows_written_before_typed_alerts_are_delivered_with_their_text(fake: FakeTelegram, bot: ExtBot,
+                                                                              tmp_path: Path) -> None:
+    """A database from before the typed-alerts migration: its unsent rows hold text and no payload; they
+    keep their text and go out as before, next to a new row worded from its payload at delivery."""
+    path = tmp_path / "old.sqlite"
+    con = old_database(path, 3)
+    con.execute("INSERT INTO outbox(chat_id, kind, text, created_ms, next_attempt_ms) VALUES (NULL, 'stop-loss', ?, 1, 1)",
+                ("grid 1 BTCUSDT: stop-loss at 38000 (trigger 39000); orders cancelled, selling 0.1 BTC; realized 5 USDT",))
+    con.execute("INSERT INTO outbox(chat_id, kind, text, created_ms, next_attempt_ms) VALUES (777, 'alert', ?, 2, 2)",
+                ("FILL BTCUSDT BUY 0.001 @ 65000 [grid:1]",))
+    con.commit()
+    con.close()
+    db = await Database.open(path)
+    try:
+        [old, _] = await db.outbox.due(10**15)
+        assert (old.payload, old.channel, old.kind) == (None, "telegram", "stop-loss")
+        await db.outbox.enqueue("grid-residue", chat_id=777, payload={"grid_id": 2, "symbol": "ETHUSDT", "qty": "0.0001",
+                                                                      "base_asset": "ETH"})
+        notifier = make_notifier(db, bot)
+        await notifier.start()
+        await wait_for(lambda: _pending_is(db, 0), 10, "every outbox row sent")
+        await notifier.stop()
+    finally:
+        await db.close()
+    old_alert = "grid 1 BTCUSDT: stop-loss at 38000 (trigger 39000); orders cancelled, selling 0.1 BTC; realized 5 USDT"
+    assert fake.texts_to(888) == [old_alert]
+    assert "\n\n".join(fake.texts_to(777)) == "\n\n".join([
+        "FILL BTCUSDT BUY 0.001 @ 65000 [grid:1]",
+        "grid 2: 0.0001 ETH is below the symbol filters and was not sold",
+        old_alert,
+    ])
+
+
+async def test_a_notifier_delivers_only_its_own_channel(fake: FakeTelegram, db: Database, bot: ExtBot) -> None:
+    await db.outbox.enqueue("daily-summary", chat_id=777, payload={"status": {}, "pnl": {}}, channel="discord")
+    notifier = make_notifier(db, bot)
+    await notifier.start()
+    await notifier.enqueue_alert("events", {"events": [{"type": "StreamDown", "stream": "user", "reason": "reset",
+                                                        "ts_ms": 1}]})
+    await fake.wait_for(lambda: all(fake.sent_to(c) for c in CHATS), timeout=5)
+    await notifier.stop()
+    assert fake.texts_to(777) == ["STREAM DOWN (user): reset"]
+    assert await db.outbox.pending_count() == 1  # the Discord row waits for its own front end

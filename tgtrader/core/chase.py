@@ -83,6 +83,7 @@ class _Leg:
     order_type: str
     filled: Decimal = ZERO
     final: bool = False
+    book_seq: int = 0  # the chase's book_seq when the leg was placed
 
 
 @dataclass
@@ -115,6 +116,10 @@ class Chase:
     taker_qty: Decimal = ZERO
     fees_quote: Decimal = ZERO
     user_cancel: bool = False
+    last: Decimal | None = None  # last trade price seen (the book may be unknown)
+    book_seq: int = 0  # counts market updates, so a refusal can tell whether the book moved since
+    waiting_book: bool = False  # refused as "would match" with no newer book: wait for one (or the next step)
+    blind_reprices: int = 0  # re-prices after a refusal since the last market update
     id: int = 0  # the chase's number (a grid's start chase: the grid's id)
 
     machine_kind = "chase"
@@ -180,9 +185,13 @@ class Chase:
 
     def _book_price(self, fallback: Decimal | None) -> Decimal | None:
         if self.side is Side.BUY:
-            base = self.bid if self.bid is not None else (self.ask - self.tick if self.ask is not None else fallback)
+            base = self.bid if self.bid is not None else (self.ask - self.tick if self.ask is not None else None)
         else:
-            base = self.ask if self.ask is not None else (self.bid + self.tick if self.bid is not None else fallback)
+            base = self.ask if self.ask is not None else (self.bid + self.tick if self.bid is not None else None)
+        if base is None and self.last is not None:  # only trades seen: one tick on our side of the last one
+            base = self.last - self.tick if self.side is Side.BUY else self.last + self.tick
+        if base is None:
+            base = fallback
         if base is None:
             base = self.limit_price
         return None if base is None else self._clamp(base)
@@ -190,7 +199,7 @@ class Chase:
     def _place(self, price: Decimal, ts: int) -> PlaceOrder:
         cid = self._next_cid()
         qty = self.remaining
-        self.legs[cid] = _Leg(qty, price, OrderType.LIMIT_MAKER.value)
+        self.legs[cid] = _Leg(qty, price, OrderType.LIMIT_MAKER.value, book_seq=self.book_seq)
         self.current = cid
         self.placed_ts = ts
         return PlaceOrder(self.symbol, cid, self.side, OrderType.LIMIT_MAKER, qty, price, None, None, self.owner)
@@ -231,11 +240,27 @@ class Chase:
                 self.bid = tick.bid
             if tick.ask is not None:
                 self.ask = tick.ask
+            if tick.last is not None:
+                self.last = tick.last
             if tick.bid is None and tick.ask is None and tick.last is not None:
                 self.bid = self.ask = None  # only a trade price: fall back to it in _book_price
+            self.book_seq += 1
+            self.blind_reprices = 0
+            if self.waiting_book and self.state == ChaseState.WORKING:
+                return self._reprice(tick.ts_ms)
         return []
 
+    def _reprice(self, ts: int) -> list[Intent]:
+        """Rest again at the book after a "would match" refusal; nothing tradable left: the market leg."""
+        self.waiting_book = False
+        price = self._book_price(None)
+        if price is not None and self._tradable(self.remaining, price):
+            return [self._place(price, ts)]
+        return self._go_market()
+
     def on_timer(self, ts: int) -> list[Intent]:
+        if self.state == ChaseState.WORKING and self.waiting_book and ts - self.placed_ts >= self.step_ms:
+            return self._reprice(ts)  # no market data came: one step behind the refused price
         if self.state != "working" or self.current is None or ts - self.placed_ts < self.step_ms:
             return []
         leg = self.legs[self.current]
@@ -286,16 +311,24 @@ class Chase:
         intents: list[Intent] = []
         if upd.status is OrderStatus.REJECTED and upd.client_order_id == self.current:
             if self.state == "working" and upd.reject_reason is RejectReason.WOULD_MATCH:
-                # the book moved through our price: rest one tick behind the new book
+                # The book moved through our price, so the opposite side is at or past it.
                 if self.side is Side.BUY:
                     if self.ask is None or (leg.price is not None and self.ask > leg.price):
                         self.ask = leg.price
                 else:
                     if self.bid is None or (leg.price is not None and self.bid < leg.price):
                         self.bid = leg.price
-                price = self._book_price(leg.price)
-                if price is not None and self._tradable(self.remaining, price):
-                    return [self._place(price, upd.ts_ms or self.placed_ts)]
+                if leg.filled == 0:
+                    del self.legs[upd.client_order_id]  # it never rested: nothing can fill on it
+                ts = upd.ts_ms or self.placed_ts
+                if self.book_seq > leg.book_seq or self.blind_reprices == 0:
+                    # the book moved since we placed (rest at it), or a first refusal (one tick behind it)
+                    self.blind_reprices += self.book_seq == leg.book_seq
+                    return self._reprice(ts)
+                # Refused again with no newer book: wait for the next market update (or one step) instead of
+                # walking one tick per refusal, which spun thousands of refused orders when the book was far off.
+                self.current, self.waiting_book, self.placed_ts = None, True, ts
+                return []
             live = self._live()
             if live:
                 self.current = live[-1]
@@ -379,7 +412,10 @@ class Chase:
             "state": self.state.value, "status": self.status, "message": self.message, "seq": self.seq,
             "steps": self.steps, "current": self.current, "placed_ts": self.placed_ts,
             "bid": s(self.bid), "ask": s(self.ask),
-            "legs": {k: [str(v.qty), s(v.price), v.order_type, str(v.filled), v.final] for k, v in self.legs.items()},
+            "legs": {k: [str(v.qty), s(v.price), v.order_type, str(v.filled), v.final, v.book_seq]
+                     for k, v in self.legs.items()},
+            "last": s(self.last), "book_seq": self.book_seq, "waiting_book": self.waiting_book,
+            "blind_reprices": self.blind_reprices,
             "filled": str(self.filled), "filled_quote": str(self.filled_quote), "maker_qty": str(self.maker_qty),
             "taker_qty": str(self.taker_qty), "fees_quote": str(self.fees_quote), "user_cancel": self.user_cancel,
         }
@@ -395,7 +431,10 @@ class Chase:
         c.status, c.message = d["status"], d["message"]
         c.seq, c.steps, c.current, c.placed_ts = int(d["seq"]), int(d["steps"]), d["current"], int(d["placed_ts"])
         c.bid, c.ask = o(d["bid"]), o(d["ask"])
-        c.legs = {k: _Leg(Decimal(v[0]), o(v[1]), v[2], Decimal(v[3]), bool(v[4])) for k, v in d["legs"].items()}
+        c.legs = {k: _Leg(Decimal(v[0]), o(v[1]), v[2], Decimal(v[3]), bool(v[4]), int(v[5]) if len(v) > 5 else 0)
+                  for k, v in d["legs"].items()}
+        c.last, c.book_seq, c.waiting_book = o(d.get("last")), int(d.get("book_seq", 0)), bool(d.get("waiting_book"))
+        c.blind_reprices = int(d.get("blind_reprices", 0))
         for name in ("filled", "filled_quote", "maker_qty", "taker_qty", "fees_quote"):
             setattr(c, name, Decimal(d[name]))
         c.user_cancel = bool(d["user_cancel"])

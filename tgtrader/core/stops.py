@@ -21,7 +21,7 @@ from tgtrader.core.accounting import fee_in_quote
 from tgtrader.core.events import CoreEvent, StopTriggered
 from tgtrader.core.ids import stop_order_id
 from tgtrader.core.ports import MachineSnapshot
-from tgtrader.core.rules import SymbolRules, fmt_decimal
+from tgtrader.core.rules import SymbolRules
 from tgtrader.core.states import Transitions
 from tgtrader.types import (
     AlertIntent,
@@ -127,8 +127,8 @@ class Stop:
         out, self._events = self._events, []
         return out
 
-    def _alert(self, kind: str, text: str, **data: object) -> AlertIntent:
-        return AlertIntent(kind, text, {"stop_id": self.id, "symbol": self.symbol, **data})
+    def _alert(self, kind: str, **payload: object) -> AlertIntent:
+        return AlertIntent(kind, {"stop_id": self.id, "symbol": self.symbol, **payload})
 
     def _cid(self) -> str:
         self.seq += 1
@@ -187,9 +187,7 @@ class Stop:
             order,
             self._alert(
                 f"{self.purpose}-triggered",
-                f"stop {self.id} {self.symbol}: {self.purpose} triggered at {fmt_decimal(price)} "
-                f"(trigger {fmt_decimal(self.trigger)}); selling {fmt_decimal(order.qty)} at market",
-                price=str(price), qty=str(order.qty), trigger=str(self.trigger),
+                purpose=self.purpose, price=str(price), qty=str(order.qty), trigger=str(self.trigger),
             ),
         ]
 
@@ -206,9 +204,7 @@ class Stop:
             order,
             self._alert(
                 "stop-hard-fallback",
-                f"stop {self.id} {self.symbol}: no market data for {silent_s} s; placed a resting "
-                f"{order.order_type.value} sell of {fmt_decimal(order.qty)} at {fmt_decimal(self.trigger)} on the exchange",
-                silent_s=silent_s,
+                silent_s=silent_s, order_type=order.order_type.value, qty=str(order.qty), trigger=str(self.trigger),
             ),
         ]
 
@@ -229,7 +225,7 @@ class Stop:
             return self._maybe_done(upd.ts_ms)
         if upd.status is OrderStatus.REJECTED:
             self._to(StopState.FAILED)
-            return [self._alert("stop-failed", f"stop {self.id} {self.symbol}: order rejected: {upd.reject_text}")]
+            return [self._alert("stop-failed", client_order_id=upd.client_order_id, reject_text=upd.reject_text)]
         # CANCELED / EXPIRED
         if self.cancel_requested or self.state in ("cancelled", "done"):
             return self._maybe_done(upd.ts_ms)
@@ -250,10 +246,7 @@ class Stop:
         order = self._hard_order()
         return [
             order,
-            self._alert(
-                "stop-replaced",
-                f"stop {self.id} {self.symbol}: the exchange {upd.status.value.lower()} the stop order; placed it again",
-            ),
+            self._alert("stop-replaced", status=upd.status.value, client_order_id=order.client_order_id),
         ]
 
     def on_fill(self, fill: Fill, fee_quote: Decimal | None = None) -> list[Intent]:
@@ -303,15 +296,12 @@ class Stop:
         self._events.append(
             StopTriggered(self.owner, self.symbol, self.purpose, self.trigger, avg, self.filled, realized, ts)
         )
-        label = "realized" if self.entry_price is not None else "proceeds"
         return [
             self._alert(
                 self.purpose,
-                f"stop {self.id} {self.symbol}: {self.purpose} sold {fmt_decimal(self.filled)} at "
-                f"{fmt_decimal(avg.quantize(self.rules.tick_size) if self.rules.tick_size > 0 else avg)} "
-                f"(trigger {fmt_decimal(self.trigger)}); {label} "
-                f"{fmt_decimal(realized.quantize(Decimal('0.0001')))} {self.rules.quote_asset}",
-                price=str(avg), qty=str(self.filled), realized=str(realized), trigger=str(self.trigger),
+                purpose=self.purpose, price=str(avg), qty=str(self.filled), realized=str(realized),
+                trigger=str(self.trigger), entry_price=str_or_none(self.entry_price),
+                tick_size=str(self.rules.tick_size), quote_asset=self.rules.quote_asset,
             )
         ]
 

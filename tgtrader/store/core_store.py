@@ -83,7 +83,7 @@ class CoreStore:
             for cid in r.cancel_requested:
                 await self.db.orders.update(cid, status=OrderStatus.PENDING_CANCEL, ts_ms=ts)
             for a in r.alerts:
-                await self.db.outbox.enqueue(a.kind, a.text, now=ts)
+                await self.db.outbox.enqueue(a.kind, payload=a.payload, now=ts)
             for when, profit in r.realized:
                 await self._add_day_result(day_of(when), profit)
 

@@ -187,6 +187,14 @@ MIGRATIONS: list[Migration] = [
             "OR key = 'core:panic_paused'",
         ),
     ),
+    Migration(
+        name="typed alerts: outbox rows hold kind + payload (JSON), worded at delivery, and their channel",
+        statements=(
+            # NULL on the rows written before: their stored text is delivered as it is
+            "ALTER TABLE outbox ADD COLUMN payload TEXT",
+            "ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'telegram'",
+        ),
+    ),
     # Append new migrations here.
 ]
 

@@ -1,55 +1,67 @@
 """Durable alert outbox: an alert is written before delivery is tried, so a crash or a
-Telegram outage delays it but never loses it. The notifier polls `due(now)`."""
+Telegram outage delays it but never loses it. The notifier polls `due(now)`.
+
+A row holds an alert's kind and payload (JSON facts, worded at delivery by `tgtrader.chat.alerts`) and the
+channel (front end) it is for; rows written before typed alerts hold their text and no payload."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tgtrader.store.codec import now_ms
+from tgtrader.store.codec import json_from_db, json_to_db, now_ms
 
 if TYPE_CHECKING:
     from tgtrader.store.db import Database
+
+DEFAULT_CHANNEL = "telegram"
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     id: int
-    chat_id: int | None  # None: every allowed chat
+    chat_id: int | None  # None: every allowed chat of the channel
     kind: str
-    text: str
+    text: str  # '' on typed rows; the message itself on rows written before them (payload None)
     created_ms: int
     attempts: int
     next_attempt_ms: int
     sent_ms: int | None
     last_error: str | None
+    payload: dict[str, Any] | None = None
+    channel: str = DEFAULT_CHANNEL
 
 
-_COLS = "id, chat_id, kind, text, created_ms, attempts, next_attempt_ms, sent_ms, last_error"
+_COLS = "id, chat_id, kind, text, created_ms, attempts, next_attempt_ms, sent_ms, last_error, payload, channel"
 
 
 def _row(r: Any) -> OutboxRow:
-    return OutboxRow(*r)
+    return OutboxRow(*r[:9], json_from_db(r[9]), r[10])
 
 
 class OutboxRepo:
     def __init__(self, db: "Database"):
         self._db = db
 
-    async def enqueue(self, kind: str, text: str, chat_id: int | None = None, *, now: int | None = None) -> int:
-        """Queue an alert, due at once. Returns its id."""
+    async def enqueue(self, kind: str, text: str = "", chat_id: int | None = None, *,
+                      payload: Mapping[str, Any] | None = None, channel: str = DEFAULT_CHANNEL,
+                      now: int | None = None) -> int:
+        """Queue an alert (kind + payload; or a ready text), due at once. Returns its id."""
         ts = now_ms() if now is None else now
         _, alert_id = await self._db.insert(
-            "INSERT INTO outbox(chat_id, kind, text, created_ms, attempts, next_attempt_ms) VALUES (?,?,?,?,0,?)",
-            (chat_id, kind, text, ts, ts),
+            "INSERT INTO outbox(chat_id, kind, text, payload, channel, created_ms, attempts, next_attempt_ms)"
+            " VALUES (?,?,?,?,?,?,0,?)",
+            (chat_id, kind, text, json_to_db(None if payload is None else dict(payload)), channel, ts, ts),
         )
         return alert_id
 
-    async def due(self, now: int, limit: int = 50) -> list[OutboxRow]:
-        """Unsent alerts whose next attempt time has come, oldest first."""
+    async def due(self, now: int, limit: int = 50, channel: str = DEFAULT_CHANNEL) -> list[OutboxRow]:
+        """The channel's unsent alerts whose next attempt time has come, oldest first."""
         rows = await self._db.fetchall(
-            f"SELECT {_COLS} FROM outbox WHERE sent_ms IS NULL AND next_attempt_ms <= ? ORDER BY id LIMIT ?",
-            (now, limit),
+            f"SELECT {_COLS} FROM outbox WHERE sent_ms IS NULL AND next_attempt_ms <= ? AND channel = ?"
+            " ORDER BY id LIMIT ?",
+            (now, channel, limit),
         )
         return [_row(r) for r in rows]
 

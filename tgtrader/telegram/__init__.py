@@ -1,13 +1,9 @@
-"""The chat front end: parsing, authorization, formatting, buttons and alerts; no trading logic.
+"""The Telegram front end: python-telegram-bot wiring around the transport-neutral `tgtrader.chat`.
 
-Layers, each usable without the next:
-- `parse`    text -> typed request, or ParseError(reason, syntax). Pure.
-- `render`   api results / core events -> plain text and button specs; the `Reply` model. Pure.
-- `commands` the one command table (name, syntax, example, description, handler): Telegram handlers,
-             the command menu, /help and `/cmd help` all come from it.
-- `actions`  request -> TradingApi call -> Reply (transport neutral).
-- `dispatch` `Dispatcher.dispatch(text, chat)` / `.press(data, chat)`: what Telegram and the console call;
-             buttons are random tokens bound to a chat, expiring, single use.
-- `notify`   core events -> coalesced alerts -> SQLite outbox -> every authorized chat, with retries.
-- `handlers`, `app`  python-telegram-bot wiring: `build_application(...)`, `frontend(app).start()/stop()`.
+- `handlers` Telegram updates -> `chat.dispatch.Dispatcher` -> messages, inline keyboards, photos;
+             authorization and the refusal for unknown chats.
+- `notify`   core events -> coalesced typed alerts -> SQLite outbox (channel 'telegram') -> every
+             authorized chat, worded at delivery (`chat.alerts`), with retries.
+- `app`      `build_application(...)`, `frontend(app).start()/stop()`: polling or webhook, the command
+             menu, the daily summary.
 """

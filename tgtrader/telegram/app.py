@@ -32,13 +32,13 @@ from telegram.ext import (
     filters,
 )
 
+from tgtrader.chat.alerts import DAILY_SUMMARY, daily_summary_payload
+from tgtrader.chat.commands import COMMANDS, menu
+from tgtrader.chat.dispatch import Dispatcher
 from tgtrader.core.api import TradingApi
 from tgtrader.errors import ConfigError
-from tgtrader.telegram.commands import COMMANDS, menu
-from tgtrader.telegram.dispatch import Dispatcher
 from tgtrader.telegram.handlers import TelegramHandlers
 from tgtrader.telegram.notify import Notifier
-from tgtrader.telegram.render import render_pnl, render_status
 
 BOT_DATA_KEY = "tgtrader"
 
@@ -171,11 +171,11 @@ class TelegramBot:
         if self.notifier is None:
             return
         try:
-            text = "Daily summary\n" + render_status(await self.api.status()) + "\n\n" + render_pnl(await self.api.pnl(1))
+            payload = daily_summary_payload(await self.api.status(), await self.api.pnl(1))
         except Exception:
             logger.exception("daily summary failed")
             return
-        await self.notifier.enqueue_text(text, "daily-summary")
+        await self.notifier.enqueue_alert(DAILY_SUMMARY, payload)
 
 
 def build_application(

@@ -18,8 +18,8 @@ from telegram import (
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
-from tgtrader.telegram.dispatch import Dispatcher
-from tgtrader.telegram.render import Reply
+from tgtrader.chat.dispatch import Dispatcher
+from tgtrader.chat.render import Reply
 
 REFUSAL = "Sorry, this is a private bot."
 REFUSAL_EVERY_S = 3600.0

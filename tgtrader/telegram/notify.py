@@ -1,27 +1,29 @@
-"""Alerts: core events -> coalesced text -> durable outbox -> every authorized chat.
+"""Alerts: core events -> coalesced window -> durable outbox -> every authorized chat.
 
 Why this shape: the event bus is synchronous and must never wait on Telegram, so events are only
-buffered here. After a short coalescing window the buffer is rendered once (fifty fills in a second
-become one message) and written to the SQLite outbox, one row per chat, BEFORE any send is tried.
-A delivery loop sends due rows, marks them sent only after Telegram accepted them, and otherwise
-reschedules them with backoff (honouring Telegram's retry_after). Rows left unsent by a crash or an
-outage are simply due at the next start, so they are delivered then.
+buffered here. After a short coalescing window the buffer is written to the SQLite outbox as one typed
+alert (kind `events`, the events as its payload), one row per chat, BEFORE any send is tried. A
+delivery loop words due rows (`chat.alerts.outbox_text`: fifty fills in a second become one message),
+sends them, marks them sent only after Telegram accepted them, and otherwise reschedules them with
+backoff (honouring Telegram's retry_after). Rows left unsent by a crash or an outage are simply due at
+the next start, so they are delivered then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from loguru import logger
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
+from tgtrader.chat.alerts import EVENTS, events_payload, outbox_text, render_alerts
+from tgtrader.chat.render import MAX_MESSAGE
 from tgtrader.core.events import CoreEvent, EventBus, OrderRejected, StopTriggered, StreamDown, StreamUp
-from tgtrader.store.outbox import OutboxRow
-from tgtrader.telegram.render import MAX_MESSAGE, render_alerts
+from tgtrader.store.outbox import DEFAULT_CHANNEL, OutboxRow
 
 SendFn = Callable[[int, str], Awaitable[object]]
 
@@ -65,6 +67,7 @@ class Notifier:
         give_up_after_s: float = 86400.0,
         poll_s: float = 1.0,
         clock_ms: Callable[[], int] = _now_ms,
+        channel: str = DEFAULT_CHANNEL,
     ) -> None:
         self.db = db  # tgtrader.store.Database: its outbox, and transactions for fan-out
         self.outbox = db.outbox
@@ -79,6 +82,7 @@ class Notifier:
         self.give_up_after_s = give_up_after_s
         self.poll_s = poll_s
         self.clock_ms = clock_ms
+        self.channel = channel  # the outbox rows this notifier delivers (and writes)
         self._buffer: list[CoreEvent] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_tasks: set[asyncio.Task[None]] = set()
@@ -151,31 +155,24 @@ class Notifier:
     # ------------------------------------------------------------ buffer -> outbox
 
     async def flush(self) -> int:
-        """Render everything buffered as one alert and write it to the outbox for every chat."""
+        """Write everything buffered to the outbox as one alert for every chat (worded when it is sent)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         events, self._buffer = self._buffer, []
-        if not events:
+        if not events or not render_alerts(events):  # nothing anybody needs to hear about
             return 0
-        text = render_alerts(events)
-        if not text:
-            return 0
-        kind = "alert" if len(events) == 1 else f"alert x{len(events)}"
+        return await self.enqueue_alert(EVENTS, events_payload(events))
+
+    async def enqueue_alert(self, kind: str, payload: Mapping[str, object]) -> int:
+        """A typed alert (kind + payload, see `chat.alerts`) for every chat, through the outbox."""
         count = 0
         now = self.clock_ms()
         for chat_id in sorted(set(self.recipients())):
-            await self.outbox.enqueue(kind, text, chat_id, now=now)
+            await self.outbox.enqueue(kind, chat_id=chat_id, payload=payload, channel=self.channel, now=now)
             count += 1
         self._wake.set()
         return count
-
-    async def enqueue_text(self, text: str, kind: str = "info") -> None:
-        """A ready-made alert (e.g. the daily summary) for every chat, through the same outbox."""
-        now = self.clock_ms()
-        for chat_id in sorted(set(self.recipients())):
-            await self.outbox.enqueue(kind, text, chat_id, now=now)
-        self._wake.set()
 
     # ------------------------------------------------------------ outbox -> Telegram
 
@@ -246,7 +243,7 @@ class Notifier:
         paused_until = max(self._paused_until_ms, self._network_retry_ms)
         if now < paused_until:
             return (paused_until - now) / 1000
-        rows = await self.outbox.due(now, limit=200)
+        rows = await self.outbox.due(now, limit=200, channel=self.channel)
         if not rows:
             return self.poll_s
         by_chat: dict[int, list[OutboxRow]] = {}
@@ -254,7 +251,8 @@ class Notifier:
             if row.chat_id is None:  # written by the core for "every chat": one row per chat, atomically
                 async with self.db.transaction():
                     for chat_id in sorted(set(self.recipients())):
-                        await self.outbox.enqueue(row.kind, row.text, chat_id, now=now)
+                        await self.outbox.enqueue(row.kind, row.text, chat_id, payload=row.payload,
+                                                  channel=row.channel, now=now)
                     await self.outbox.mark_sent(row.id, now)
                 self._wake.set()
                 continue
@@ -265,8 +263,8 @@ class Notifier:
             if wait_ms > 0:
                 sleep = min(sleep, wait_ms / 1000)
                 continue
-            batch = _merge(chat_rows)
-            ok = await self._send_batch(chat_id, batch)
+            batch, text = _merge(chat_rows)
+            ok = await self._send_batch(chat_id, batch, text)
             paused_until = max(self._paused_until_ms, self._network_retry_ms)
             if self.clock_ms() < paused_until:
                 return (paused_until - self.clock_ms()) / 1000
@@ -276,8 +274,7 @@ class Notifier:
                     sleep = min(sleep, self.per_chat_interval_s)
         return sleep
 
-    async def _send_batch(self, chat_id: int, batch: list[OutboxRow]) -> bool:
-        text = "\n\n".join(row.text for row in batch)
+    async def _send_batch(self, chat_id: int, batch: list[OutboxRow], text: str) -> bool:
         try:
             await self.send(chat_id, text)
         except RetryAfter as exc:
@@ -332,14 +329,18 @@ class Notifier:
         logger.warning("alert delivery failed ({}); will retry", error[:200])
 
 
-def _merge(rows: list[OutboxRow]) -> list[OutboxRow]:
-    """The longest prefix of rows whose joined text fits in one Telegram message."""
+def _merge(rows: list[OutboxRow]) -> tuple[list[OutboxRow], str]:
+    """The longest prefix of rows whose texts, worded now and joined, fit in one Telegram message; and that
+    message."""
     batch: list[OutboxRow] = []
+    texts: list[str] = []
     size = 0
     for row in rows:
-        extra = len(row.text) + (2 if batch else 0)
+        text = outbox_text(row.kind, row.text, row.payload)
+        extra = len(text) + (2 if batch else 0)
         if batch and size + extra > MAX_MESSAGE:
             break
         batch.append(row)
+        texts.append(text)
         size += extra
-    return batch
+    return batch, "\n\n".join(texts)

@@ -42,7 +42,7 @@ from tgtrader.core.grid.state import (
 )
 from tgtrader.core.ids import grid_order_id
 from tgtrader.core.ports import MachineSnapshot
-from tgtrader.core.rules import SymbolRules, fmt_decimal
+from tgtrader.core.rules import SymbolRules
 from tgtrader.types import (
     AlertIntent,
     CancelOrder,
@@ -154,8 +154,8 @@ class Grid:
     def open_order_ids(self) -> list[str]:
         return [cid for cid, o in self.orders.items() if o.final_status is None]
 
-    def _alert(self, kind: str, text: str, **data: object) -> AlertIntent:
-        return AlertIntent(kind, text, {"grid_id": self.id, "symbol": self.config.symbol, **data})
+    def _alert(self, kind: str, **payload: object) -> AlertIntent:
+        return AlertIntent(kind, {"grid_id": self.id, "symbol": self.config.symbol, **payload})
 
     def _fee_quote(self, fill: Fill) -> Decimal:
         return fee_in_quote(fill, self.rules.base_asset, self.rules.quote_asset, fee_rate=self.config.fee_rate)
@@ -312,13 +312,7 @@ class Grid:
         qty = self.rules.round_qty(self.pool_base, market=True)
         ref = self.last_price
         if not self._tradable(Side.SELL, qty, ref, market=True):
-            return [
-                self._alert(
-                    "grid-residue",
-                    f"grid {self.id}: {fmt_decimal(self.pool_base)} {self.rules.base_asset} is below the symbol "
-                    f"filters and was not sold",
-                )
-            ]
+            return [self._alert("grid-residue", qty=str(self.pool_base), base_asset=self.rules.base_asset)]
         cid = self._cid("z", Side.SELL)
         self.orders[cid] = GridOrder(cid, "exit", None, Side.SELL, None, qty)
         return [PlaceOrder(self.config.symbol, cid, Side.SELL, OrderType.MARKET, qty, None, None, None, self.owner)]
@@ -353,14 +347,11 @@ class Grid:
             StopTriggered(f"grid:{self.id}:{'sl' if kind == 'stop-loss' else 'tp'}", cfg.symbol, kind, trigger, price,
                           qty, self.ledger.realized + unreal, tick.ts_ms)
         )
-        action = "selling" if cfg.sell_on_stop else "keeping"
         out.append(
             self._alert(
                 kind,
-                f"grid {self.id} {cfg.symbol}: {kind} at {fmt_decimal(price)} (trigger {fmt_decimal(trigger)}); "
-                f"orders cancelled, {action} {fmt_decimal(qty)} {self.rules.base_asset}; "
-                f"realized {fmt_decimal(self.ledger.realized.quantize(Decimal('0.0001')))} {self.rules.quote_asset}",
                 price=str(price), qty=str(qty), realized=str(self.ledger.realized), trigger=str(trigger),
+                sell_on_stop=cfg.sell_on_stop, base_asset=self.rules.base_asset, quote_asset=self.rules.quote_asset,
             )
         )
         return out
@@ -394,7 +385,7 @@ class Grid:
         o.exec_reported = upd.executed_qty
         out = []
         if upd.status is OrderStatus.REJECTED:
-            out.append(self._alert("order-rejected", f"grid {self.id}: order {o.cid} rejected: {upd.reject_text}"))
+            out.append(self._alert("order-rejected", client_order_id=o.cid, reject_text=upd.reject_text))
         return out + self._maybe_complete(o, upd.ts_ms)
 
     def on_fill(self, fill: Fill, fee_quote: Decimal | None = None) -> list[Intent]:
@@ -458,9 +449,7 @@ class Grid:
             if o.filled < o.qty and self.state == RUNNING:
                 # the start buy was refused or cut short: pause with the reason; resume retries the rest
                 why = o.final_status or "ended"
-                out.append(self._alert("grid-start-failed",
-                                       f"grid {self.id} {self.config.symbol}: the start buy {why.lower()} "
-                                       f"({fmt_decimal(o.filled)} of {fmt_decimal(o.qty)} filled); grid paused"))
+                out.append(self._alert("grid-start-failed", status=why, filled=str(o.filled), qty=str(o.qty)))
                 return out + self.pause(ts, "start buy failed")
             return out + self._after_start(ts)
         if o.role == "exit":

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tgtrader.telegram import parse as p
+from tgtrader.chat import parse as p
 from tgtrader.types import Side
 
 CTX = p.Context(frozenset({"BTCUSDT", "ETHUSDT", "SHIBUSDT"}),

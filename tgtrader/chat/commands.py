@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tgtrader.telegram import actions
-from tgtrader.telegram import parse as p
-from tgtrader.telegram import render as r
-from tgtrader.telegram.actions import Handler
-from tgtrader.telegram.render import Reply
+from tgtrader.chat import actions
+from tgtrader.chat import parse as p
+from tgtrader.chat import render as r
+from tgtrader.chat.actions import Handler
+from tgtrader.chat.render import Reply
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Pure functions from core API results and core events to chat text and button specs.
+"""Pure functions from core API results to chat text and button specs (alerts: `alerts.py`).
 
 Plain text (sent without parse_mode), so nothing a user or an exchange wrote can break the markup and
 no escaping is needed; every message is clipped to Telegram's 4096-character limit. No Telegram import:
@@ -8,7 +8,7 @@ the console demo prints exactly these strings and shows buttons as numbered choi
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -26,22 +26,10 @@ from tgtrader.core.api import (
     StatusView,
     StopView,
 )
-from tgtrader.core.events import (
-    CoreEvent,
-    ErrorEvent,
-    GridRoundTrip,
-    GridStateChanged,
-    OrderFilled,
-    OrderRejected,
-    StopTriggered,
-    StreamDown,
-    StreamUp,
-)
 from tgtrader.core.ports import ExchangeHealth
 from tgtrader.core.rules import fmt_decimal
 
 MAX_MESSAGE = 4096
-MAX_LINES_PER_KIND = 15  # in a coalesced alert, lines per kind before "... and N more"
 
 
 # ---------------------------------------------------------------- reply model (transport neutral)
@@ -399,7 +387,7 @@ def render_resumed(grids: Sequence[GridSummary]) -> str:
     return clip(f"Resumed {len(grids)} grid(s):\n" + "\n".join(_grid_line(g) for g in grids))
 
 
-# ---------------------------------------------------------------- alerts
+# ---------------------------------------------------------------- symbols
 
 
 def _quote_of(symbol: str) -> str:
@@ -412,118 +400,3 @@ def _quote_of(symbol: str) -> str:
 def _base_of(symbol: str) -> str:
     quote = _quote_of(symbol)
     return symbol[: -len(quote)] if quote != "quote" else "base"
-
-
-def _owner(owner: str) -> str:
-    return f" [{owner}]" if owner else ""
-
-
-def alert_kind(event: CoreEvent) -> str:
-    """The coalescing group of an event: fills bunch together, everything else is listed in order."""
-    if isinstance(event, (OrderFilled, GridRoundTrip)):
-        return "fill"
-    if isinstance(event, ErrorEvent) and event.severity == "ban":
-        return "ban"
-    return "event"
-
-
-def render_event(event: CoreEvent) -> str | None:
-    """One alert line, or None for events nobody needs to hear about (e.g. a grid 'starting')."""
-    if isinstance(event, OrderFilled):
-        rec = " (recovered)" if event.recovered else ""
-        return (
-            f"FILL {event.symbol} {event.side.value} {num(event.qty)} @ {num(event.price)}"
-            f"{_owner(event.owner)}{rec}"
-        )
-    if isinstance(event, GridRoundTrip):
-        return (
-            f"ROUND TRIP grid #{event.grid_id} {event.symbol}: bought {num(event.buy_price)}"
-            f" sold {num(event.sell_price)} x {num(event.qty)}, profit {signed(event.profit)}"
-        )
-    if isinstance(event, StopTriggered):
-        title = {"stop-loss": "STOP-LOSS", "take-profit": "TAKE-PROFIT"}.get(event.kind, event.kind.upper())
-        return (
-            f"{title} triggered {event.symbol} ({event.stop_id}) at {num(event.trigger_price)}:"
-            f" sold {num(event.qty)} @ {num(event.price)}, realized {signed(event.realized)}"
-        )
-    if isinstance(event, GridStateChanged):
-        if event.new not in {"stopped", "paused", "running"} or event.old == event.new:
-            return None
-        if event.new == "running" and event.old in {"", "new", "starting", "created", "preview"}:
-            return f"GRID #{event.grid_id} {event.symbol} started"
-        verb = {"stopped": "STOPPED", "paused": "paused", "running": "resumed"}[event.new]
-        return f"GRID #{event.grid_id} {event.symbol} {verb}" + (f": {event.reason}" if event.reason else "")
-    if isinstance(event, StreamDown):
-        return f"STREAM DOWN ({event.stream}): {event.reason}"
-    if isinstance(event, StreamUp):
-        return (
-            f"STREAM BACK ({event.stream}) after {event.down_for_s:.0f} s;"
-            f" {event.recovered_fills} fill(s) recovered"
-        )
-    if isinstance(event, OrderRejected):
-        code = f" (code {event.code})" if event.code is not None else ""
-        return f"ORDER REJECTED {event.symbol}{_owner(event.owner)}: {event.reason}{code}"
-    if isinstance(event, ErrorEvent):
-        if event.severity == "ban":
-            return (f"IP BANNED by Binance (418): {event.message}. Nothing is sent until the ban ends; resting "
-                    "orders keep working on the exchange and their fills are recovered then.")
-        if event.severity == "ban-over":
-            return f"BAN OVER: {event.message}"
-        if event.severity == "insufficient-balance":
-            return f"INSUFFICIENT BALANCE ({event.where}): {event.message}"
-        return f"ERROR in {event.where}: {event.message}"
-    return None
-
-
-def render_alerts(events: Iterable[CoreEvent]) -> str | None:
-    """Several events (one coalescing window) as one message; None when nothing is worth sending.
-
-    Fills and round trips are summarised (count, per symbol/side volume, profit) and listed up to a
-    limit; other events are listed in order.
-    """
-    fills: list[OrderFilled] = []
-    trips: list[GridRoundTrip] = []
-    others: list[str] = []
-    for event in events:
-        if isinstance(event, OrderFilled):
-            fills.append(event)
-        elif isinstance(event, GridRoundTrip):
-            trips.append(event)
-        else:
-            line = render_event(event)
-            if line:
-                others.append(line)
-    parts: list[str] = []
-    if others:
-        parts.append("\n".join(others))
-    if len(fills) == 1 and len(trips) <= 1:
-        parts.append("\n".join(filter(None, [render_event(fills[0])] + [render_event(t) for t in trips])))
-    elif fills or trips:
-        parts.append(_fills_summary(fills, trips))
-    return clip("\n\n".join(parts)) if parts else None
-
-
-def _fills_summary(fills: list[OrderFilled], trips: list[GridRoundTrip]) -> str:
-    lines: list[str] = []
-    if fills:
-        lines.append(f"{len(fills)} FILLS")
-        groups: dict[tuple[str, str], tuple[Decimal, Decimal, int]] = {}
-        for fill in fills:
-            key = (fill.symbol, fill.side.value)
-            qty, notional, count = groups.get(key, (Decimal(0), Decimal(0), 0))
-            groups[key] = (qty + fill.qty, notional + fill.qty * fill.price, count + 1)
-        for (symbol, side), (qty, notional, count) in sorted(groups.items()):
-            avg = (notional / qty) if qty else Decimal(0)
-            lines.append(f"  {symbol} {side}: {count} fill(s), qty {num(qty)}, avg {money(avg, 2)}")
-        for fill in fills[:MAX_LINES_PER_KIND]:
-            lines.append("  " + (render_event(fill) or ""))
-        if len(fills) > MAX_LINES_PER_KIND:
-            lines.append(f"  ... and {len(fills) - MAX_LINES_PER_KIND} more fills")
-    if trips:
-        total = sum((t.profit for t in trips), Decimal(0))
-        lines.append(f"{len(trips)} ROUND TRIP(S), profit {signed(total)}")
-        for trip in trips[:MAX_LINES_PER_KIND]:
-            lines.append("  " + (render_event(trip) or ""))
-        if len(trips) > MAX_LINES_PER_KIND:
-            lines.append(f"  ... and {len(trips) - MAX_LINES_PER_KIND} more round trips")
-    return "\n".join(lines)

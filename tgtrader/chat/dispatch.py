@@ -18,12 +18,12 @@ from decimal import Decimal
 
 from loguru import logger
 
+from tgtrader.chat import parse as p
+from tgtrader.chat.actions import BUTTON_ACTIONS
+from tgtrader.chat.commands import BY_NAME, help_handler
+from tgtrader.chat.render import Button, ButtonSpec, Reply, clip
 from tgtrader.core.api import ApiError, TradingApi
 from tgtrader.errors import ExchangeError, TgTraderError
-from tgtrader.telegram import parse as p
-from tgtrader.telegram.actions import BUTTON_ACTIONS
-from tgtrader.telegram.commands import BY_NAME, help_handler
-from tgtrader.telegram.render import Button, ButtonSpec, Reply, clip
 
 DATA_PREFIX = "b1:"
 _DATA_RE = re.compile(r"^b1:[A-Za-z0-9_-]{16}$")

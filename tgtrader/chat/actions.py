@@ -1,8 +1,8 @@
 """Transport-neutral command and button handlers: parsed request in, `Reply` out.
 
 Each handler calls the core through `TradingApi` and renders the result; it decides nothing about
-trading. Telegram (handlers.py) and the console demo (tgtrader/console.py) both reach these through
-`Dispatcher`, so the two front ends answer with the same words.
+trading. Telegram (`tgtrader/telegram/handlers.py`) and the console demo (`tgtrader/console.py`) both
+reach these through `Dispatcher`, so the two front ends answer with the same words.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from tgtrader.telegram import parse as p
-from tgtrader.telegram import render as r
-from tgtrader.telegram.chart import render_chart_png
-from tgtrader.telegram.render import ButtonSpec, Reply
+from tgtrader.chat import parse as p
+from tgtrader.chat import render as r
+from tgtrader.chat.chart import render_chart_png
+from tgtrader.chat.render import ButtonSpec, Reply
 
 if TYPE_CHECKING:
-    from tgtrader.telegram.dispatch import Dispatcher
+    from tgtrader.chat.dispatch import Dispatcher
 
 Handler = Callable[["Dispatcher", int, p.Request], Awaitable[Reply]]
 ButtonAction = Callable[["Dispatcher", int, tuple[object, ...]], Awaitable[Reply]]

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.waiting import wait_for
+from tgtrader.chat.commands import help_text
 from tgtrader.console import ConsoleChat
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import EventBus
@@ -19,7 +20,6 @@ from tgtrader.core.service import TradingCore
 from tgtrader.exchange.paper import PaperExchange
 from tgtrader.store.core_store import CoreStore
 from tgtrader.store.db import Database
-from tgtrader.telegram.commands import help_text
 
 
 class Core:
