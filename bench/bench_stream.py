@@ -130,7 +130,7 @@ def bench_wired(msgs: list[bytes], symbols: list[str], conflate: bool) -> tuple[
     (websockets hands text frames over as str), with its bookkeeping (liveness stamps, status) and the
     guarded sink call."""
     from tgtrader.exchange.binance import BinanceExchange
-    from tgtrader.exchange.binance.streams import _MarketConn
+    from tgtrader.exchange.binance.streams import MarketConn
 
     sink = Sink()
     ex = BinanceExchange("k", "s", conflate_book=conflate)
@@ -138,8 +138,8 @@ def bench_wired(msgs: list[bytes], symbols: list[str], conflate: bool) -> tuple[
     for s in symbols:
         ex.parser.add_stream(f"{s.lower()}@bookTicker")
         ex.parser.add_stream(f"{s.lower()}@trade")
-    conn = _MarketConn(up=True)
-    handle = ex._market_handler(conn)
+    conn = MarketConn(up=True)
+    handle = ex.market_handler(conn)
     frames = [m.decode() if isinstance(m, bytes) else m for m in msgs]
     t0 = time.perf_counter()
     for frame in frames:

@@ -82,7 +82,7 @@ async def soak(minutes: float, seed: int, tmp: Path, grid_move_prob: float) -> d
             await h.command(f"/stop {sym} 50 soft")
         assert await h.settle(timeout=60, quiet_s=1.0)
         setup_s = time.monotonic() - t_setup
-        streams = sum(len(c.streams) for c in h.binance._market_conns)
+        streams = sum(len(c.streams) for c in h.binance.market_conns)
         log(f"setup done in {setup_s:.1f} s: {len(grid_syms)} grids, {len(stop_syms)} stops, {streams} streams")
 
         pid = h.pid()

@@ -15,7 +15,7 @@ import pytest
 from tgtrader.backtest.candles import load_candles
 from tgtrader.backtest.vector import GridSpec as VSpec
 from tgtrader.backtest.vector import run_backtest
-from tgtrader.demo import SAMPLE, Demo, _grid_words, _read_script
+from tgtrader.demo import SAMPLE, Demo, grid_words, read_script
 from tgtrader.exchange.paper import load_exchange_info
 from tgtrader.store.db import Database
 
@@ -27,8 +27,8 @@ async def test_unattended_demo_fills_equal_the_backtest(tmp_path: Path) -> None:
     script = tmp_path / "script.txt"
     script.write_text("@25% /status\n@50% /orders\n@75% /pnl\n/size BTCUSDT 20000 19000\n")
     out: list[str] = []
-    grid = _grid_words(None, float(candles.open[0]))
-    demo = Demo(candles, "BTCUSDT", speed=None, grid=grid, script=_read_script(script), db_path=tmp_path / "d.db",
+    grid = grid_words(None, float(candles.open[0]))
+    demo = Demo(candles, "BTCUSDT", speed=None, grid=grid, script=read_script(script), db_path=tmp_path / "d.db",
                 out_dir=tmp_path / "charts", interactive=False, write=out.append)
     summary = await demo.run()
     text = "\n".join(out)
@@ -94,7 +94,7 @@ async def test_demo_also_answers_in_telegram_when_a_token_is_set(tmp_path: Path)
         candles = load_candles(SAMPLE).slice(0, 600)
         fake.push_command(chat, "/status")
         out: list[str] = []
-        demo = Demo(candles, "BTCUSDT", speed=600 * 4 / 3.0, grid=_grid_words(None, float(candles.open[0])),
+        demo = Demo(candles, "BTCUSDT", speed=600 * 4 / 3.0, grid=grid_words(None, float(candles.open[0])),
                     script=[], db_path=None, out_dir=tmp_path, interactive=False, telegram=(TOKEN, settings),
                     write=out.append)
         await demo.run()

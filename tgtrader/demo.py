@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         speed = _speed(args.speed, len(candles), interactive)
-        grid = None if args.no_grid else _grid_words(args.grid, float(candles.open[0]))
-        script = _read_script(args.script) if args.script else []
+        grid = None if args.no_grid else grid_words(args.grid, float(candles.open[0]))
+        script = read_script(args.script) if args.script else []
     except ValueError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
@@ -139,7 +139,7 @@ def _speed(text: str | None, n_candles: int, interactive: bool) -> float | None:
     return value * 4
 
 
-def _grid_words(text: str | None, first_price: float) -> str:
+def grid_words(text: str | None, first_price: float) -> str:
     if text is None:
         lower, upper = first_price * 0.94, first_price * 1.06
         return f"{lower:.0f} {upper:.0f} 20 5000" if first_price > 100 else f"{lower:.6g} {upper:.6g} 20 5000"
@@ -149,7 +149,7 @@ def _grid_words(text: str | None, first_price: float) -> str:
     return " ".join(words)
 
 
-def _read_script(path: Path) -> list[tuple[float, str]]:
+def read_script(path: Path) -> list[tuple[float, str]]:
     """(fraction of the replay, command) per non-empty, non-comment line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

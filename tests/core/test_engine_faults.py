@@ -127,8 +127,8 @@ async def test_ban_stops_sending_then_resumes_with_the_refused_orders() -> None:
 
 async def test_stream_status_becomes_bus_events() -> None:
     core, paper, events, now = await make()
-    paper._push(StreamStatus("market", False, "socket closed", ts_ms=T0 + 1000))
-    paper._push(StreamStatus("market", True, "", recovered_fills=2, ts_ms=T0 + 6000))
+    core.post(StreamStatus("market", False, "socket closed", ts_ms=T0 + 1000))
+    core.post(StreamStatus("market", True, "", recovered_fills=2, ts_ms=T0 + 6000))
     await core.idle()
     down = [e for e in events if isinstance(e, StreamDown)]
     up = [e for e in events if isinstance(e, StreamUp) and e.stream == "market"]
@@ -143,7 +143,7 @@ async def test_soft_stop_falls_back_to_hard_when_market_is_silent() -> None:
     view = await core.add_stop("BTCUSDT", D("45000"))
     assert view.kind == "soft"
     now[0] += 31_000
-    core._queue.put_nowait(_Timer(now[0]))
+    core.post(_Timer(now[0]))
     await core.idle()
     stops = await core.list_stops()
     assert stops[0].state == "fallback-hard" and stops[0].kind == "hard"

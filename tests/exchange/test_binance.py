@@ -326,7 +326,7 @@ async def test_reads_retry_5xx(ex: BinanceExchange, fake: FakeBinance) -> None:
 async def test_subscribe_at_run_time_on_the_open_connection(ex: BinanceExchange, fake: FakeBinance) -> None:
     ticks: list[Tick] = []
     await ex.subscribe({"BTCUSDT"})
-    await until(lambda: fake.market_connections_opened == 1 and fake._market_conns)
+    await until(lambda: fake.market_connections_opened == 1 and fake.market_conns)
     await fake.set_price("BTCUSDT", "50010")
     await until(lambda: any(isinstance(e, Tick) and e.symbol == "BTCUSDT" for e in ex.rec.events))
     await ex.subscribe({"ETHUSDT"})
@@ -352,8 +352,8 @@ async def test_streams_split_across_connections(fake: FakeBinance) -> None:
     await e.start()
     try:
         await e.subscribe({"BTCUSDT", "ETHUSDT"})
-        await until(lambda: len(fake._market_conns) == 2)
-        assert all(len(c.streams) == 1 for c in fake._market_conns)
+        await until(lambda: len(fake.market_conns) == 2)
+        assert all(len(c.streams) == 1 for c in fake.market_conns)
         await fake.set_price("ETHUSDT", "3005")
         await until(lambda: any(isinstance(x, Tick) and x.symbol == "ETHUSDT" for x in rec.events))
     finally:
@@ -362,14 +362,14 @@ async def test_streams_split_across_connections(fake: FakeBinance) -> None:
 
 async def test_market_stream_recovers_after_drop_and_refused_reconnects(ex: BinanceExchange, fake: FakeBinance) -> None:
     await ex.subscribe({"BTCUSDT"})
-    await until(lambda: bool(fake._market_conns))
+    await until(lambda: bool(fake.market_conns))
     await ex.subscribe({"ETHUSDT"})  # added at run time: must survive the reconnect
     await until(lambda: any(m.get("method") == "SUBSCRIBE" for m in fake.control_messages))
     fake.refuse_ws_for(1.0)  # longer than the library's own 5 quick retries: ReadLoopClosed path
     await fake.drop_websockets()
     await until(lambda: any(not s.up for s in ex.rec.status("market")))
-    await until(lambda: len(fake._market_conns) == 1, timeout=15)
-    assert fake._market_conns[0].streams == {"btcusdt@bookTicker", "ethusdt@bookTicker"}
+    await until(lambda: len(fake.market_conns) == 1, timeout=15)
+    assert fake.market_conns[0].streams == {"btcusdt@bookTicker", "ethusdt@bookTicker"}
     await fake.set_price("ETHUSDT", "3100")
     await until(lambda: any(isinstance(e, Tick) and e.symbol == "ETHUSDT" and e.bid == D("3099.99") for e in ex.rec.events))
     assert ex.rec.status("market")[-1].up
@@ -393,7 +393,7 @@ async def test_market_socket_dropped_into_a_refusal_window_is_recreated_within_t
     await e.start()
     try:
         await e.subscribe({"BTCUSDT"})
-        await until(lambda: len(fake._market_conns) == 1)
+        await until(lambda: len(fake.market_conns) == 1)
         await fake.set_price("BTCUSDT", "50001")
         await until(lambda: bool(rec.of(Tick)))
         opened = fake.market_connections_opened
@@ -406,7 +406,7 @@ async def test_market_socket_dropped_into_a_refusal_window_is_recreated_within_t
         assert back_after < 4.8, f"market stream blind for {back_after:.1f} s after a 2.5 s refusal"
         await fake.set_price("BTCUSDT", "50100")
         await until(lambda: rec.status("market")[-1].up)
-        assert len(fake._market_conns) == 1  # one socket per stream set, no leftover of an older one
+        assert len(fake.market_conns) == 1  # one socket per stream set, no leftover of an older one
     finally:
         await e.close()
 
@@ -415,7 +415,7 @@ async def test_a_closed_market_socket_is_not_reopened_behind_the_bots_back(ex: B
     """Issue 18: closing a socket while python-binance was reconnecting it left a connection nobody reads
     (its reconnect overwrote the EXITING state); after unsubscribing everything, no market socket may remain."""
     await ex.subscribe({"BTCUSDT"})
-    await until(lambda: len(fake._market_conns) == 1)
+    await until(lambda: len(fake.market_conns) == 1)
     await fake.set_price("BTCUSDT", "50001")
     await until(lambda: bool(ex.rec.of(Tick)))
     await fake.drop_websockets()
@@ -423,7 +423,7 @@ async def test_a_closed_market_socket_is_not_reopened_behind_the_bots_back(ex: B
     await ex.unsubscribe({"BTCUSDT"})
     opened = fake.market_connections_opened
     await asyncio.sleep(1.0)  # a quiet period: nothing may reconnect
-    assert fake.market_connections_opened == opened and not fake._market_conns
+    assert fake.market_connections_opened == opened and not fake.market_conns
 
 
 async def test_market_silence_is_a_fault(fake: FakeBinance) -> None:
@@ -433,7 +433,7 @@ async def test_market_silence_is_a_fault(fake: FakeBinance) -> None:
     await e.start()
     try:
         await e.subscribe({"BTCUSDT"})
-        await until(lambda: bool(fake._market_conns))
+        await until(lambda: bool(fake.market_conns))
         await fake.set_price("BTCUSDT", "50001")
         await until(lambda: bool(rec.of(Tick)))
         await until(lambda: any("no market data" in s.reason for s in rec.status("market")), timeout=5)
@@ -498,11 +498,11 @@ async def test_subscribe_before_start_and_unsubscribe_all(fake: FakeBinance) -> 
     await e.subscribe({"BTCUSDT"})  # remembered; connected by start()
     await e.start()
     try:
-        await until(lambda: len(fake._market_conns) == 1)
+        await until(lambda: len(fake.market_conns) == 1)
         await fake.set_price("BTCUSDT", "50003")
         await until(lambda: bool(rec.of(Tick)))
         await e.unsubscribe({"BTCUSDT"})
-        await until(lambda: not fake._market_conns)  # nothing left to stream: the connection is closed
+        await until(lambda: not fake.market_conns)  # nothing left to stream: the connection is closed
     finally:
         await e.close()
 
@@ -532,7 +532,7 @@ async def test_market_connection_renewed_before_the_24h_cut(fake: FakeBinance) -
         await until(lambda: fake.market_connections_opened >= 2, timeout=5)
         e.proactive_reconnect_s = 3600.0  # (read at each check) stop renewing, then data flows on the new one
         await asyncio.sleep(0.5)
-        await until(lambda: len(fake._market_conns) == 1)
+        await until(lambda: len(fake.market_conns) == 1)
         await fake.set_price("BTCUSDT", "50004")
         await until(lambda: any(isinstance(x, Tick) and x.bid == D("50003.99") for x in rec.events))
     finally:
@@ -540,7 +540,7 @@ async def test_market_connection_renewed_before_the_24h_cut(fake: FakeBinance) -
 
 
 async def test_garbage_on_the_ws_api_does_not_break_the_user_stream(ex: BinanceExchange, fake: FakeBinance) -> None:
-    for ws in list(fake._ws_api_conns):
+    for ws in list(fake.ws_api_conns):
         for frame in ("{", "not json", "null", '{"id":"nope","status":400,"error":{"code":-1,"msg":"x"}}',
                       '{"subscriptionId":0}', '{"subscriptionId":0,"event":[1,2]}',
                       '{"subscriptionId":0,"event":{"e":"executionReport","L":"NaN"}}'):

@@ -224,15 +224,15 @@ def test_fuzz_account_position(event: dict) -> None:
 def test_fuzz_adapter_handlers_never_raise(event: dict, value: object, text: str) -> None:
     """The adapter's user-event and market-frame handlers run inside stream loops: they must swallow junk."""
     from tgtrader.exchange.binance import BinanceExchange
-    from tgtrader.exchange.binance.streams import _MarketConn
+    from tgtrader.exchange.binance.streams import MarketConn
 
     got: list = []
     ex = BinanceExchange("k", "s")
     ex.set_event_sink(got.append)
     ex.parser.add_stream("btcusdt@bookTicker")
-    ex._on_user_event(event)
-    ex._on_user_event(value)
-    handle = ex._market_handler(_MarketConn(up=True))
+    ex.on_user_event(event)
+    ex.on_user_event(value)
+    handle = ex.market_handler(MarketConn(up=True))
     for frame in (text, text.encode(), '{"stream":"btcusdt@bookTicker","data":' + text + "}", value):
         out = handle(frame)
         assert out is None or isinstance(out, dict)

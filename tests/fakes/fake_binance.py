@@ -163,7 +163,7 @@ class _Fault:
 
 
 @dataclass
-class _MarketConn:
+class MarketConn:
     ws: web.WebSocketResponse
     streams: set[str] = field(default_factory=set)
 
@@ -203,9 +203,9 @@ class FakeBinance:
         self.weight_window_s = 60.0
         self._weight_window_start = time.monotonic()
         # sockets
-        self._market_conns: list[_MarketConn] = []
-        self._ws_api_conns: set[web.WebSocketResponse] = set()
-        self._user_subs: dict[web.WebSocketResponse, set[int]] = {}
+        self.market_conns: list[MarketConn] = []
+        self.ws_api_conns: set[web.WebSocketResponse] = set()
+        self.user_subs: dict[web.WebSocketResponse, set[int]] = {}
         self._sub_ids = itertools.count(0)
         self._outboxes: dict[web.WebSocketResponse, asyncio.Queue] = {}
         self._writers: set[asyncio.Future] = set()
@@ -368,10 +368,10 @@ class FakeBinance:
 
     async def drop_websockets(self) -> None:
         """Close every market-stream and WebSocket-API connection now (user subscriptions die with them)."""
-        conns = [c.ws for c in self._market_conns] + list(self._ws_api_conns)
-        self._market_conns.clear()
-        self._ws_api_conns.clear()
-        self._user_subs.clear()
+        conns = [c.ws for c in self.market_conns] + list(self.ws_api_conns)
+        self.market_conns.clear()
+        self.ws_api_conns.clear()
+        self.user_subs.clear()
         for ws in conns:
             try:
                 await ws.close()
@@ -708,8 +708,8 @@ class FakeBinance:
         await ws.prepare(request)
         self.market_connections_opened += 1
         streams = request.query.get("streams", "")
-        conn = _MarketConn(ws, {s for s in streams.split("/") if s})
-        self._market_conns.append(conn)
+        conn = MarketConn(ws, {s for s in streams.split("/") if s})
+        self.market_conns.append(conn)
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -733,13 +733,13 @@ class FakeBinance:
                 else:
                     await ws.send_bytes(orjson.dumps({"error": {"code": 1, "msg": "Invalid value type"}, "id": rid}))
         finally:
-            if conn in self._market_conns:
-                self._market_conns.remove(conn)
+            if conn in self.market_conns:
+                self.market_conns.remove(conn)
         return ws
 
     def _broadcast(self, stream: str, data: dict[str, Any]) -> None:
         frame: str | None = None
-        for conn in self._market_conns:
+        for conn in self.market_conns:
             if stream in conn.streams and not conn.ws.closed:
                 if frame is None:
                     frame = orjson.dumps({"stream": stream, "data": data}).decode()
@@ -772,7 +772,7 @@ class FakeBinance:
             return web.Response(status=503, text="Service Unavailable")
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
-        self._ws_api_conns.add(ws)
+        self.ws_api_conns.add(ws)
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -788,18 +788,18 @@ class FakeBinance:
                         await ws.send_bytes(orjson.dumps({"id": rid, "status": 400, "error": err}))
                         continue
                     sub = next(self._sub_ids)
-                    self._user_subs.setdefault(ws, set()).add(sub)
+                    self.user_subs.setdefault(ws, set()).add(sub)
                     self.user_subscriptions_opened += 1
                     await ws.send_bytes(orjson.dumps({"id": rid, "status": 200, "result": {"subscriptionId": sub}}))
                 elif method == "userDataStream.unsubscribe":
-                    self._user_subs.get(ws, set()).discard(params.get("subscriptionId"))
+                    self.user_subs.get(ws, set()).discard(params.get("subscriptionId"))
                     await ws.send_bytes(orjson.dumps({"id": rid, "status": 200, "result": {}}))
                 else:
                     await ws.send_bytes(orjson.dumps({"id": rid, "status": 400,
                                                       "error": {"code": -1100, "msg": f"Unknown method {method}"}}))
         finally:
-            self._ws_api_conns.discard(ws)
-            self._user_subs.pop(ws, None)
+            self.ws_api_conns.discard(ws)
+            self.user_subs.pop(ws, None)
         return ws
 
     def _check_ws_signature(self, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -819,7 +819,7 @@ class FakeBinance:
             self.user_event_hook(event)
         if self.mute_user_stream:
             return
-        for ws, subs in list(self._user_subs.items()):
+        for ws, subs in list(self.user_subs.items()):
             if ws.closed:
                 continue
             for sub in subs:

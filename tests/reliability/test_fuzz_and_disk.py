@@ -93,10 +93,10 @@ async def test_garbage_on_the_wire_neither_crashes_nor_places_orders(harness: Ha
     await h.create_grid("BTCUSDT", "49000", "51000", 4, "400")
     assert await h.settle(quiet_s=0.5)
     posts = dict(h.binance.order_posts)
-    for conn in list(h.binance._market_conns):
+    for conn in list(h.binance.market_conns):
         for frame in GARBAGE_MARKET:
             await conn.ws.send_bytes(frame) if frame[:1] not in (b"{", b"[") else await conn.ws.send_str(frame.decode())
-    for ws, subs in list(h.binance._user_subs.items()):
+    for ws, subs in list(h.binance.user_subs.items()):
         for frame in _user_garbage(next(iter(subs))):
             await ws.send_str(frame.decode())
     await asyncio.sleep(2.0)  # quiet period: a crash or an order caused by the garbage would show up now

@@ -108,7 +108,7 @@ async def test_alerts_of_a_long_outage_arrive_soon_after_telegram_is_back(fake: 
     for i in range(5):
         bus.publish(fill(i))
         await asyncio.sleep(0.5)  # 2.5 s down: per-row doubling from 0.05 s would now wait seconds
-    await wait_for(lambda: notifier._network_failures >= 5, 10, "at least 5 failed delivery attempts")
+    await wait_for(lambda: notifier.network_failures >= 5, 10, "at least 5 failed delivery attempts")
     assert not fake.sent_to(777)
     fake.unreachable = False
     back = time.monotonic()
@@ -135,7 +135,7 @@ async def test_reconnect_to_telegram_ends_the_outage_backoff_at_once(fake: FakeT
     await notifier.start()
     fake.unreachable = True
     bus.publish(fill(1))
-    await fake.wait_for(lambda: notifier._network_failures >= 1, timeout=3)  # now waiting 20 s
+    await fake.wait_for(lambda: notifier.network_failures >= 1, timeout=3)  # now waiting 20 s
     fake.unreachable = False
     back = time.monotonic()
     notifier.wake(network_back=True)

@@ -111,7 +111,7 @@ class Kernel:
         self._down_since: dict[str, int] = {}
         self._started = False
         self._halted = False
-        self.gateway = OrderGateway(exchange, self.tracker, self._queue.put_nowait, self.bus.publish, clock_ms,
+        self.gateway = OrderGateway(exchange, self.tracker, self.post, self.bus.publish, clock_ms,
                                     self._on_refused, self._holds_during_ban)
         self.recovery = Recovery(self)
 
@@ -149,6 +149,10 @@ class Kernel:
 
     def _stopped(self) -> None:
         """Hook for the service: release callers waiting on results."""
+
+    def post(self, event: object) -> None:
+        """Queue news for the kernel (handled in order, by the one core task)."""
+        self._queue.put_nowait(event)
 
     async def idle(self) -> None:
         """Return when no event is queued and nothing is being processed (replay drivers call it)."""

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from tgtrader.core.ids import owner_of
+from tgtrader.core.states import Transitions
 from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, Side, dec_or_none
 
 ZERO = Decimal(0)
@@ -33,8 +34,16 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 
+ORDER_TRANSITIONS = Transitions("order", TRANSITIONS)
+
+
 def can_transition(old: OrderStatus, new: OrderStatus) -> bool:
     return new in TRANSITIONS[old]
+
+
+def _set_status(order: "TrackedOrder", new: OrderStatus) -> None:
+    """The only writer of a tracked order's status (after creation): the table refuses illegal moves."""
+    order.status = ORDER_TRANSITIONS.move(order.client_order_id, order.status, new)
 
 
 @dataclass(slots=True)
@@ -163,7 +172,7 @@ class OrderTracker:
             return order
         order.cancel_requested = True
         if order.status is not OrderStatus.PENDING_NEW:
-            order.status = OrderStatus.PENDING_CANCEL
+            _set_status(order, OrderStatus.PENDING_CANCEL)
         order.updated_ts = max(order.updated_ts, ts_ms)
         return order
 
@@ -171,7 +180,7 @@ class OrderTracker:
         """The cancel request was refused (already filled/unknown): the order status is as last reported."""
         order = self.orders.get(client_order_id)
         if order is not None and order.status is OrderStatus.PENDING_CANCEL:
-            order.status = OrderStatus.PARTIALLY_FILLED if order.executed_qty > 0 else OrderStatus.NEW
+            _set_status(order, OrderStatus.PARTIALLY_FILLED if order.executed_qty > 0 else OrderStatus.NEW)
 
     # ------------------------------------------------------------ exchange news
 
@@ -217,7 +226,7 @@ class OrderTracker:
             order.cum_quote = max(order.cum_quote, upd.cum_quote)
             order.updated_ts = max(order.updated_ts, upd.ts_ms)
             return UpdateResult(True, order, old)
-        order.status = upd.status
+        _set_status(order, upd.status)
         order.executed_qty = upd.executed_qty
         order.cum_quote = max(order.cum_quote, upd.cum_quote)
         if upd.exchange_order_id is not None:
@@ -245,11 +254,10 @@ class OrderTracker:
             if order.status in (OrderStatus.PENDING_NEW, OrderStatus.NEW) or (
                 order.status is OrderStatus.PARTIALLY_FILLED
             ):
-                order.status = (
-                    OrderStatus.FILLED if order.executed_qty >= order.qty else OrderStatus.PARTIALLY_FILLED
-                )
+                _set_status(order, OrderStatus.FILLED if order.executed_qty >= order.qty
+                            else OrderStatus.PARTIALLY_FILLED)
             elif order.status is OrderStatus.PENDING_CANCEL and order.executed_qty >= order.qty:
-                order.status = OrderStatus.FILLED
+                _set_status(order, OrderStatus.FILLED)
             order.updated_ts = max(order.updated_ts, fill.ts_ms)
         return True
 

@@ -90,7 +90,7 @@ class Notifier:
         self._loop_task: asyncio.Task[None] | None = None
         self._paused_until_ms = 0  # global pause after a 429 (flood control: must be honoured)
         self._network_retry_ms = 0  # next probe while Telegram is unreachable
-        self._network_failures = 0  # consecutive; the channel backs off, not each row
+        self.network_failures = 0  # consecutive; the channel backs off, not each row
         self._chat_next_ms: dict[int, int] = {}
         self._down: dict[str, tuple[StreamDown, bool]] = {}  # stream -> (event, alerted?)
         self._down_timers: dict[str, asyncio.TimerHandle] = {}
@@ -211,7 +211,7 @@ class Notifier:
             self._chat_next_ms.pop(chat_id, None)
         if network_back:
             self._network_retry_ms = 0
-            self._network_failures = 0
+            self.network_failures = 0
         self._wake.set()
 
     async def _run(self) -> None:
@@ -291,7 +291,7 @@ class Notifier:
         except (TimeoutError, TelegramError, OSError) as exc:  # network, 5xx, timeouts
             await self._network_down(batch, f"{type(exc).__name__}: {exc}")
             return False
-        self._network_failures = 0
+        self.network_failures = 0
         now = self.clock_ms()
         for row in batch:
             await self.outbox.mark_sent(row.id, now)
@@ -302,8 +302,8 @@ class Notifier:
         """Telegram unreachable: the whole channel backs off (capped at `network_retry_cap_s`), the rows stay
         due. Backing off per row instead would leave alerts of a long outage minutes behind once Telegram is
         back (their attempt counts grew while it was down); one probe at a time finds it back quickly."""
-        self._network_failures += 1
-        delay = min(self.network_retry_cap_s, self.backoff_base_s * (2 ** min(self._network_failures - 1, 20)))
+        self.network_failures += 1
+        delay = min(self.network_retry_cap_s, self.backoff_base_s * (2 ** min(self.network_failures - 1, 20)))
         now = self.clock_ms()
         self._network_retry_ms = now + int(delay * 1000)
         for row in batch:
@@ -311,7 +311,7 @@ class Notifier:
                 await self._failed([row], error, cap_s=self.backoff_cap_s)  # drops it, with a log line
             else:
                 await self.outbox.reschedule(row.id, now, error[:300])
-        if self._network_failures in (1, 10) or self._network_failures % 100 == 0:
+        if self.network_failures in (1, 10) or self.network_failures % 100 == 0:
             logger.warning("Telegram unreachable ({}); alerts wait in the outbox, retrying in {:.1f} s",
                            error[:200], delay)
 

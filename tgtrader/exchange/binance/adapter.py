@@ -35,9 +35,9 @@ from tgtrader.exchange.binance.fastpath import StreamParser
 from tgtrader.exchange.binance.rest import RestMixin
 from tgtrader.exchange.binance.streams import (
     MAX_STREAMS_PER_CONNECTION,
+    MarketConn,
     MarketStreamsMixin,
     _cancel_and_wait,
-    _MarketConn,
 )
 from tgtrader.exchange.binance.user_stream import UserStreamMixin
 from tgtrader.exchange.ratelimit import ConnectionBudget, RestLimiter
@@ -118,7 +118,7 @@ class BinanceExchange(EventsMixin, RestMixin, MarketStreamsMixin, UserStreamMixi
         self._started = False
         # market streams
         self._symbols: set[str] = set()
-        self._conns: list[_MarketConn] = []
+        self._conns: list[MarketConn] = []
         self._market_last_msg = 0.0
         # user stream
         self._user_task: asyncio.Task | None = None

@@ -36,7 +36,7 @@ _SUBSCRIBE_CHUNK = 200  # stream names per SUBSCRIBE message
 
 
 @dataclass(eq=False)
-class _MarketConn:
+class MarketConn:
     streams: set[str] = field(default_factory=set)
     sock: ReconnectingWebsocket | None = None
     task: asyncio.Task | None = None
@@ -72,7 +72,7 @@ class MarketStreamsMixin:
             await self._send_control(conn, "SUBSCRIBE", take)
         while wanted:
             take, wanted = wanted[: self.max_streams], wanted[self.max_streams:]
-            self._conns.append(_MarketConn(streams=set(take)))
+            self._conns.append(MarketConn(streams=set(take)))
         self._start_market_tasks()
 
     def _start_market_tasks(self) -> None:
@@ -106,12 +106,12 @@ class MarketStreamsMixin:
             self.parser.remove_stream(s)
 
     @staticmethod
-    def _set_path(conn: _MarketConn) -> None:
+    def _set_path(conn: MarketConn) -> None:
         """Make the library's own reconnects come back with the current stream list."""
         if conn.sock is not None and conn.streams:
             compat.set_stream_path(conn.sock, conn.streams)
 
-    async def _send_control(self, conn: _MarketConn, method: str, streams: list[str]) -> None:
+    async def _send_control(self, conn: MarketConn, method: str, streams: list[str]) -> None:
         self._set_path(conn)
         sock = conn.sock
         if sock is None or not compat.is_streaming(sock):
@@ -127,16 +127,16 @@ class MarketStreamsMixin:
                 logger.info("binance: {} not sent ({}); the reconnect will carry it", method, type(exc).__name__)
                 return
 
-    async def _open_market(self, conn: _MarketConn) -> None:
+    async def _open_market(self, conn: MarketConn) -> None:
         assert self.bsm is not None
         wait = self.connections.wait_needed()
         if wait > 0:
             await asyncio.sleep(wait)
         self.connections.record()
-        conn.sock = await compat.open_market_socket(self.bsm, sorted(conn.streams), self._market_handler(conn))
+        conn.sock = await compat.open_market_socket(self.bsm, sorted(conn.streams), self.market_handler(conn))
         conn.connected_at = time.monotonic()
 
-    def _market_status(self, conn: _MarketConn, up: bool, reason: str = "") -> None:
+    def _market_status(self, conn: MarketConn, up: bool, reason: str = "") -> None:
         if conn.up == up:
             return
         conn.up = up
@@ -144,7 +144,7 @@ class MarketStreamsMixin:
             self._reconnects.append(time.monotonic())
         self._emit(StreamStatus("market", up, reason=reason, ts_ms=_now_ms()))
 
-    def _market_handler(self, conn: _MarketConn) -> Callable[[Any], Any]:
+    def market_handler(self, conn: MarketConn) -> Callable[[Any], Any]:
         """Replaces the socket's `_handle_message`: runs inside the library's read loop on the raw frame.
 
         Ticks are parsed (orjson, once) and pushed to the sink right there, and nothing is queued, so there is
@@ -183,7 +183,7 @@ class MarketStreamsMixin:
         """Wait before the next try to open a market socket after `failures` failed tries (0: just dropped)."""
         return backoff_delay(failures, self.backoff_base_s, self.stream_reconnect_cap_s)
 
-    async def _market_dropped(self, conn: _MarketConn, reason: str) -> None:
+    async def _market_dropped(self, conn: MarketConn, reason: str) -> None:
         """The socket is gone: report it, close what is left of it, and let _market_loop open a new one."""
         if conn.up:
             logger.warning("binance: market stream dropped ({}); reconnecting", reason)
@@ -191,7 +191,7 @@ class MarketStreamsMixin:
         sock, conn.sock = conn.sock, None
         await compat.close_socket(sock)
 
-    async def _market_loop(self, conn: _MarketConn) -> None:
+    async def _market_loop(self, conn: MarketConn) -> None:
         """Supervise one combined-stream socket: drops, silence, age. Ticks bypass this task.
 
         Every way a socket can end (an error reported in-band, the read loop gone, silence, the 24 h renewal)

@@ -93,7 +93,7 @@ class UserStreamMixin:
             self._user_up = True
             self._user_ready.set()
             sock = self._user_sock
-            handle = self._on_user_event
+            handle = self.on_user_event
             try:
                 while not self._closing:
                     try:
@@ -112,7 +112,7 @@ class UserStreamMixin:
                 self._user_status(False, str(drop))
                 await asyncio.sleep(backoff_delay(0, self.backoff_base_s, self.backoff_cap_s))
 
-    def _on_user_event(self, msg: Any) -> None:
+    def on_user_event(self, msg: Any) -> None:
         kind = msg.get("e") if type(msg) is dict else None
         if kind == "executionReport":
             parsed = bp.parse_execution_report(msg)
