@@ -236,3 +236,43 @@ async def test_a_would_match_refusal_in_any_wording_reprices_the_chase_instead_o
     assert placed[0].order_type is OrderType.LIMIT_MAKER  # re-priced maker order, not a MARKET
     chase.cancel()
     await core.stop()
+
+
+async def test_a_buy_with_max_below_the_market_never_pays_more_than_max() -> None:
+    """Issue 13 item 5: at the limit the chase went to MARKET (a buy with max 40,000 filled at 52,000)."""
+    core, paper, events, now = await make()
+    chase = asyncio.create_task(core.chase("BTCUSDT", Side.BUY, D("0.01"), D("51000")))
+    for _ in range(1, 30):  # many chase steps pass with the market at 52,000
+        now[0] += 6000
+        core.post(_Timer(now[0]))
+        await core.idle()
+        await asyncio.sleep(0)
+    orders = paper.engine.all_orders(PAPER_ACCOUNT)
+    assert orders and all(o.order_type is OrderType.LIMIT_MAKER and o.price <= D("51000") for o in orders)
+    assert not chase.done()  # resting at the limit, waiting for the market
+    paper.feed_trade("BTCUSDT", D("50990"), now[0] + 1)  # the market comes down to it: filled at the limit
+    result = await asyncio.wait_for(chase, 5)
+    assert result.status == "filled" and result.avg_price is not None and result.avg_price <= D("51000")
+    await core.stop()
+
+
+async def test_panic_stops_running_chases_so_nothing_rests_again() -> None:
+    """Issue 13 item 2: a /buy chase saw panic's exchange-side cancel, rested again and filled after PANIC done."""
+    core, paper, events, now = await make()
+    chase = asyncio.create_task(core.chase("BTCUSDT", Side.BUY, D("0.01")))
+    for _ in range(50):
+        await core.idle()
+        if await paper.open_orders("BTCUSDT"):
+            break
+        await asyncio.sleep(0.01)
+    plan = await core.panic_plan()
+    report = await core.panic(plan.token)
+    await core.idle()
+    assert any("stopped chase" in line for line in report.succeeded)
+    result = await asyncio.wait_for(chase, 5)
+    assert result.status == "cancelled" and result.filled_qty == 0
+    now[0] += 6000
+    core.post(_Timer(now[0]))
+    await core.idle()
+    assert await paper.open_orders("BTCUSDT") == []  # nothing rests again after the panic
+    await core.stop()

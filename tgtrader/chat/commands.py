@@ -78,9 +78,9 @@ COMMANDS: tuple[Command, ...] = (
         topics=((p.SYNTAX["size fixed"], "/size BTCUSDT 65000 63000 1%"),
                 (p.SYNTAX["size kelly"], "/size kelly 0.55 1.5")),
     ),
-    Command("buy", p.SYNTAX["buy"], "/buy BTCUSDT 0.01 max=65100", "smart maker-first buy with chasing",
+    Command("buy", p.SYNTAX["buy"], "/buy BTCUSDT 0.01 max=65100", "maker-first buy that chases the price; max= is never crossed",
             actions.trade, block=False),
-    Command("sell", p.SYNTAX["sell"], "/sell BTCUSDT 0.01 min=64900", "smart maker-first sell with chasing",
+    Command("sell", p.SYNTAX["sell"], "/sell BTCUSDT 0.01 min=64900", "maker-first sell that chases the price; min= is never crossed",
             actions.trade, block=False),
     Command(
         "stop", p.SYNTAX["stop"], "/stop BTCUSDT 62000 hard", "add a stop-loss (soft or hard), or cancel one",

@@ -350,8 +350,10 @@ class TradingCore(Kernel):
         await self._subscribe(symbol)
         async with self._lock:
             cid_n = await self.store.next_seq("chase")
+            # A trader's max= / min= is a limit, never crossed: at the limit the order rests there. The market
+            # fallback (for the remainder once the chase runs out of steps) exists only without a limit.
             chase = Chase(symbol, side, qty, rules, f"tg-c{cid_n}-", f"chase:{cid_n}",
-                          limit_price, self.config.chase_step_ms, True, 0, self.config.fee_rate)
+                          limit_price, self.config.chase_step_ms, limit_price is None, 0, self.config.fee_rate)
             chase.id = cid_n
             waiting = self._chase_waiters[cid_n] = asyncio.get_running_loop().create_future()
             self.machines.add(chase)
@@ -470,6 +472,11 @@ class TradingCore(Kernel):
                 if s.state in ("new", "armed"):
                     s.cancel()
                     await self.store.save_machine(s.snapshot(), now)
+            for chase in list(self.machines.chases.values()):
+                if chase.active:  # a live /buy or /sell would see the cancel below and rest again
+                    await self.react(chase, chase.cancel())
+                    ok.append(f"stopped chase {chase.id} ({chase.side.value.lower()} {fmt_decimal(chase.qty)} "
+                              f"{chase.symbol}, filled {fmt_decimal(chase.filled)})")
             await self.store.set_panic_paused(self.panic_paused, now)
             if self.panic_paused:
                 ok.append(f"paused {len(self.panic_paused)} grid(s)")
