@@ -20,6 +20,7 @@ import platform
 import statistics
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from tests.shared_data import shared_data  # noqa: E402
 from tgtrader.backtest.candles import Candles, load_candles  # noqa: E402
 from tgtrader.backtest.sweep import parse_sweep, run_sweep, sweep_specs  # noqa: E402
-from tgtrader.backtest.vector import GridSpec, Result, run_backtest  # noqa: E402
+from tgtrader.backtest.vector import Result, run_backtest  # noqa: E402
+from tgtrader.core.api import GridSpec  # noqa: E402
 
 DATA = shared_data("klines/binance_usdm_FILUSDT_1m_2023-08_2023-11.csv")
 COPIES = 3
@@ -225,13 +227,13 @@ def main() -> int:
     load_s = time.perf_counter() - t0
     candles = chained(base, COPIES)
     lower, upper = (float(np.round(x, 3)) for x in np.percentile(candles.close, [5, 95]))
-    spec = GridSpec(lower, upper, GRIDS, INVESTMENT, "arithmetic", FEE)
+    spec = GridSpec("FILUSDT", Decimal(repr(lower)), Decimal(repr(upper)), GRIDS, Decimal(repr(INVESTMENT)))
 
-    cold = run_backtest(candles, spec)
-    warm = [run_backtest(candles, spec).elapsed_s for _ in range(WARM_RUNS)]
+    cold = run_backtest(candles, spec, fee=FEE)
+    warm = [run_backtest(candles, spec, fee=FEE).elapsed_s for _ in range(WARM_RUNS)]
     vec_s = statistics.median(warm)
     vec = cold
-    sweep = sweep_specs(spec, [parse_sweep("grids=5:60:5")])
+    sweep = sweep_specs(spec, [parse_sweep("grids=5:60:5")], FEE)
     t1 = time.perf_counter()
     run_sweep(candles, sweep)
     sweep_s = time.perf_counter() - t1

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tgtrader.backtest.candles import load_candles
-from tgtrader.backtest.vector import GridSpec as VSpec
 from tgtrader.backtest.vector import run_backtest
+from tgtrader.core.api import GridSpec
 from tgtrader.demo import SAMPLE, Demo, grid_words, read_script
 from tgtrader.exchange.paper import load_exchange_info
 from tgtrader.store.db import Database
@@ -33,9 +33,9 @@ async def test_unattended_demo_fills_equal_the_backtest(tmp_path: Path) -> None:
     summary = await demo.run()
     text = "\n".join(out)
 
-    lower, upper, n, investment = (float(x) for x in grid.split())
-    rules = load_exchange_info()["BTCUSDT"]
-    vec = run_backtest(candles, VSpec(lower, upper, int(n), investment, "arithmetic", 0.001), rules)
+    lower, upper, n, investment = grid.split()
+    spec = GridSpec("BTCUSDT", Decimal(lower), Decimal(upper), int(n), Decimal(investment))
+    vec = run_backtest(candles, spec, load_exchange_info()["BTCUSDT"], fee=0.001)
 
     db = await Database.open(tmp_path / "d.db")
     try:
@@ -50,7 +50,7 @@ async def test_unattended_demo_fills_equal_the_backtest(tmp_path: Path) -> None:
     assert summary.round_trips == vec.round_trips
     assert Decimal(summary.grid_profit) == pytest.approx(Decimal(str(round(vec.grid_profit, 2))), abs=Decimal("0.011"))
     assert Decimal(summary.final_equity) - Decimal(summary.start_equity) == pytest.approx(
-        Decimal(str(round(vec.final_equity - investment, 2))), abs=Decimal("0.01"))
+        Decimal(str(round(vec.final_equity - float(spec.investment), 2))), abs=Decimal("0.01"))
     # what a trader sees: the scripted commands answered, alerts, the summary and the chart
     for needle in ("you> /status", "you> /orders", "you> /pnl", "ALERT", "demo summary", "round trips"):
         assert needle in text

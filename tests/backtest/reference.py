@@ -9,6 +9,28 @@ paper exchange in candle replay. Triggers split the move at the trigger price.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
+
+from tgtrader.core.api import GridSpec
+
+
+def spec(
+    lower: float,
+    upper: float,
+    grids: int,
+    investment: float,
+    spacing: str = "arithmetic",
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+) -> GridSpec:
+    """The core's GridSpec for float settings: each Decimal is the float's repr, so the backtest (which runs in
+    floats) uses exactly these floats. A trigger sells all base, as the backtest's fill model does."""
+
+    def dec(x: float | None) -> Decimal | None:
+        return None if x is None else Decimal(repr(float(x)))
+
+    return GridSpec("", Decimal(repr(float(lower))), Decimal(repr(float(upper))), grids,
+                    Decimal(repr(float(investment))), spacing, dec(stop_loss), dec(take_profit), sell_on_stop=True)
 
 
 @dataclass

@@ -96,9 +96,9 @@ def test_sweep_lists_impossible_settings_last(capsys: pytest.CaptureFixture[str]
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["--lower", "22500", "--upper", "19500"], "must be below upper"),
-        (["--grids", "1"], "between 2 and 200"),
-        (["--grids", "201"], "between 2 and 200"),
+        (["--lower", "22500", "--upper", "19500"], "must be positive and below upper"),
+        (["--grids", "1"], "out of range 2..200"),
+        (["--grids", "201"], "out of range 2..200"),
         (["--grids", "ten"], "--grids must be a whole number"),
         (["--data", "/nonexistent/candles.csv"], "no such file"),
         (["--investment", "-5"], "investment must be positive"),

@@ -9,10 +9,11 @@ from decimal import Decimal as D
 import numpy as np
 import pytest
 
+from tests.backtest.reference import spec
 from tests.shared_data import shared_data
 from tgtrader.backtest.candles import Candles, load_candles
 from tgtrader.backtest.replay import CandleReplay, ReplayProgress
-from tgtrader.backtest.vector import GridSpec, grid_levels, round_levels, run_backtest
+from tgtrader.backtest.vector import grid_levels, round_levels, run_backtest
 from tgtrader.exchange.paper import PaperExchange, load_exchange_info
 from tgtrader.types import Fill, OrderType, PlaceOrder, Side
 
@@ -125,12 +126,11 @@ async def test_grid_through_paper_matches_vector_backtest(n: int, spacing: str) 
     candles = load_candles(XRPETH_1M)
     rules = load_exchange_info()["XRPETH"]
     lower, upper = float(candles.low.min()) * 1.001, float(candles.high.max()) * 0.999
-    spec = GridSpec(lower, upper, n, investment=1.0, fee=0.001, spacing=spacing)  # type: ignore[arg-type]
-    bt = run_backtest(candles, spec, rules)
+    bt = run_backtest(candles, spec(lower, upper, n, 1.0, spacing), rules, fee=0.001)
     expected = [(c, s, lv) for c, s, lv, _, _ in bt.fills.records()]
     assert len(expected) > 20
 
-    floats = round_levels(grid_levels(lower, upper, n, spacing), rules)  # type: ignore[arg-type]
+    floats = round_levels(grid_levels(lower, upper, n, spacing), rules)
     levels = [rules.round_price(D(repr(float(x)))) for x in floats]
     ex = PaperExchange(rules={"XRPETH": rules}, initial_balances={"ETH": D(100), "XRP": D(10**6)})
     fills: list[Fill] = []

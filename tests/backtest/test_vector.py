@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.backtest.reference import reference_backtest
+from tests.backtest.reference import reference_backtest, spec
 from tgtrader.backtest.candles import Candles
-from tgtrader.backtest.vector import BacktestInputError, GridSpec, candle_path, grid_levels, run_backtest
+from tgtrader.backtest.vector import BacktestInputError, candle_path, grid_levels, run_backtest
+from tgtrader.core.api import GridSpec
 
 approx = lambda x: pytest.approx(x, rel=1e-9, abs=1e-9)  # noqa: E731
+
+
+def triggers(grid: GridSpec) -> tuple[float | None, float | None]:
+    """(stop-loss, take-profit) as the floats the backtest runs with."""
+    sl, tp = grid.stop_loss, grid.take_profit
+    return (None if sl is None else float(sl), None if tp is None else float(tp))
 
 
 def make(rows: list[tuple[float, float, float, float]]) -> Candles:
@@ -36,7 +45,7 @@ def test_path_order() -> None:
 def test_hand_checked_two_waiting_intervals() -> None:
     # levels 10, 11, 12; P0 = 11.5 -> both intervals waiting (buys at 10 and 11); q = 100 / (10 + 11)
     c = make([(11.5, 11.6, 10.9, 11.0), (11.0, 12.2, 9.8, 12.1)])
-    r = run_backtest(c, GridSpec(10, 12, 2, 100, fee=0.001))
+    r = run_backtest(c, spec(10, 12, 2, 100), fee=0.001)
     q = 100 / 21
     assert r.qty == approx(q) and r.holding_start == 0
     # candle 0: 11.5 -> 11.6 -> 10.9 (buy at 11) -> 11.0
@@ -60,7 +69,7 @@ def test_hand_checked_holding_start_counter_fill_and_gap() -> None:
     # levels 100..130 step 10, P0 = 105: interval 0 waits (buy 100), intervals 1, 2 hold (sell 120, 130)
     # q = 310 / (100 + 2 * 105) = 1; start buy 2 at 105 paying 0.21 fee
     c = make([(105, 125, 99, 101), (131, 132, 131, 132)])
-    r = run_backtest(c, GridSpec(100, 130, 3, 310, fee=0.001))
+    r = run_backtest(c, spec(100, 130, 3, 310), fee=0.001)
     assert r.qty == approx(1.0) and r.holding_start == 2
     # c0: 105 -> 125 (sell 120: no round trip) -> 99 (buy 110, buy 100: higher first) -> 101
     # join 101 -> 131 (sells 110, 120 are round trips; 130 was start base) -> 131 -> 132 -> 132
@@ -79,7 +88,7 @@ def test_hand_checked_holding_start_counter_fill_and_gap() -> None:
 
 def test_hand_checked_stop_loss_sells_all_at_trigger() -> None:
     c = make([(11.5, 11.5, 9.0, 9.2), (9.2, 12.5, 9.0, 12.4)])
-    r = run_backtest(c, GridSpec(10, 12, 2, 100, stop_loss=9.5))
+    r = run_backtest(c, spec(10, 12, 2, 100, stop_loss=9.5))
     q = 100 / 21
     assert [(cd, s, lv) for cd, s, lv, _, _ in r.fills.records()] == [(0, "BUY", 1), (0, "BUY", 0)]
     assert (r.stop, r.stop_candle, r.stop_price) == ("stop_loss", 0, 9.5)
@@ -91,7 +100,7 @@ def test_hand_checked_stop_loss_sells_all_at_trigger() -> None:
 
 def test_stop_at_a_level_fills_the_level_first() -> None:
     c = make([(11.5, 11.5, 9.0, 9.2)])
-    r = run_backtest(c, GridSpec(10, 12, 2, 100, stop_loss=10.0))
+    r = run_backtest(c, spec(10, 12, 2, 100, stop_loss=10.0))
     assert [s for _, s, _, _, _ in r.fills.records()] == ["BUY", "BUY"]
     assert r.stop_qty == approx(2 * 100 / 21)
 
@@ -99,7 +108,7 @@ def test_stop_at_a_level_fills_the_level_first() -> None:
 def test_take_profit() -> None:
     # levels 10, 11, 12, P0 = 10.5: interval 1 holds (sell 12), interval 0 waits (buy 10)
     c = make([(10.5, 12.5, 10.4, 12.4), (12.4, 13, 12, 12.5)])
-    r = run_backtest(c, GridSpec(10, 12, 2, 100, take_profit=12.0))
+    r = run_backtest(c, spec(10, 12, 2, 100, take_profit=12.0))
     q = 100 / (10 + 10.5)
     assert [(cd, s, lv) for cd, s, lv, _, _ in r.fills.records()] == [(0, "SELL", 2)]
     assert r.stop == "take_profit" and r.stop_qty == approx(0.0)
@@ -108,30 +117,36 @@ def test_take_profit() -> None:
 
 def test_rejects_bad_settings() -> None:
     c = make([(11.5, 11.6, 10.9, 11.0)])
-    for spec, words in [
-        (GridSpec(12, 10, 2, 100), "below upper"),
-        (GridSpec(10, 12, 1, 100), "between 2 and 200"),
-        (GridSpec(10, 12, 201, 100), "between 2 and 200"),
-        (GridSpec(10, 12, 2, 0), "investment"),
-        (GridSpec(10, 12, 2, 100, stop_loss=11.6), "below the start price"),
-        (GridSpec(10, 12, 2, 100, take_profit=11.0), "above the start price"),
+    for grid, fee, words in [
+        (spec(12, 10, 2, 100), 0.001, "must be positive and below upper"),
+        (spec(10, 12, 1, 100), 0.001, "out of range 2..200"),
+        (spec(10, 12, 201, 100), 0.001, "out of range 2..200"),
+        (spec(10, 12, 2, 0), 0.001, "investment must be positive"),
+        (spec(10, 12, 2, 100), 0.1, "fee must be a rate"),
+        (spec(10, 12, 2, 100, stop_loss=11.6), 0.001, "below the start price"),
+        (spec(10, 12, 2, 100, take_profit=11.0), 0.001, "above the start price"),
+        (spec(10, 12, 2, 100, stop_loss=11.0, take_profit=10.5), 0.001, "must be below take-profit"),
     ]:
         with pytest.raises(BacktestInputError, match=words):
-            run_backtest(c, spec)
+            run_backtest(c, grid, fee=fee)
+    # the core's own spec, as the chat parses it: a stop that keeps the base is not what the backtest models
+    keep_base = GridSpec("BTCUSDT", Decimal(10), Decimal(12), 2, Decimal(100), stop_loss=Decimal("9.5"))
+    with pytest.raises(BacktestInputError, match="sell_on_stop"):
+        run_backtest(c, keep_base)
+    r = run_backtest(c, GridSpec("BTCUSDT", Decimal(10), Decimal(12), 2, Decimal(100)))
+    assert r.levels.tolist() == [10.0, 11.0, 12.0] and r.to_dict()["lower"] == 10.0
 
 
 def test_symbol_rules_round_levels_and_qty() -> None:
-    from decimal import Decimal
-
     from tgtrader.core.rules import SymbolRules
 
     rules = SymbolRules("XUSDT", "X", "USDT", tick_size=Decimal("0.1"), step_size=Decimal("0.01"))
     c = make([(11.55, 11.6, 10.9, 11.0)])
-    r = run_backtest(c, GridSpec(10.04, 12.0, 3, 100), rules=rules)
+    r = run_backtest(c, spec(10.04, 12.0, 3, 100), rules=rules)
     assert r.levels.tolist() == [10.0, 10.7, 11.3, 12.0]
     assert r.qty == 3.12  # 100 / (10.0 + 10.7 + 11.3) = 3.125 -> down to the 0.01 step
     with pytest.raises(BacktestInputError, match="collapse"):
-        run_backtest(c, GridSpec(10.0, 10.2, 5, 100), rules=rules)
+        run_backtest(c, spec(10.0, 10.2, 5, 100), rules=rules)
 
 
 # ---------------------------------------------------------------- hypothesis vs the loop reference
@@ -158,15 +173,15 @@ def scenarios(draw: st.DrawFn) -> tuple:
     sl = sl if sl is not None and sl < p0 else None
     tp = tp if tp is not None and tp > p0 else None
     fee = draw(st.sampled_from([0.0, 0.001, 0.00075]))
-    return GridSpec(lower, upper, n_grids, 1000.0, spacing, fee, sl, tp), rows
+    return spec(lower, upper, n_grids, 1000.0, spacing, sl, tp), fee, rows
 
 
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_vectorized_equals_reference(scenario: tuple) -> None:
-    spec, rows = scenario
-    r = run_backtest(make(rows), spec)
-    ref = reference_backtest(rows, r.levels.tolist(), spec.investment, spec.fee, spec.stop_loss, spec.take_profit)
+    grid, fee, rows = scenario
+    r = run_backtest(make(rows), grid, fee=fee)
+    ref = reference_backtest(rows, r.levels.tolist(), 1000.0, fee, *triggers(grid))
     got = [(cd, s, lv, px) for cd, s, lv, px, _ in r.fills.records()]
     assert got == [(cd, s, lv, px) for cd, s, lv, px, _ in ref.fills]
     assert (r.buys, r.sells, r.round_trips) == (ref.buys, ref.sells, ref.round_trips)
@@ -177,22 +192,22 @@ def test_vectorized_equals_reference(scenario: tuple) -> None:
 
 
 @pytest.mark.parametrize(
-    "spec",
+    "grid, fee",
     [
-        GridSpec(19500, 22500, 20, 1000),
-        GridSpec(19000, 23000, 57, 1000, "geometric", 0.00075),
-        GridSpec(20000, 21000, 200, 5000, stop_loss=19600, take_profit=22000),
-        GridSpec(20100, 20700, 7, 1000, take_profit=20900),
+        (spec(19500, 22500, 20, 1000), 0.001),
+        (spec(19000, 23000, 57, 1000, "geometric"), 0.00075),
+        (spec(20000, 21000, 200, 5000, stop_loss=19600, take_profit=22000), 0.001),
+        (spec(20100, 20700, 7, 1000, take_profit=20900), 0.001),
     ],
 )
-def test_real_sample_equals_reference(spec: GridSpec) -> None:
+def test_real_sample_equals_reference(grid: GridSpec, fee: float) -> None:
     from tgtrader.backtest.candles import load_candles
     from tgtrader.backtest.command import SAMPLE
 
     c = load_candles(SAMPLE)
-    r = run_backtest(c, spec)
+    r = run_backtest(c, grid, fee=fee)
     rows = list(zip(c.open.tolist(), c.high.tolist(), c.low.tolist(), c.close.tolist()))
-    ref = reference_backtest(rows, r.levels.tolist(), spec.investment, spec.fee, spec.stop_loss, spec.take_profit)
+    ref = reference_backtest(rows, r.levels.tolist(), float(grid.investment), fee, *triggers(grid))
     assert r.fills.records() == [(cd, s, lv, px, approx(q)) for cd, s, lv, px, q in ref.fills]
     assert (r.buys, r.sells, r.round_trips, r.stop, r.stop_candle) == (
         ref.buys, ref.sells, ref.round_trips, ref.stop, ref.stop_candle
@@ -202,15 +217,13 @@ def test_real_sample_equals_reference(spec: GridSpec) -> None:
 
 
 def test_symbol_rules_match_reference_on_real_sample() -> None:
-    from decimal import Decimal
-
     from tgtrader.backtest.candles import load_candles
     from tgtrader.backtest.command import SAMPLE
     from tgtrader.core.rules import SymbolRules
 
     rules = SymbolRules("BTCUSDT", "BTC", "USDT", tick_size=Decimal("10"), step_size=Decimal("0.0001"))
     c = load_candles(SAMPLE)
-    r = run_backtest(c, GridSpec(19500.5, 22499.5, 33, 1000), rules=rules)
+    r = run_backtest(c, spec(19500.5, 22499.5, 33, 1000), rules=rules)
     assert all(lv % 10 == 0 for lv in r.levels) and r.qty == float(Decimal(repr(r.qty)).quantize(Decimal("0.0001")))
     rows = list(zip(c.open.tolist(), c.high.tolist(), c.low.tolist(), c.close.tolist()))
     ref = reference_backtest(rows, r.levels.tolist(), 1000, 0.001, qty=r.qty)

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from tgtrader.backtest.candles import load_candles
-from tgtrader.backtest.vector import GridSpec as VSpec
 from tgtrader.backtest.vector import candle_path, run_backtest
 from tgtrader.core.api import GridSpec
 from tgtrader.core.config import CoreConfig
@@ -33,8 +32,8 @@ async def test_core_replay_matches_vector_backtest(n_candles: int, lower: str, u
                                                    spacing: str) -> None:
     candles = load_candles(SAMPLE).slice(0, n_candles)
     rules = REAL_RULES["BTCUSDT"]
-    investment = D("5000")
-    vec = run_backtest(candles, VSpec(float(lower), float(upper), grids, float(investment), spacing, 0.001), rules)
+    spec = GridSpec("BTCUSDT", D(lower), D(upper), grids, D("5000"), spacing)  # one spec for both
+    vec = run_backtest(candles, spec, rules, fee=0.001)
 
     db = await Database.open(":memory:")
     paper = PaperExchange(db, rules=REAL_RULES, initial_balances={"USDT": D("20000")})
@@ -49,7 +48,7 @@ async def test_core_replay_matches_vector_backtest(n_candles: int, lower: str, u
     p0 = D(repr(float(path[0])))
     paper.feed_trade("BTCUSDT", p0, now[0])
     await core.idle()
-    pv = await core.preview_grid(GridSpec("BTCUSDT", D(lower), D(upper), grids, investment, spacing))
+    pv = await core.preview_grid(spec)
     assert pv.ok, pv.problems
     assert [float(x) for x in pv.levels] == pytest.approx(vec.levels.tolist())
     assert float(pv.qty_per_order) == pytest.approx(vec.qty)
@@ -71,7 +70,7 @@ async def test_core_replay_matches_vector_backtest(n_candles: int, lower: str, u
     quote_change = bal["USDT"].total - D("20000")
     assert float(base) == pytest.approx(vec.base, rel=1e-9, abs=1e-9)
     # vector quote starts at the investment; the paper account had 20000
-    assert float(quote_change) == pytest.approx(vec.quote - float(investment), rel=1e-9, abs=1e-6)
+    assert float(quote_change) == pytest.approx(vec.quote - float(spec.investment), rel=1e-9, abs=1e-6)
     assert float(g.fees) == pytest.approx(vec.fees, rel=1e-9)
     assert len(grid_fills) == vec.buys + vec.sells and len(grid_fills) > 10
     await core.stop()

@@ -46,7 +46,7 @@ def test_levels_arithmetic_geometric_and_rounding(btc_rules: SymbolRules) -> Non
 def test_preview_numbers_and_ok() -> None:
     p = preview(cfg(), RULES, D("115"), free_quote=D("2000"))
     assert p.ok, p.problems
-    assert p.q == D("2.272")  # 1000 / (100 + 110 + 2 x 115) rounded down to 0.001
+    assert p.qty_per_order == D("2.272")  # 1000 / (100 + 110 + 2 x 115) rounded down to 0.001
     assert (p.buy_orders, p.sell_orders) == (2, 2)
     assert p.required_base == D("4.544")
     assert p.profit_pct_min == profit_pct(D("130"), D("140"), FEE)

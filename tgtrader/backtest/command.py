@@ -12,6 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from rich.table import Table
 from tgtrader.backtest.candles import CandleFileError, Candles, load_candles
 from tgtrader.backtest.report import fmt_duration, fmt_num, json_ready, summary_table, write_plot
 from tgtrader.backtest.sweep import SweepRow, parse_sweep, run_sweep, sweep_specs
-from tgtrader.backtest.vector import BacktestInputError, GridSpec, run_backtest
+from tgtrader.backtest.vector import BacktestInputError, run_backtest, validate
+from tgtrader.core.api import GridSpec
 from tgtrader.core.grid.plan import MAX_GRIDS, MIN_GRIDS, SPACINGS
 from tgtrader.core.rules import SymbolRules, rules_from_exchange_info
 
@@ -84,32 +86,38 @@ def _number(name: str, text: str | None, kind: type = float, required: bool = Tr
         return None
     try:
         value = kind(text)
-    except ValueError:
+    except (ValueError, ArithmeticError):  # decimal.InvalidOperation is an ArithmeticError
         raise BacktestInputError(
             f"--{name} must be {'a whole number' if kind is int else 'a number'}, got {text!r}"
         ) from None
-    if kind is float and not math.isfinite(value):
+    finite = kind is int or ((kind is not Decimal or value.is_finite()) and math.isfinite(float(value)))
+    if not finite:  # NaN, infinity, or a Decimal beyond the float range the backtest runs in
         raise BacktestInputError(f"--{name} must be a finite number, got {text!r}")
     return value
 
 
-def _spec(args: argparse.Namespace, swept: set[str]) -> GridSpec:
+def _spec(args: argparse.Namespace, swept: set[str]) -> tuple[GridSpec, float]:
+    """The grid (prices as Decimals, as the live core takes them) and the fee rate of the run."""
+
     def req(name: str) -> bool:
         return name not in swept
 
+    zero = Decimal(0)
     spec = GridSpec(
-        lower=_number("lower", args.lower, required=req("lower")) or 0.0,
-        upper=_number("upper", args.upper, required=req("upper")) or 0.0,
+        symbol=args.symbol.upper() if args.symbol else "",
+        lower=_number("lower", args.lower, Decimal, required=req("lower")) or zero,
+        upper=_number("upper", args.upper, Decimal, required=req("upper")) or zero,
         grids=_number("grids", args.grids, int, required=req("grids")) or 0,
-        investment=_number("investment", args.investment, required=req("investment")) or 0.0,
+        investment=_number("investment", args.investment, Decimal, required=req("investment")) or zero,
         spacing=args.spacing,
-        fee=_number("fee", args.fee),
-        stop_loss=_number("stop-loss", args.stop_loss, required=False),
-        take_profit=_number("take-profit", args.take_profit, required=False),
+        stop_loss=_number("stop-loss", args.stop_loss, Decimal, required=False),
+        take_profit=_number("take-profit", args.take_profit, Decimal, required=False),
+        sell_on_stop=True,  # the backtest's fill model: a trigger sells all base
     )
+    fee = _number("fee", args.fee)
     if not swept:
-        spec.validate()
-    return spec
+        validate(spec, fee)
+    return spec, fee
 
 
 def load_rules(symbol: str) -> SymbolRules:
@@ -128,7 +136,7 @@ def load_rules(symbol: str) -> SymbolRules:
 
 def _run(args: argparse.Namespace) -> int:
     axes = [parse_sweep(s) for s in (args.sweep or [])]
-    spec = _spec(args, {a.name for a in axes})
+    spec, fee = _spec(args, {a.name for a in axes})
     rules = load_rules(args.symbol) if args.symbol else None
     data = SAMPLE if args.data == "sample" else Path(args.data)
     t0 = time.perf_counter()
@@ -138,8 +146,8 @@ def _run(args: argparse.Namespace) -> int:
     if not out.is_terminal:  # pipes and captures: rich would wrap at 80 columns
         out = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=120)
     if axes:
-        return _run_sweep(args, candles, spec, axes, rules, out)
-    result = run_backtest(candles, spec, rules=rules)
+        return _run_sweep(args, candles, spec, fee, axes, rules, out)
+    result = run_backtest(candles, spec, rules, fee=fee)
     if args.plot:
         _plot(result, candles, args.plot)
     if args.json:
@@ -165,11 +173,12 @@ def _run_sweep(
     args: argparse.Namespace,
     candles: Candles,
     base: GridSpec,
+    fee: float,
     axes: list,
     rules: SymbolRules | None,
     out: Console,
 ) -> int:
-    specs = sweep_specs(base, axes)
+    specs = sweep_specs(base, axes, fee)
     t0 = time.perf_counter()
     err = Console(stderr=True)
     with Progress(
@@ -201,9 +210,9 @@ def _run_sweep(
 
 
 def _sweep_entry(row: SweepRow) -> dict[str, Any]:
-    s = row.spec
-    entry: dict[str, Any] = {"lower": s.lower, "upper": s.upper, "grids": s.grids, "fee": s.fee,
-                             "investment": s.investment}
+    s = row.setting.spec
+    entry: dict[str, Any] = {"lower": float(s.lower), "upper": float(s.upper), "grids": s.grids,
+                             "fee": row.setting.fee, "investment": float(s.investment)}
     if row.result is None:
         entry["error"] = row.error
     else:
@@ -219,8 +228,8 @@ def _sweep_table(rows: list[SweepRow], axes: list, limit: int = 50) -> Table:
                 "max DD"):
         table.add_column(col, justify="right")
     for i, row in enumerate(rows[:limit], 1):
-        s, r = row.spec, row.result
-        cells = [str(i), fmt_num(s.lower), fmt_num(s.upper), str(s.grids)]
+        s, r = row.setting.spec, row.result
+        cells = [str(i), fmt_num(float(s.lower)), fmt_num(float(s.upper)), str(s.grids)]
         if r is None:
             table.add_row(*cells, f"[dim]{row.error}[/dim]", "", "", "", "", "")
         else:

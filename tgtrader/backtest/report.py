@@ -50,15 +50,15 @@ def summary_rows(result: Result, load_s: float | None = None) -> list[tuple[str,
         ("candles", f"{r.candles:,}"),
         (
             "grid",
-            f"{fmt_num(spec.lower)} – {fmt_num(spec.upper)}, {spec.grids} {spec.spacing} grids, "
-            f"q = {fmt_num(r.qty)}, fee {spec.fee:g}",
+            f"{fmt_num(float(spec.lower))} – {fmt_num(float(spec.upper))}, {spec.grids} {spec.spacing} grids, "
+            f"q = {fmt_num(r.qty)}, fee {r.fee:g}",
         ),
         ("start / end price", f"{fmt_num(r.start_price)} → {fmt_num(r.final_price)}"),
         ("buys / sells", f"{r.buys:,} / {r.sells:,}"),
         ("round trips", f"{r.round_trips:,}"),
         ("grid profit", fmt_num(r.grid_profit, 6)),
         ("fees", fmt_num(r.fees, 6)),
-        ("final equity", f"{fmt_num(r.final_equity, 8)} (invested {fmt_num(spec.investment)})"),
+        ("final equity", f"{fmt_num(r.final_equity, 8)} (invested {fmt_num(float(spec.investment))})"),
         ("return", f"{r.return_pct:+.2f} %"),
         ("buy-and-hold return", f"{r.hold_return_pct:+.2f} %"),
         ("max drawdown", f"{r.max_drawdown_pct:.2f} %"),
@@ -138,14 +138,14 @@ def write_plot(result: Result, candles: Candles, out: str | Path, max_points: in
         ax_p.scatter([t[result.stop_candle]], [result.stop_price], marker="X", s=60, color="black", label=result.stop, zorder=4)
     spec = result.spec
     ax_p.set_title(
-        f"grid {spec.lower:g}–{spec.upper:g}, {spec.grids} {spec.spacing} grids: return {result.return_pct:+.2f} % "
+        f"grid {float(spec.lower):g}–{float(spec.upper):g}, {spec.grids} {spec.spacing} grids: return {result.return_pct:+.2f} % "
         f"(buy and hold {result.hold_return_pct:+.2f} %), {result.round_trips} round trips"
     )
     ax_p.set_ylabel("price")
     ax_p.legend(loc="upper left", fontsize=8)
     ex, ey = _envelope(t, result.equity, max_points)
     ax_e.plot(ex, ey, color="#1f77b4", linewidth=0.8)
-    ax_e.axhline(spec.investment, color="#999999", linewidth=0.5, linestyle="--")
+    ax_e.axhline(float(spec.investment), color="#999999", linewidth=0.5, linestyle="--")
     ax_e.set_ylabel("equity")
     ax_e.set_xlabel("time (UTC)")
     fig.autofmt_xdate()

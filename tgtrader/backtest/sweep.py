@@ -9,11 +9,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
 from tgtrader.backtest.candles import Candles
-from tgtrader.backtest.vector import BacktestInputError, GridSpec, Result, candle_path, run_backtest
+from tgtrader.backtest.vector import DEFAULT_FEE, BacktestInputError, Result, candle_path, run_backtest
+from tgtrader.core.api import GridSpec
 from tgtrader.core.rules import SymbolRules
 
 SWEEPABLE = {"grids": int, "lower": float, "upper": float, "fee": float, "investment": float}
@@ -27,8 +30,16 @@ class SweepAxis:
 
 
 @dataclass(frozen=True)
-class SweepRow:
+class Setting:
+    """One run of a sweep: the grid and the fee rate it is backtested with."""
+
     spec: GridSpec
+    fee: float = DEFAULT_FEE
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    setting: Setting
     result: Result | None
     error: str | None = None
 
@@ -65,7 +76,9 @@ def parse_sweep(text: str) -> SweepAxis:
     return SweepAxis(name, values)
 
 
-def sweep_specs(base: GridSpec, axes: Iterable[SweepAxis]) -> list[GridSpec]:
+def sweep_specs(base: GridSpec, axes: Iterable[SweepAxis], fee: float = DEFAULT_FEE) -> list[Setting]:
+    """Every combination of the axes' values, on top of `base` and `fee` (the fee is a run parameter, not
+    part of the spec; the swept prices become the Decimals of their float values, so a run sees those floats)."""
     axes = list(axes)
     names = [a.name for a in axes]
     if len(set(names)) != len(names):
@@ -73,23 +86,29 @@ def sweep_specs(base: GridSpec, axes: Iterable[SweepAxis]) -> list[GridSpec]:
     total = int(np.prod([len(a.values) for a in axes])) if axes else 1
     if total > MAX_SETTINGS:
         raise BacktestInputError(f"--sweep asks for {total:,} settings; the limit is {MAX_SETTINGS:,}")
-    return [replace(base, **dict(zip(names, combo))) for combo in itertools.product(*(a.values for a in axes))]
+    settings = []
+    for combo in itertools.product(*(a.values for a in axes)):
+        values = dict(zip(names, combo))
+        run_fee = float(values.pop("fee", fee))
+        changes: dict[str, Any] = {k: v if SWEEPABLE[k] is int else Decimal(repr(float(v))) for k, v in values.items()}
+        settings.append(Setting(replace(base, **changes), run_fee))
+    return settings
 
 
 def run_sweep(
     candles: Candles,
-    specs: list[GridSpec],
+    settings: list[Setting],
     rules: SymbolRules | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[SweepRow]:
     """Every setting, ranked by final equity (best first); settings that cannot run are listed last with why."""
     path = candle_path(candles)
     rows: list[SweepRow] = []
-    for i, spec in enumerate(specs):
+    for i, setting in enumerate(settings):
         try:
-            rows.append(SweepRow(spec, run_backtest(candles, spec, rules=rules, path=path)))
+            rows.append(SweepRow(setting, run_backtest(candles, setting.spec, rules, fee=setting.fee, path=path)))
         except BacktestInputError as exc:
-            rows.append(SweepRow(spec, None, str(exc)))
+            rows.append(SweepRow(setting, None, str(exc)))
         if progress is not None:
             progress(i + 1)
     ok = sorted((r for r in rows if r.result is not None), key=lambda r: -r.result.final_equity)  # type: ignore[union-attr]

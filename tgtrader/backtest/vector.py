@@ -28,18 +28,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from tgtrader.backtest.candles import Candles
-from tgtrader.core.grid.plan import MAX_GRIDS, MIN_GRIDS, SPACINGS, level_prices
+from tgtrader.core.api import GridSpec
+from tgtrader.core.grid.plan import level_prices, setting_problems
 from tgtrader.core.rules import SymbolRules
 from tgtrader.errors import TgTraderError
 
-Spacing = Literal["arithmetic", "geometric"]
 BUY: int = 1
 SELL: int = -1
+DEFAULT_FEE = 0.001  # per fill, as a rate of the notional
 
 JSON_KEYS = (
     "candles",
@@ -64,40 +65,25 @@ class BacktestInputError(TgTraderError, ValueError):
     """Grid settings that cannot be backtested; the message is one line for the trader."""
 
 
-@dataclass(frozen=True)
-class GridSpec:
-    lower: float
-    upper: float
-    grids: int
-    investment: float
-    spacing: Spacing = "arithmetic"
-    fee: float = 0.001
-    stop_loss: float | None = None
-    take_profit: float | None = None
+def validate(spec: GridSpec, fee: float) -> None:
+    """Refuse settings the backtest cannot run, in one line: the core's own checks of a grid's settings
+    (`setting_problems`, the ones the live preview makes) plus the backtest's (fee, stop triggers)."""
+    problems = setting_problems(spec.lower, spec.upper, spec.grids, spec.investment, spec.spacing)
+    if not (0 <= fee < 0.1):
+        problems.append(f"fee must be a rate in [0, 0.1) such as 0.001, got {fee:g}")
+    sl, tp = _float_or_none(spec.stop_loss), _float_or_none(spec.take_profit)
+    if sl is not None and not (sl > 0):
+        problems.append(f"stop-loss must be positive, got {sl:g}")
+    if sl is not None and tp is not None and not (sl < tp):
+        problems.append(f"stop-loss ({sl:g}) must be below take-profit ({tp:g})")
+    if (sl is not None or tp is not None) and not spec.sell_on_stop:
+        problems.append("the backtest sells all base at a stop-loss or take-profit: the spec needs sell_on_stop")
+    if problems:
+        raise BacktestInputError("; ".join(problems))
 
-    def validate(self) -> None:
-        if not (self.lower > 0):
-            raise BacktestInputError(f"lower must be positive, got {self.lower:g}")
-        if not (self.lower < self.upper):
-            raise BacktestInputError(f"lower ({self.lower:g}) must be below upper ({self.upper:g})")
-        if not (MIN_GRIDS <= self.grids <= MAX_GRIDS):
-            raise BacktestInputError(f"grids must be between {MIN_GRIDS} and {MAX_GRIDS}, got {self.grids}")
-        if not (self.investment > 0):
-            raise BacktestInputError(f"investment must be positive, got {self.investment:g}")
-        if not (0 <= self.fee < 0.1):
-            raise BacktestInputError(f"fee must be a rate in [0, 0.1) such as 0.001, got {self.fee:g}")
-        if self.spacing not in SPACINGS:
-            raise BacktestInputError(f"spacing must be arithmetic or geometric, got {self.spacing}")
-        if self.stop_loss is not None and not (self.stop_loss > 0):
-            raise BacktestInputError(f"stop-loss must be positive, got {self.stop_loss:g}")
-        if (
-            self.stop_loss is not None
-            and self.take_profit is not None
-            and not (self.stop_loss < self.take_profit)
-        ):
-            raise BacktestInputError(
-                f"stop-loss ({self.stop_loss:g}) must be below take-profit ({self.take_profit:g})"
-            )
+
+def _float_or_none(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,7 +132,8 @@ class Result:
     max_drawdown_pct: float
     elapsed_s: float
     # --- details
-    spec: GridSpec
+    spec: GridSpec  # as given (Decimal); the run used its values as floats
+    fee: float
     levels: np.ndarray
     qty: float
     holding_start: int  # intervals holding at the start (their base was bought at P0)
@@ -166,12 +153,12 @@ class Result:
         out.update(
             period_start_ms=self.start_time_ms,
             period_end_ms=self.end_time_ms,
-            lower=self.spec.lower,
-            upper=self.spec.upper,
+            lower=float(self.spec.lower),
+            upper=float(self.spec.upper),
             grids=self.spec.grids,
             spacing=self.spec.spacing,
-            investment=self.spec.investment,
-            fee=self.spec.fee,
+            investment=float(self.spec.investment),
+            fee=self.fee,
             qty=self.qty,
             holding_start=self.holding_start,
             levels=self.levels.tolist(),
@@ -185,7 +172,7 @@ class Result:
 # ---------------------------------------------------------------- building blocks
 
 
-def grid_levels(lower: float, upper: float, grids: int, spacing: Spacing = "arithmetic") -> np.ndarray:
+def grid_levels(lower: float, upper: float, grids: int, spacing: str = "arithmetic") -> np.ndarray:
     """N+1 exact levels; the last is exactly `upper` (no float drift at the top).
 
     The live grid's own formula (`tgtrader.core.grid.plan.level_prices`), as floats: its Decimals are float
@@ -242,32 +229,37 @@ def run_backtest(
     candles: Candles,
     spec: GridSpec,
     rules: SymbolRules | None = None,
+    *,
+    fee: float = DEFAULT_FEE,
     path: np.ndarray | None = None,
 ) -> Result:
-    """Backtest one grid over `candles`. Pass a precomputed `candle_path(candles)` to share it in sweeps."""
-    spec.validate()
+    """Backtest one grid over `candles`, paying `fee` per fill. `spec.symbol` is a label here: pass the rules
+    to round as that symbol does. Pass a precomputed `candle_path(candles)` to share it in sweeps."""
+    validate(spec, fee)
     if len(candles) == 0:
         raise BacktestInputError("no candles to backtest")
     t0 = time.perf_counter()
     n = len(candles)
     N = spec.grids
-    fee = spec.fee
-    levels = grid_levels(spec.lower, spec.upper, N, spec.spacing)
+    # the numpy boundary: the spec's Decimals as floats from here on
+    lower, upper, investment = float(spec.lower), float(spec.upper), float(spec.investment)
+    stop_loss, take_profit = _float_or_none(spec.stop_loss), _float_or_none(spec.take_profit)
+    levels = grid_levels(lower, upper, N, spec.spacing)
     if rules is not None:
         levels = round_levels(levels, rules)
     if path is None:
         path = candle_path(candles)
     p0 = float(path[0])
-    if spec.stop_loss is not None and not (spec.stop_loss < p0):
-        raise BacktestInputError(f"stop-loss ({spec.stop_loss:g}) must be below the start price {p0:g}")
-    if spec.take_profit is not None and not (spec.take_profit > p0):
-        raise BacktestInputError(f"take-profit ({spec.take_profit:g}) must be above the start price {p0:g}")
+    if stop_loss is not None and not (stop_loss < p0):
+        raise BacktestInputError(f"stop-loss ({stop_loss:g}) must be below the start price {p0:g}")
+    if take_profit is not None and not (take_profit > p0):
+        raise BacktestInputError(f"take-profit ({take_profit:g}) must be above the start price {p0:g}")
 
     # ---- capital
     buy_levels = levels[:-1]
     holding0 = buy_levels >= p0  # per interval
     n_hold = int(holding0.sum())
-    q = spec.investment / (float(buy_levels[~holding0].sum()) + p0 * n_hold)
+    q = investment / (float(buy_levels[~holding0].sum()) + p0 * n_hold)
     if rules is not None:
         q = float(rules.round_qty(Decimal(repr(q))))
         if q <= 0:
@@ -276,7 +268,7 @@ def run_backtest(
             )
     start_cost = q * n_hold * p0
     start_fee = start_cost * fee
-    quote0 = spec.investment - start_cost - start_fee
+    quote0 = investment - start_cost - start_fee
     base0 = q * n_hold
 
     # ---- crossings: segment s goes from vertex s to vertex s+1
@@ -317,12 +309,12 @@ def run_backtest(
     stop: str | None = None
     stop_v: int | None = None
     stop_price: float | None = None
-    sl_v = _first_vertex(path[1:] <= spec.stop_loss) if spec.stop_loss is not None else None
-    tp_v = _first_vertex(path[1:] >= spec.take_profit) if spec.take_profit is not None else None
+    sl_v = _first_vertex(path[1:] <= stop_loss) if stop_loss is not None else None
+    tp_v = _first_vertex(path[1:] >= take_profit) if take_profit is not None else None
     if sl_v is not None and (tp_v is None or sl_v < tp_v):
-        stop, stop_v, stop_price = "stop_loss", sl_v, float(spec.stop_loss)  # type: ignore[arg-type]
+        stop, stop_v, stop_price = "stop_loss", sl_v, stop_loss
     elif tp_v is not None:
-        stop, stop_v, stop_price = "take_profit", tp_v, float(spec.take_profit)  # type: ignore[arg-type]
+        stop, stop_v, stop_price = "take_profit", tp_v, take_profit
     if stop_v is not None:
         fill_px = np.where(sell_k, levels[iv_k + 1], levels[iv_k])
         if stop == "stop_loss":  # falling segment: buys at levels >= trigger come first
@@ -387,7 +379,7 @@ def run_backtest(
     equity = quote_t + base_t * candles.close
     final_price = float(candles.close[-1])
     final_equity = quote + base * final_price
-    peak = np.maximum.accumulate(np.concatenate(([spec.investment], equity)))[1:]
+    peak = np.maximum.accumulate(np.concatenate(([investment], equity)))[1:]
     max_dd = float(np.max((peak - equity) / peak)) * 100.0
     buys = int(nf - int(f_sell.sum()))
     sells = int(f_sell.sum())
@@ -404,11 +396,12 @@ def run_backtest(
         grid_profit=grid_profit,
         fees=fees,
         final_equity=final_equity,
-        return_pct=(final_equity / spec.investment - 1.0) * 100.0,
+        return_pct=(final_equity / investment - 1.0) * 100.0,
         hold_return_pct=(final_price / p0 - 1.0) * 100.0,
         max_drawdown_pct=max(max_dd, 0.0),
         elapsed_s=elapsed,
         spec=spec,
+        fee=fee,
         levels=levels,
         qty=q,
         holding_start=n_hold,

@@ -7,11 +7,12 @@ Front ends parse and render; they never decide anything about trading. The engin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from tgtrader.core.events import EventBus
+from tgtrader.core.grid.plan import GridPreview
 from tgtrader.core.ports import ExchangeHealth
 from tgtrader.errors import TgTraderError
 from tgtrader.types import Balance, Side
@@ -37,23 +38,18 @@ class GridSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class GridPreviewView:
-    token: str  # opaque id of this preview; Start refers to it (expires, single use)
-    spec: GridSpec
-    price: Decimal
-    levels: tuple[Decimal, ...]
-    qty_per_order: Decimal
-    profit_pct_min: Decimal  # per grid, after fees
-    profit_pct_max: Decimal
-    required_quote: Decimal
-    required_base: Decimal
-    buy_orders: int
-    sell_orders: int
-    problems: tuple[str, ...]
+class GridPreviewView(GridPreview):
+    """The core's preview of a grid (`tgtrader.core.grid.plan.GridPreview`: price, levels, quantity, profit per
+    grid, requirements) as a front end gets it: with the spec the trader asked for and the token Start refers
+    to (expires, single use). Its `problems` also hold the engine's own refusals (overlap, exposure limits)."""
 
-    @property
-    def ok(self) -> bool:
-        return not self.problems
+    token: str
+    spec: GridSpec
+
+    @classmethod
+    def of(cls, preview: GridPreview, token: str, spec: GridSpec, problems: tuple[str, ...]) -> GridPreviewView:
+        values = {f.name: getattr(preview, f.name) for f in fields(GridPreview)}
+        return cls(**{**values, "problems": problems}, token=token, spec=spec)
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,8 +169,7 @@ class TradingCore(Kernel):
             pv = preview(config, rules, price, free_q, free_b)
             problems = tuple(pv.problems) + tuple(self._extra_problems(config))
         token = secrets.token_urlsafe(9)
-        view = GridPreviewView(token, spec, price, pv.levels, pv.q, pv.profit_pct_min, pv.profit_pct_max,
-                               pv.required_quote, pv.required_base, pv.buy_orders, pv.sell_orders, problems)
+        view = GridPreviewView.of(pv, token, spec, problems)
         now = self.clock_ms()
         self._previews = {k: v for k, v in self._previews.items()
                           if now - v.created_ms <= self.config.preview_ttl_s * 1000 and not v.used}

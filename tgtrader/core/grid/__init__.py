@@ -15,6 +15,7 @@ from tgtrader.core.grid.plan import (
     preview,
     profit_pct,
     quantity_per_order,
+    setting_problems,
 )
 from tgtrader.core.grid.state import GridOrder, GridState, Interval, IntervalState
 
@@ -37,4 +38,5 @@ __all__ = [
     "preview",
     "profit_pct",
     "quantity_per_order",
+    "setting_problems",
 ]

@@ -109,8 +109,8 @@ class GridPreview:
     config: GridConfig
     price: Decimal
     levels: tuple[Decimal, ...]
-    q: Decimal
-    profit_pct_min: Decimal
+    qty_per_order: Decimal
+    profit_pct_min: Decimal  # per grid, after fees
     profit_pct_max: Decimal
     required_quote: Decimal
     required_base: Decimal
@@ -121,6 +121,23 @@ class GridPreview:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def setting_problems(lower: Decimal, upper: Decimal, n: int, investment: Decimal, spacing: str) -> list[str]:
+    """What is wrong with a grid's own settings, before any price, filter or balance is known.
+
+    The one copy of these rules: the live preview and the backtest (which raises them) both check with it.
+    """
+    problems: list[str] = []
+    if not MIN_GRIDS <= n <= MAX_GRIDS:
+        problems.append(f"number of grids {n} is out of range {MIN_GRIDS}..{MAX_GRIDS}")
+    if lower <= 0 or lower >= upper:
+        problems.append(f"lower {fmt_decimal(lower)} must be positive and below upper {fmt_decimal(upper)}")
+    if spacing not in SPACINGS:
+        problems.append(f"spacing {spacing!r} must be arithmetic or geometric")
+    if investment <= 0:
+        problems.append("investment must be positive")
+    return problems
 
 
 def profit_pct(lower: Decimal, upper: Decimal, fee_rate: Decimal) -> Decimal:
@@ -135,14 +152,7 @@ def preview(
     problems: list[str] = []
     if config.symbol != rules.symbol:
         problems.append(f"rules are for {rules.symbol}, not {config.symbol}")
-    if not MIN_GRIDS <= config.n <= MAX_GRIDS:
-        problems.append(f"number of grids {config.n} is out of range {MIN_GRIDS}..{MAX_GRIDS}")
-    if config.lower <= 0 or config.lower >= config.upper:
-        problems.append(f"lower {fmt_decimal(config.lower)} must be positive and below upper {fmt_decimal(config.upper)}")
-    if config.spacing not in SPACINGS:
-        problems.append(f"spacing {config.spacing!r} must be arithmetic or geometric")
-    if config.investment <= 0:
-        problems.append("investment must be positive")
+    problems += setting_problems(config.lower, config.upper, config.n, config.investment, config.spacing)
     if price <= 0:
         problems.append("no current price")
     if problems:
