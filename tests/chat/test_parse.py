@@ -67,7 +67,7 @@ def test_grid_bot_suffix_and_defaults() -> None:
         ("/buy BTCUSDT 1 2", "expected max=PRICE"),
         ("/buy BTCUSDT 1 max=65000.005", "not on the BTCUSDT price tick"),
         ("/sell BTCUSDT", "missing"),
-        ("/stop BTCUSDT 62000 medium", "soft or hard"),
+        ("/stop BTCUSDT 62000 medium", "soft, hard or tp"),
         ("/stop cancel abc", "whole number"),
         ("/size BTCUSDT 100 100", "STOP must differ"),
         ("/size BTCUSDT 100 90 150", "below 100"),

@@ -6,7 +6,9 @@ import asyncio
 from decimal import Decimal as D
 from typing import Any
 
-from tgtrader.core.api import GridSpec
+import pytest
+
+from tgtrader.core.api import ApiError, GridSpec
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import ErrorEvent, EventBus, OrderRejected, StreamDown, StreamUp
 from tgtrader.core.kernel import Timer as _Timer
@@ -275,4 +277,19 @@ async def test_panic_stops_running_chases_so_nothing_rests_again() -> None:
     core.post(_Timer(now[0]))
     await core.idle()
     assert await paper.open_orders("BTCUSDT") == []  # nothing rests again after the panic
+    await core.stop()
+
+
+async def test_a_stop_loss_at_or_above_the_market_is_refused_not_turned_into_a_take_profit() -> None:
+    """Issue 13 item 8: /stop SYMBOL PRICE became a take-profit (a resting sell above the market) when the market
+    had already crossed the price by the time the command was handled. A take-profit is asked for explicitly."""
+    core, paper, events, now = await make(usdt="10000")
+    paper.engine.set_balance(PAPER_ACCOUNT, "BTC", D("0.1"))
+    with pytest.raises(ApiError, match="stop-loss must be below the market"):
+        await core.add_stop("BTCUSDT", D("53000"))  # the market is at 52,000
+    assert await core.list_stops() == []
+    with pytest.raises(ApiError, match="take-profit must be above the market"):
+        await core.add_stop("BTCUSDT", D("51000"), kind="tp")
+    tp = await core.add_stop("BTCUSDT", D("53000"), kind="tp")
+    assert tp.purpose == "take-profit" and tp.kind == "hard"  # a resting limit sell at the price
     await core.stop()

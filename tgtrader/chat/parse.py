@@ -190,7 +190,7 @@ SYNTAX: dict[str, str] = {
     "size kelly": "/size kelly WINRATE PAYOFF",
     "buy": "/buy SYMBOL QTY [max=PRICE]",
     "sell": "/sell SYMBOL QTY [min=PRICE]",
-    "stop": "/stop SYMBOL PRICE [soft|hard]  or  /stop cancel ID",
+    "stop": "/stop SYMBOL PRICE [soft|hard|tp]  or  /stop cancel ID",
     "stop cancel": "/stop cancel ID",
     "stops": "/stops",
     "panic": "/panic",
@@ -431,7 +431,7 @@ def _parse_stop(args: list[str], ctx: Context) -> Request:
         _need(args[1:], 1, "stop ID", syntax)
         _too_many(args[1:], 1, syntax)
         return StopCancel(parse_id(args[1], "stop ID", syntax))
-    syntax = "/stop SYMBOL PRICE [soft|hard]"
+    syntax = "/stop SYMBOL PRICE [soft|hard|tp]"
     _need(args, 2, "SYMBOL PRICE", syntax)
     _too_many(args, 3, syntax)
     symbol = parse_symbol(args[0], ctx, syntax)
@@ -439,8 +439,8 @@ def _parse_stop(args: list[str], ctx: Context) -> Request:
     kind = "soft"
     if len(args) == 3:
         kind = args[2].lower()
-        if kind not in {"soft", "hard"}:
-            raise ParseError(f"stop kind must be soft or hard, got {_show(args[2])}", syntax)
+        if kind not in {"soft", "hard", "tp"}:
+            raise ParseError(f"stop kind must be soft, hard or tp (take-profit), got {_show(args[2])}", syntax)
     check_tick(symbol, price, "PRICE", ctx, syntax)
     return StopAdd(symbol, price, kind)
 

@@ -379,10 +379,13 @@ class TradingCore(Kernel):
         return StopView(s.id, s.symbol, s.kind, s.purpose, s.trigger, s.qty, state)
 
     async def add_stop(self, symbol: str, price: Decimal, kind: str = "soft") -> StopView:
+        """kind soft / hard: a stop-loss below the market (watched in the core / resting on the exchange);
+        tp: a take-profit above the market (a resting limit sell). Which one is never guessed from the price:
+        a stop-loss whose price the market already crossed is refused, not turned into a take-profit."""
         self._check_running()
-        self._check_order_room(1 if kind == "hard" else 0)
-        if kind not in ("soft", "hard"):
-            raise ApiError("stop kind must be soft or hard")
+        if kind not in ("soft", "hard", "tp"):
+            raise ApiError("stop kind must be soft, hard or tp (take-profit)")
+        self._check_order_room(0 if kind == "soft" else 1)
         rules = await self._rules_or_api_error(symbol)
         last = await self._price(rules.symbol)
         bal = await self._balances()
@@ -390,22 +393,31 @@ class TradingCore(Kernel):
         qty = rules.round_qty(base.free if base else ZERO)
         if qty <= 0:
             raise ApiError(f"no free {rules.base_asset} to protect")
-        if price == last:
-            raise ApiError(f"the stop price equals the current price {fmt_decimal(last)}")
-        purpose = "stop-loss" if price < last else "take-profit"
+        purpose = "take-profit" if kind == "tp" else "stop-loss"
+        mode = "hard" if kind == "tp" else kind
+        self._check_stop_side(rules.symbol, purpose, price, last)
         if rules.check_order(Side.SELL, OrderType.MARKET, rules.round_qty(qty, market=True), None,
                              reference_price=price):
             raise ApiError(f"{fmt_decimal(qty)} {rules.base_asset} at {fmt_decimal(price)} is below the symbol filters")
         async with self._lock:
+            # the market may have moved while we read balances: check again against the newest price
+            self._check_stop_side(rules.symbol, purpose, price, self.last_prices.get(rules.symbol, last))
             now = self.clock_ms()
-            stop_id = await self.store.create_stop(rules.symbol, kind if purpose == "stop-loss" else "tp", price,
-                                                   qty, now)
-            stop = Stop(stop_id, rules.symbol, purpose, kind, qty, price, rules, None, self.config.stop_limit_offset,
+            stop_id = await self.store.create_stop(rules.symbol, kind, price, qty, now)
+            stop = Stop(stop_id, rules.symbol, purpose, mode, qty, price, rules, None, self.config.stop_limit_offset,
                         int(self.config.soft_stop_silence_s * 1000), self.config.fee_rate)
             self.machines.add(stop)
             await self.react(stop, stop.arm(now))
         await self._subscribe(rules.symbol)
         return self._stop_view(stop)
+
+    @staticmethod
+    def _check_stop_side(symbol: str, purpose: str, price: Decimal, last: Decimal) -> None:
+        if purpose == "stop-loss" and price >= last:
+            raise ApiError(f"a stop-loss must be below the market ({fmt_decimal(last)}), got {fmt_decimal(price)}; "
+                           f"for a take-profit add tp: /stop {symbol} {fmt_decimal(price)} tp")
+        if purpose == "take-profit" and price <= last:
+            raise ApiError(f"a take-profit must be above the market ({fmt_decimal(last)}), got {fmt_decimal(price)}")
 
     async def list_stops(self) -> list[StopView]:
         return [self._stop_view(s) for s in sorted(self.machines.stops.values(), key=lambda s: s.id)]
