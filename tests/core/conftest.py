@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.shared_data import shared_data
-from tgtrader.core.rules import SymbolRules, rules_from_exchange_info
+from tgtrader.core.rules import SymbolRules
+from tgtrader.exchange.binance.rules import rules_from_exchange_info
 
 _CANDIDATES = [
     Path(__file__).resolve().parents[1] / "data" / "exchangeInfo_spot_subset_2021-10-12.json",

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tgtrader.core.rules import SymbolRules, rules_from_exchange_info
+from tgtrader.core.rules import SymbolRules
+from tgtrader.exchange.binance.rules import rules_from_exchange_info
 from tgtrader.types import OrderType, Side
 
 DATA = Path(__file__).resolve().parent.parent / "data"

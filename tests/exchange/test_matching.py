@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from tgtrader.core.ports import BalanceUpdate
-from tgtrader.core.rules import SymbolRules, rules_from_exchange_info
+from tgtrader.core.rules import SymbolRules
 from tgtrader.errors import BadSymbol, ExchangeError, FilterRejected, InsufficientBalance, UnknownOrder, WouldMatch
+from tgtrader.exchange.binance.rules import rules_from_exchange_info
 from tgtrader.exchange.matching import EngineEvent, MatchingEngine
 from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, Side
 

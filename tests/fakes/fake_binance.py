@@ -34,8 +34,8 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from tgtrader.core.ports import BalanceUpdate
-from tgtrader.core.rules import SymbolRules
 from tgtrader.errors import ExchangeError, UnknownOrder
+from tgtrader.exchange.binance.rules import symbol_rules
 from tgtrader.exchange.matching import EngineOrder, MatchingEngine
 from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, Side
 
@@ -176,7 +176,7 @@ class FakeBinance:
         self.control_routes = control_routes  # HTTP test API (/_fake/...) for a fake in another process
         self.api_key, self.api_secret = api_key, api_secret
         self.symbols = {s["symbol"]: s for s in (symbols or copy.deepcopy(DEFAULT_SYMBOLS))}
-        self.rules = {k: SymbolRules.from_exchange_info(v) for k, v in self.symbols.items()}
+        self.rules = {k: symbol_rules(v) for k, v in self.symbols.items()}
         self.weight_limit = weight_limit
         self.port = 0
         self._runner: web.AppRunner | None = None

@@ -26,7 +26,8 @@ from tgtrader.backtest.sweep import SweepRow, parse_sweep, run_sweep, sweep_spec
 from tgtrader.backtest.vector import BacktestInputError, run_backtest, validate
 from tgtrader.core.api import GridSpec
 from tgtrader.core.grid.plan import MAX_GRIDS, MIN_GRIDS, SPACINGS
-from tgtrader.core.rules import SymbolRules, rules_from_exchange_info
+from tgtrader.core.rules import SymbolRules
+from tgtrader.exchange.binance.rules import rules_from_exchange_info
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SAMPLE = DATA_DIR / "BTCUSDT_1m_2023-03-10_12.csv.gz"

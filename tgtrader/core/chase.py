@@ -4,7 +4,7 @@ Buys (sells) at the best bid (ask) as LIMIT_MAKER. On every timer step without a
 cancel-replaces the order one tick closer to the spread, never past `limit_price` (max for buys,
 min for sells) and never crossing the book (a maker order must rest). At the limit it either keeps
 resting or, with `market_fallback`, cancels and sends the remainder as a MARKET order once the
-cancel is confirmed (so the two can never both fill). A -2010 "would immediately match" rejection
+cancel is confirmed (so the two can never both fill). A maker order refused as "would match" (RejectReason.WOULD_MATCH)
 re-prices at the current book. The tick comes from the symbol rules.
 
 Events in: start(bid, ask, ts), on_tick, on_timer(ts), on_order_update, on_fill, cancel().

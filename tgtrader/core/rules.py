@@ -1,4 +1,6 @@
-"""Symbol trading rules from Binance `exchangeInfo`, and the rounding/validation every order passes.
+"""Symbol trading rules (tick, lot, notional, price bands), and the rounding/validation every order passes.
+
+The adapter builds them from its venue's description (Binance: `exchange/binance/rules.py`).
 
 Nothing leaves the core unless `SymbolRules.check_order` returns no violations, and every
 violation names the Binance filter and the numbers, so a trader can see what to change.
@@ -6,10 +8,8 @@ violation names the Binance filter and the numbers, so a trader can see what to 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal, localcontext
-from typing import Any
 
 from tgtrader.types import OrderType, Side
 
@@ -18,11 +18,6 @@ ZERO = Decimal(0)
 # digits is itself rounded first and can land on the next integer, so "round down" went UP.
 _ROUNDING_PREC = 120
 
-
-def _dec(value: Any, default: str = "0") -> Decimal:
-    if value is None:
-        return Decimal(default)
-    return Decimal(str(value))
 
 
 def fmt_decimal(value: Decimal) -> str:
@@ -68,69 +63,6 @@ class SymbolRules:
         default_factory=lambda: frozenset(t.value for t in OrderType)
     )
 
-    # ------------------------------------------------------------ construction
-
-    @classmethod
-    def from_exchange_info(cls, symbol_info: Mapping[str, Any]) -> "SymbolRules":
-        """Build from one entry of exchangeInfo["symbols"] (ints or ccxt-style strings both work)."""
-        kwargs: dict[str, Any] = {
-            "symbol": symbol_info["symbol"],
-            "base_asset": symbol_info["baseAsset"],
-            "quote_asset": symbol_info["quoteAsset"],
-            "status": symbol_info.get("status", "TRADING"),
-        }
-        if "orderTypes" in symbol_info:
-            kwargs["order_types"] = frozenset(symbol_info["orderTypes"])
-        for flt in symbol_info.get("filters", []):
-            kind = flt.get("filterType")
-            if kind == "PRICE_FILTER":
-                kwargs.update(
-                    tick_size=_dec(flt.get("tickSize")),
-                    min_price=_dec(flt.get("minPrice")),
-                    max_price=_dec(flt.get("maxPrice")),
-                )
-            elif kind == "LOT_SIZE":
-                kwargs.update(
-                    step_size=_dec(flt.get("stepSize")),
-                    min_qty=_dec(flt.get("minQty")),
-                    max_qty=_dec(flt.get("maxQty")),
-                )
-            elif kind == "MARKET_LOT_SIZE":
-                kwargs.update(
-                    market_step_size=_dec(flt.get("stepSize")),
-                    market_min_qty=_dec(flt.get("minQty")),
-                    market_max_qty=_dec(flt.get("maxQty")),
-                )
-            elif kind == "NOTIONAL":
-                kwargs.update(
-                    min_notional=_dec(flt.get("minNotional")),
-                    max_notional=_dec(flt.get("maxNotional")),
-                    apply_min_to_market=_bool(flt.get("applyMinToMarket", True)),
-                    apply_max_to_market=_bool(flt.get("applyMaxToMarket", False)),
-                )
-            elif kind == "MIN_NOTIONAL":  # the pre-2023 filter
-                kwargs.update(
-                    min_notional=_dec(flt.get("minNotional")),
-                    apply_min_to_market=_bool(flt.get("applyToMarket", True)),
-                )
-            elif kind == "PERCENT_PRICE_BY_SIDE":
-                kwargs.update(
-                    bid_multiplier_up=_dec(flt.get("bidMultiplierUp")),
-                    bid_multiplier_down=_dec(flt.get("bidMultiplierDown")),
-                    ask_multiplier_up=_dec(flt.get("askMultiplierUp")),
-                    ask_multiplier_down=_dec(flt.get("askMultiplierDown")),
-                )
-            elif kind == "PERCENT_PRICE":  # the pre-2023 filter: one band for both sides
-                up, down = _dec(flt.get("multiplierUp")), _dec(flt.get("multiplierDown"))
-                kwargs.update(
-                    bid_multiplier_up=up,
-                    bid_multiplier_down=down,
-                    ask_multiplier_up=up,
-                    ask_multiplier_down=down,
-                )
-            elif kind == "MAX_NUM_ORDERS":
-                kwargs["max_num_orders"] = int(flt.get("maxNumOrders", 200))
-        return cls(**kwargs)
 
     # ------------------------------------------------------------ rounding
 
@@ -265,14 +197,3 @@ def _is_multiple(value: Decimal, unit: Decimal) -> bool:
             return (value % unit) == 0
         except ArithmeticError:  # absurdly large quotient: certainly not a sensible order
             return False
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes"}
-    return bool(value)
-
-
-def rules_from_exchange_info(payload: Mapping[str, Any]) -> dict[str, SymbolRules]:
-    """All symbols of an exchangeInfo response, keyed by symbol."""
-    return {s["symbol"]: SymbolRules.from_exchange_info(s) for s in payload.get("symbols", [])}

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from tgtrader.core.ports import BalanceUpdate, EventSink, ExchangeEvent, ExchangeHealth, StreamStatus
-from tgtrader.core.rules import SymbolRules, rules_from_exchange_info
+from tgtrader.core.rules import SymbolRules
 from tgtrader.errors import BadSymbol, ExchangeError
+from tgtrader.exchange.binance.rules import rules_from_exchange_info
 from tgtrader.exchange.matching import (
     DEFAULT_FEE,
     MSG_BAD_SYMBOL,

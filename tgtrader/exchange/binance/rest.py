@@ -23,7 +23,7 @@ from binance.exceptions import BinanceAPIException, BinanceRequestException
 from loguru import logger
 
 from tgtrader.core.ports import StreamStatus
-from tgtrader.core.rules import SymbolRules, fmt_decimal, rules_from_exchange_info
+from tgtrader.core.rules import SymbolRules, fmt_decimal
 from tgtrader.errors import (
     BadSymbol,
     ClockSkew,
@@ -40,6 +40,7 @@ from tgtrader.errors import (
 from tgtrader.exchange.binance import compat
 from tgtrader.exchange.binance import parse as bp
 from tgtrader.exchange.binance.events import _now_ms
+from tgtrader.exchange.binance.rules import rules_from_exchange_info
 from tgtrader.exchange.ratelimit import backoff_delay
 from tgtrader.types import Balance, Fill, OrderType, OrderUpdate, PlaceOrder, ReplaceOrder
 
