@@ -328,3 +328,14 @@ def test_rejected_start_buy_pauses_and_resume_retries() -> None:
     assert g.state == "running" and g.base_held() == D("4.544")
     assert sorted((o.side, o.price) for o in sim.resting.values()) == [
         (Side.BUY, D("100")), (Side.BUY, D("110")), (Side.SELL, D("130")), (Side.SELL, D("140"))]
+
+
+def test_a_grid_whose_profit_per_grid_after_fees_is_not_positive_is_refused(btc_rules: SymbolRules) -> None:
+    """Issue 13 item 12: a grid whose every round trip loses to fees was accepted."""
+    from tgtrader.core.grid import GridConfig, preview
+
+    tight = GridConfig("BTCUSDT", D("49900"), D("50100"), 200, D("100000"))  # 1 USDT apart: 0.002 % < 0.2 % fees
+    pv = preview(tight, btc_rules, D("50000"), D("1000000"), D("0"))
+    assert any("profit per grid after fees" in p for p in pv.problems), pv.problems
+    wide = GridConfig("BTCUSDT", D("40000"), D("60000"), 4, D("1000"))
+    assert not any("profit per grid" in p for p in preview(wide, btc_rules, D("50000"), D("10000"), D("0")).problems)

@@ -191,6 +191,12 @@ def preview(
                 else:
                     problems.append(str(v))
     pcts = [profit_pct(a, b, config.fee_rate) for a, b in zip(levels, levels[1:]) if a > 0]
+    if pcts and min(pcts) <= 0:
+        # every round trip between the closest levels would lose money to fees: a grid that trades at a loss
+        problems.append(
+            f"the profit per grid after fees is {fmt_decimal(min(pcts).quantize(Decimal('0.001')))} % (fee "
+            f"{fmt_decimal(config.fee_rate * 100)} % per side): use fewer grids or a wider range"
+        )
     required_base = q * h
     required_quote = q * sum((lv for lv in levels[:-1] if lv < price), ZERO) + required_base * price * (1 + config.fee_rate)
     if config.investment > free_quote:
