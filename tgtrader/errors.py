@@ -91,6 +91,16 @@ class ExchangeUnavailable(ExchangeError):
 
 
 class OrderStatusUnknown(ExchangeError):
-    """An order request got no answer: it may or may not exist. Look it up by client order id."""
+    """An order request got no answer: it may or may not exist. Look it up by client order id.
+
+    `settle_after_s`: after this many seconds the venue can no longer execute the request (for Binance: its
+    timestamp + recvWindow + the API's 10 s backend timeout), so an order still absent then never existed
+    and may be sent again. Before that, absent from a lookup proves nothing.
+    """
 
     reason = RejectReason.UNAVAILABLE
+
+    def __init__(self, message: str, settle_after_s: float = 0.0, code: int | None = None,
+                 http_status: int | None = None):
+        super().__init__(message, code, http_status)
+        self.settle_after_s = settle_after_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal as D
 from typing import Any
 
@@ -31,8 +32,12 @@ class Flaky(PaperExchange):
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
-        self.script: list[str] = []  # per call: "ok", "lost-after" (placed, answer lost), "lost-before", "ban"
+        # per call: "ok", "lost-after" (placed, answer lost), "lost-before", "ban", "nofunds",
+        # "lost-hidden" (placed, answer lost, and invisible to lookups for `hidden_s`, as Binance's queries can be)
+        self.script: list[str] = []
         self.calls: list[str] = []
+        self.hidden: dict[str, float] = {}  # client order id -> monotonic time until which lookups miss it
+        self.hidden_s = 0.3
 
     async def place_order(self, order: PlaceOrder):  # type: ignore[override]
         self.calls.append(order.client_order_id)
@@ -46,7 +51,15 @@ class Flaky(PaperExchange):
         upd = await super().place_order(order)
         if action == "lost-after":
             raise OrderStatusUnknown("timeout")
+        if action == "lost-hidden":
+            self.hidden[order.client_order_id] = time.monotonic() + self.hidden_s
+            raise OrderStatusUnknown("timeout", settle_after_s=1.0)  # the venue's bound: absent proves nothing before
         return upd
+
+    async def get_order(self, symbol: str, client_order_id: str):  # type: ignore[override]
+        if time.monotonic() < self.hidden.get(client_order_id, 0.0):
+            return None
+        return await super().get_order(symbol, client_order_id)
 
 
 async def make(usdt: str = "10000") -> tuple[TradingCore, Flaky, list, list[int]]:
@@ -292,4 +305,40 @@ async def test_a_stop_loss_at_or_above_the_market_is_refused_not_turned_into_a_t
         await core.add_stop("BTCUSDT", D("51000"), kind="tp")
     tp = await core.add_stop("BTCUSDT", D("53000"), kind="tp")
     assert tp.purpose == "take-profit" and tp.kind == "hard"  # a resting limit sell at the price
+    await core.stop()
+
+
+async def test_an_order_whose_answer_was_lost_is_not_resent_while_it_may_exist() -> None:
+    """Issue 14 item 1: absent from one lookup right after a lost answer, the order was sent again; Binance refuses
+    a repeated client order id only while the first is open, and a query may not see a just-accepted order, so a
+    MARKET order could execute twice. Now it is looked up until its fate is provable."""
+    core, paper, events, now = await make()
+    paper.script = ["lost-hidden"]  # the grid's start MARKET buy executes, its answer is lost, lookups miss it 0.3 s
+    await core.start_grid((await core.preview_grid(SPEC)).token)
+    await core.idle()  # waits for the lookups too
+    start = paper.calls[0]
+    executed = [o for o in paper.engine.all_orders(PAPER_ACCOUNT) if o.client_order_id == start]
+    assert paper.calls.count(start) == 1 and len(executed) == 1  # bought once, not twice
+    assert (await core.grid(1)).state == "running"
+    await core.stop()
+
+
+async def test_an_order_still_absent_after_the_venues_bound_is_sent_again_with_the_same_id() -> None:
+    core, paper, events, now = await make()
+
+    async def lost_with_bound(order: PlaceOrder):  # type: ignore[no-untyped-def]
+        paper.calls.append(order.client_order_id)
+        if len(paper.calls) == 1:
+            raise OrderStatusUnknown("timeout", settle_after_s=0.4)  # it never reached the exchange
+        return await PaperExchange.place_order(paper, order)
+
+    paper.place_order = lost_with_bound  # type: ignore[method-assign]
+    t0 = time.monotonic()
+    await core.start_grid((await core.preview_grid(SPEC)).token)
+    await core.idle()
+    start = paper.calls[0]
+    assert time.monotonic() - t0 >= 0.4  # not before the venue's bound
+    assert paper.calls.count(start) == 2  # sent once more, with the same client order id
+    assert len([o for o in paper.engine.all_orders(PAPER_ACCOUNT) if o.client_order_id == start]) == 1
+    assert (await core.grid(1)).state == "running"
     await core.stop()

@@ -197,6 +197,8 @@ class FakeBinance:
         self._faults: list[_Fault] = []
         self._delays: list[float] = []
         self._lose_order_responses = 0
+        self._query_lag_s = 0.0
+        self._created_at: dict[str, float] = {}  # client order id -> monotonic time it was accepted
         self._refuse_ws_until = 0.0
         self.used_weight = 0
         self.forced_used_weight: int | None = None
@@ -362,6 +364,14 @@ class FakeBinance:
         """The next n POST /order calls execute, then the connection is closed without an answer."""
         self._lose_order_responses += n
 
+    def lag_order_queries(self, seconds: float) -> None:
+        """GET /api/v3/order does not see an order until `seconds` after it was accepted.
+
+        rest-api.md, "Query order (USER_DATA)": Data Source "Memory => Database" (and "Data Sources" in General
+        API Information): a query can be answered from a source that does not have a just-accepted order yet.
+        """
+        self._query_lag_s = seconds
+
     def refuse_ws_for(self, seconds: float) -> None:
         """WebSocket handshakes fail (HTTP 503) for `seconds`."""
         self._refuse_ws_until = time.monotonic() + seconds
@@ -512,6 +522,8 @@ class FakeBinance:
         if p.get(id_key):
             return self.engine.find_order(ACCOUNT, sym, order_id=int(p[id_key]))
         if p.get(cid_key):
+            if time.monotonic() - self._created_at.get(p[cid_key], -1e9) < self._query_lag_s:
+                return None  # see lag_order_queries
             return self.engine.find_order(ACCOUNT, sym, client_order_id=p[cid_key])
         raise ApiError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
 
@@ -545,6 +557,7 @@ class FakeBinance:
         self.order_posts[cid] += 1
         self.order_received_at[cid] = time.perf_counter()
         answer = self._place(p, cid)
+        self._created_at.setdefault(cid, time.monotonic())
         if self.after_order_hook is not None:  # the order is executed, its answer not yet written
             self.after_order_hook(cid)
         if self._lose_order_responses > 0:

@@ -9,6 +9,7 @@ id when an answer was lost (never a blind resend), and refusals turned into type
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,6 +24,8 @@ from tgtrader.types import CancelOrder, Intent, OrderStatus, OrderUpdate, PlaceO
 
 ZERO = Decimal(0)
 BRIEF_RATE_LIMIT_S = 5.0  # a 429 asking to wait at most this long is waited out once before refusing
+LOOKUP_EVERY_S = 1.0  # while an order's fate is unknown, look it up this often (growing to LOOKUP_CAP_S)
+LOOKUP_CAP_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,15 @@ class OrderGateway:
         self.holds_during_ban = holds_during_ban
         self.banned_until = 0
         self.deferred: list[PlaceOrder] = []  # held back by an IP ban, sent when it ends
+        self.unsettled: dict[str, asyncio.Task[None]] = {}  # client order id -> lookups until its fate is known
+
+    async def close(self) -> None:
+        """Stop the lookups (a restart resumes them: the orders are still PENDING_NEW in the store)."""
+        tasks, self.unsettled = list(self.unsettled.values()), {}
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     @property
     def banned(self) -> bool:
@@ -84,17 +96,9 @@ class OrderGateway:
             try:
                 self.post(await self.exchange.place_order(p))
                 return
-            except OrderStatusUnknown:
-                try:
-                    found = await self.exchange.get_order(p.symbol, p.client_order_id)
-                except ExchangeError as exc:
-                    logger.warning("core: {} unknown and lookup failed ({}); left for reconciliation",
-                                   p.client_order_id, exc)
-                    return
-                if found is not None:
-                    self.post(found)
-                    return
-                # the exchange never got it: send it again with the SAME client order id
+            except OrderStatusUnknown as exc:
+                self._settle(p, exc.settle_after_s, resend=True)
+                return
             except IpBanned as exc:
                 self.ban(exc)
                 self._refuse_while_banned(p)
@@ -108,6 +112,53 @@ class OrderGateway:
             except ExchangeError as exc:
                 self.reject(p, exc)
                 return
+
+    def _settle(self, p: PlaceOrder, settle_after_s: float, resend: bool) -> None:
+        if p.client_order_id not in self.unsettled:
+            task = asyncio.create_task(self._look_up_until_known(p, settle_after_s, resend),
+                                       name=f"settle-{p.client_order_id}")
+            self.unsettled[p.client_order_id] = task
+
+    async def _look_up_until_known(self, p: PlaceOrder, settle_after_s: float, resend: bool) -> None:
+        """An order whose answer was lost: look it up by client order id until its fate is provable.
+
+        Found: its state goes to the kernel. Absent proves nothing while the venue may still execute the
+        request (`settle_after_s`, from the adapter) or while lookups fail; absent after that: it never
+        existed, so it is sent again with the same client order id (`resend`), or reported as refused (a
+        replace's new leg: its owner plans again). The order stays PENDING_NEW meanwhile, so nothing is sized
+        or re-sent from a guess, and a restart resumes from the store.
+        """
+        cid = p.client_order_id
+        deadline = time.monotonic() + settle_after_s
+        wait = 0.0
+        try:
+            while True:
+                if wait:
+                    await asyncio.sleep(wait)
+                wait = min(LOOKUP_CAP_S, max(LOOKUP_EVERY_S, wait * 2))
+                o = self.tracker.get(cid)
+                if o is not None and o.status is not OrderStatus.PENDING_NEW:
+                    return  # the stream or a reconciliation told us already
+                try:
+                    found = await self.exchange.get_order(p.symbol, cid)
+                except ExchangeError as exc:
+                    logger.warning("core: {} unknown and its lookup failed ({}); trying again", cid, exc)
+                    continue
+                if found is not None:
+                    self.post(found)
+                    return
+                left = deadline - time.monotonic()
+                if left > 0:
+                    wait = min(wait, left + 0.05)
+                    continue
+                break
+        finally:
+            self.unsettled.pop(cid, None)
+        if resend:
+            logger.warning("core: {} provably never reached the exchange; sending it again (same id)", cid)
+            await self.place(p)
+        else:
+            self.reject(p, ExchangeError("not placed: the request's answer was lost and the order does not exist"))
 
     def _refuse_while_banned(self, p: PlaceOrder) -> None:
         """A triggered stop must still sell: its order waits (PENDING_NEW, same client order id) and goes out
@@ -142,6 +193,9 @@ class OrderGateway:
         except IpBanned as exc:
             self.ban(exc)
             self.reject(r.place, exc)
+        except OrderStatusUnknown as exc:  # the new leg may exist: never treat it as refused before we know
+            await self.lookup(r.cancel.symbol, r.cancel.client_order_id)
+            self._settle(r.place, exc.settle_after_s, resend=False)
         except ExchangeError as exc:
             await self.lookup(r.cancel.symbol, r.cancel.client_order_id)
             self.reject(r.place, exc)

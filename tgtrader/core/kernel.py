@@ -145,6 +145,7 @@ class Kernel:
                 except (asyncio.CancelledError, Exception):
                     pass
         self._task = self._timer_task = None
+        await self.gateway.close()
         self._stopped()
 
     def _stopped(self) -> None:
@@ -155,11 +156,15 @@ class Kernel:
         self._queue.put_nowait(event)
 
     async def idle(self) -> None:
-        """Return when no event is queued and nothing is being processed (replay drivers call it)."""
+        """Return when no event is queued, nothing is being processed and no lost answer is being looked up
+        (replay drivers and tests call it)."""
         while True:
             await self._queue.join()
             async with self._lock:
                 pass
+            if self.gateway.unsettled:
+                await asyncio.wait(list(self.gateway.unsettled.values()))
+                continue
             if self._queue.empty():
                 return
 

@@ -68,7 +68,6 @@ class BinanceExchange(EventsMixin, RestMixin, MarketStreamsMixin, UserStreamMixi
         backoff_cap_s: float = 60.0,
         stream_reconnect_cap_s: float = 5.0,
         lookup_delay_s: float = 0.5,
-        resend_after_absent: bool = True,
         queue_size: int = 10_000,
         rules_ttl_s: float = 3600.0,
         conflate_book: bool = True,
@@ -98,7 +97,6 @@ class BinanceExchange(EventsMixin, RestMixin, MarketStreamsMixin, UserStreamMixi
         # left prices blind for seconds after a short outage and raced our own close of the socket.
         self.stream_reconnect_cap_s = stream_reconnect_cap_s
         self.lookup_delay_s = lookup_delay_s
-        self.resend_after_absent = resend_after_absent
         self.queue_size = queue_size
         self.rules_ttl_s = rules_ttl_s
         self._session_params = session_params or {}

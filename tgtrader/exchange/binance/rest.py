@@ -46,7 +46,16 @@ from tgtrader.types import Balance, Fill, OrderType, OrderUpdate, PlaceOrder, Re
 
 
 class _LostAnswer(Exception):
-    """Internal: a write request may or may not have been executed (timeout, cut connection, 5xx)."""
+    """Internal: a write request may or may not have been executed (timeout, cut connection, 5xx, -1006/-1007)."""
+
+
+# rest-api.md, "General API Information": "APIs have a timeout of 10 seconds when processing a request. If a
+# response from the Matching Engine takes longer than this, the API responds with 'Timeout waiting for response
+# from backend server. Send status unknown; execution status unknown.' (-1007 TIMEOUT). This does not always
+# mean that the request failed in the Matching Engine." errors.md: -1006 UNEXPECTED_RESP "An unexpected response
+# was received from the message bus. Execution status unknown."
+EXECUTION_UNKNOWN_CODES = (-1006, -1007)
+BACKEND_TIMEOUT_S = 10.0
 
 
 # ---------------------------------------------------------------- error mapping
@@ -174,6 +183,8 @@ class RestMixin:
                     logger.warning("binance: clock skew (-1021) while trying to {}; resyncing time", what)
                     await self.sync_time()
                     continue
+                if exc.code in EXECUTION_UNKNOWN_CODES and not _read:
+                    raise _LostAnswer(f"code {exc.code}, execution status unknown") from exc  # any HTTP status
                 if status >= 500:
                     if not _read:
                         raise _LostAnswer(f"HTTP {status}") from exc
@@ -283,17 +294,26 @@ class RestMixin:
         what = self._describe(order)
         params = self._order_params(order)
         self._our_cids.setdefault(order.symbol, set()).add(order.client_order_id)
+        sent_at = time.monotonic()
         try:
             resp = await self._rest(f"place {what}", self.client.create_order, _read=False, **params)
         except _LostAnswer as lost:
             logger.warning("binance: answer lost for order {} ({}); looking it up", order.client_order_id, lost)
-            return await self._recover_lost_order(order, params, what)
+            return await self._look_up_lost_order(order, what, sent_at)
         return self._absorb_order_answer(resp, what)
 
-    async def _recover_lost_order(self, order: PlaceOrder, params: dict[str, Any], what: str) -> OrderUpdate:
-        """Query by client order id; resend only after it is confirmed absent twice (never a blind resend)."""
-        absent = 0
-        for attempt in range(4):
+    def _settle_after_s(self, sent_at: float) -> float:
+        """Seconds until Binance can no longer execute a request signed at `sent_at` (see "Timing security" in
+        rest-api.md: the API forwards a request to the Matching Engine only while serverTime - timestamp <=
+        recvWindow; then up to BACKEND_TIMEOUT_S for the engine's answer). One second of margin for clocks."""
+        horizon = self.recv_window_ms / 1000 + BACKEND_TIMEOUT_S + 1.0
+        return max(0.0, horizon - (time.monotonic() - sent_at))
+
+    async def _look_up_lost_order(self, order: PlaceOrder, what: str, sent_at: float) -> OrderUpdate:
+        """Query by client order id. Found: its state. Not found: that proves nothing yet (the request may still
+        be on its way, and a query may not see a just-accepted order), so never resend here: raise
+        OrderStatusUnknown with the time after which absence is final; the core's gateway decides."""
+        for attempt in range(2):
             await asyncio.sleep(self.lookup_delay_s if attempt else 0.05)
             try:
                 found = await self.get_order(order.symbol, order.client_order_id)
@@ -302,21 +322,10 @@ class RestMixin:
                 continue
             if found is not None:
                 return found
-            absent += 1
-            if absent >= 2:
-                break
-        if absent >= 2 and self.resend_after_absent:
-            logger.warning("binance: order {} confirmed absent; sending it once more", order.client_order_id)
-            assert self.client is not None
-            try:
-                resp = await self._rest(f"place {what}", self.client.create_order, _read=False, **params)
-                return self._absorb_order_answer(resp, what)
-            except _LostAnswer:
-                pass
         self._unknown.setdefault(order.symbol, set()).add(order.client_order_id)
         self._open_cids.setdefault(order.symbol, set()).add(order.client_order_id)  # reconciliation checks it
-        raise OrderStatusUnknown(f"No answer from Binance for the order ({what}); it may or may not exist. "
-                                 "It will be checked again at the next reconciliation.")
+        raise OrderStatusUnknown(f"No answer from Binance for the order ({what}); it may or may not exist.",
+                                 settle_after_s=self._settle_after_s(sent_at))
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderUpdate:
         assert self.client is not None
@@ -368,6 +377,7 @@ class RestMixin:
         params["newOrderRespType"] = "FULL"
         params.update(cancelReplaceMode="STOP_ON_FAILURE", cancelOrigClientOrderId=replace.cancel.client_order_id)
         self._our_cids.setdefault(new.symbol, set()).add(new.client_order_id)
+        sent_at = time.monotonic()
         try:
             resp = await self._rest(what, self.client.cancel_replace_order, _read=False, **params)
         except _LostAnswer:
@@ -375,11 +385,15 @@ class RestMixin:
             if found is not None:
                 return found
             old = await self.get_order(new.symbol, replace.cancel.client_order_id)
-            if old is not None and old.status.is_open:  # nothing happened: the exchange never saw it
+            if old is not None and old.status.is_open:
+                # Sending it again is safe even if the first request is still in flight: with
+                # cancelReplaceMode=STOP_ON_FAILURE only the request whose cancel succeeds places the new order,
+                # and the new order's client order id is refused while the other one is open.
                 resp = await self._rest(what, self.client.cancel_replace_order, _read=False, **params)
             else:
                 self._unknown.setdefault(new.symbol, set()).add(new.client_order_id)
-                raise OrderStatusUnknown(f"No answer from Binance for ({what}); the new order may or may not exist.") from None
+                raise OrderStatusUnknown(f"No answer from Binance for ({what}); the new order may or may not exist.",
+                                         settle_after_s=self._settle_after_s(sent_at)) from None
         except ExchangeError as err:
             raise self._replace_error(err, what) from None
         cancel_part = bp.order_from_rest(resp.get("cancelResponse")) if isinstance(resp, dict) else None
