@@ -97,7 +97,7 @@ class OrderGateway:
                 self.post(await self.exchange.place_order(p))
                 return
             except OrderStatusUnknown as exc:
-                self._settle(p, exc.settle_after_s, resend=True)
+                self.settle(p, exc.settle_after_s, resend=True)
                 return
             except IpBanned as exc:
                 self.ban(exc)
@@ -113,7 +113,8 @@ class OrderGateway:
                 self.reject(p, exc)
                 return
 
-    def _settle(self, p: PlaceOrder, settle_after_s: float, resend: bool) -> None:
+    def settle(self, p: PlaceOrder, settle_after_s: float, resend: bool) -> None:
+        """Look `p` up until its fate is known (see _look_up_until_known); one lookup task per client order id."""
         if p.client_order_id not in self.unsettled:
             task = asyncio.create_task(self._look_up_until_known(p, settle_after_s, resend),
                                        name=f"settle-{p.client_order_id}")
@@ -195,7 +196,7 @@ class OrderGateway:
             self.reject(r.place, exc)
         except OrderStatusUnknown as exc:  # the new leg may exist: never treat it as refused before we know
             await self.lookup(r.cancel.symbol, r.cancel.client_order_id)
-            self._settle(r.place, exc.settle_after_s, resend=False)
+            self.settle(r.place, exc.settle_after_s, resend=False)
         except ExchangeError as exc:
             await self.lookup(r.cancel.symbol, r.cancel.client_order_id)
             self.reject(r.place, exc)

@@ -56,6 +56,9 @@ class ExchangeHealth:
 @runtime_checkable
 class Exchange(Protocol):
     name: str  # "binance", "binance-testnet", "paper"
+    # seconds after which an order request sent now can no longer be executed by the venue (absent then = never
+    # existed); 0 for a venue that answers in-process
+    order_settle_s: float
 
     def set_event_sink(self, sink: EventSink) -> None: ...
 

@@ -149,7 +149,10 @@ class Recovery:
                                 order.price, order.stop_price,
                                 None if order.order_type in (OrderType.MARKET, OrderType.LIMIT_MAKER) else "GTC",
                                 order.owner)
-            await k.gateway.place(intent)
+            # Saved just before a crash, it may have been sent and still be on its way: absent proves nothing
+            # until the venue can no longer execute a request sent then. After that it is sent (same id).
+            age_s = max(0.0, (k.clock_ms() - order.created_ts) / 1000)
+            k.gateway.settle(intent, max(0.0, k.exchange.order_settle_s - age_s), resend=True)
 
     def watermarks(self) -> dict[str, int | None]:
         """For the adapter's reconciliation after a stream gap: the last trade id processed per active symbol."""

@@ -99,6 +99,8 @@ class PaperExchange:
     def set_event_sink(self, sink: EventSink) -> None:
         self._sink = sink
 
+    order_settle_s = 0.0  # answers in-process: an order it did not answer was never placed
+
     def set_reconcile_source(self, source: Callable[[], Mapping[str, int | None]]) -> None:
         """Nothing to do: the paper venue's news never has gaps (it is delivered in-process)."""
 

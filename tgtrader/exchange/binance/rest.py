@@ -302,12 +302,15 @@ class RestMixin:
             return await self._look_up_lost_order(order, what, sent_at)
         return self._absorb_order_answer(resp, what)
 
-    def _settle_after_s(self, sent_at: float) -> float:
-        """Seconds until Binance can no longer execute a request signed at `sent_at` (see "Timing security" in
+    @property
+    def order_settle_s(self) -> float:
+        """Seconds after which Binance can no longer execute a request signed now (see "Timing security" in
         rest-api.md: the API forwards a request to the Matching Engine only while serverTime - timestamp <=
         recvWindow; then up to BACKEND_TIMEOUT_S for the engine's answer). One second of margin for clocks."""
-        horizon = self.recv_window_ms / 1000 + BACKEND_TIMEOUT_S + 1.0
-        return max(0.0, horizon - (time.monotonic() - sent_at))
+        return self.recv_window_ms / 1000 + BACKEND_TIMEOUT_S + 1.0
+
+    def _settle_after_s(self, sent_at: float) -> float:
+        return max(0.0, self.order_settle_s - (time.monotonic() - sent_at))
 
     async def _look_up_lost_order(self, order: PlaceOrder, what: str, sent_at: float) -> OrderUpdate:
         """Query by client order id. Found: its state. Not found: that proves nothing yet (the request may still
