@@ -81,3 +81,15 @@ async def test_one_reaction_is_one_transaction(tmp_path: Path) -> None:
         assert (day.profit, day.round_trips) == (D("2.5"), 2)
     finally:
         await db.close()
+
+
+async def test_a_grid_that_failed_to_start_is_not_rebuilt_at_restart(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "t.sqlite")
+    try:
+        store = CoreStore(db)
+        gid = await store.create_grid("BTCUSDT", {"symbol": "BTCUSDT"}, 1)
+        await store.save_machine(MachineSnapshot("grid", gid, "BTCUSDT", "failed", {}), 2)
+        assert (await store.load_state()).machines == ()
+        assert (await db.grids.get(gid)).state == "failed"  # type: ignore[union-attr]
+    finally:
+        await db.close()

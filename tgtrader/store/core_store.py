@@ -96,7 +96,10 @@ class CoreStore:
     async def save_machine(self, m: MachineSnapshot, ts_ms: int) -> None:
         runtime = json_to_db(m.runtime)
         if m.kind == "grid":
-            await self.db.grids.save_runtime(m.id, m.runtime, state=m.state, ts_ms=ts_ms)
+            if m.runtime:
+                await self.db.grids.save_runtime(m.id, m.runtime, state=m.state, ts_ms=ts_ms)
+            else:  # a grid that never started (its start was refused): a state, nothing to rebuild at restart
+                await self.db.grids.set_state(m.id, m.state, ts_ms=ts_ms)
         elif m.kind == "stop":
             await self.db.execute(
                 "UPDATE stops SET state = ?, hard_client_order_id = coalesce(?, hard_client_order_id), runtime = ?, "
