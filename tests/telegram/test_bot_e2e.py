@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.fake_telegram import FakeTelegram
+from tests.reliability.harness import fills_reported
 from tests.waiting import wait_for
 from tgtrader.chat import render
 from tgtrader.chat.commands import COMMANDS
@@ -395,16 +395,6 @@ async def test_stop_loss_alert_written_by_the_core_reaches_every_chat_once(stack
     assert grid.state == "stopped"
     # the one tick 52000 -> 38000 filled the buys at 50000..40000 on its way down: sell_on_stop sold that base too
     assert grid.base_held == 0, grid
-
-
-def fills_reported(text: str) -> int:
-    """How many fills an alert reports: "N FILLS" summaries plus single "FILL ..." lines (unindented; the
-    summary's own indented listing is not counted twice)."""
-    n = 0
-    for line in text.splitlines():
-        m = re.match(r"^(\d+) FILLS$", line)
-        n += int(m.group(1)) if m else line.startswith("FILL ")
-    return n
 
 
 def _free_port() -> int:
