@@ -262,7 +262,7 @@ def test_chase_start_mode() -> None:
     sim = Sim(RULES, D("115"), quote=D("2000"))
     first = g.start(D("115"), 0, bid=D("114.99"), ask=D("115.01"))
     maker = [p for p in first if isinstance(p, PlaceOrder) and p.order_type is OrderType.LIMIT_MAKER]
-    assert len(maker) == 1 and maker[0].price == D("114.99") and maker[0].client_order_id == "tg-g2-xB1"
+    assert len(maker) == 1 and maker[0].price == D("114.99") and maker[0].client_order_id == "tg-g2-cB1"  # its own namespace (issue 13 item 13)
     drive(g, sim, first)
     drive(g, sim, [], sim.move(D("114.99")))  # touched: filled as maker
     assert sorted(o.price for o in sim.resting.values() if o.side is Side.SELL) == [D("130"), D("140")]

@@ -52,3 +52,16 @@ def test_grid_ids_valid_and_round_trip(grid: int, level: int, side: Side, seq: i
 def test_distinct_inputs_give_distinct_ids(a: tuple, b: tuple) -> None:
     if a != b:
         assert ids.grid_order_id(*a) != ids.grid_order_id(*b)
+
+
+def test_a_grids_start_chase_legs_never_share_an_id_with_its_start_market_order() -> None:
+    """Issue 13 item 13: the start chase numbered its legs tg-g3-xB1, tg-g3-xB2... exactly like the grid's start
+    MARKET order (tg-g3-xB{seq}), so a chase that went to market could reuse an id."""
+    from tgtrader.core.ids import chase_order_id, chase_prefix, grid_chase_prefix, grid_order_id, parse_client_order_id
+
+    legs = {grid_chase_prefix(3) + str(n) for n in range(1, 50)}
+    starts = {grid_order_id(3, "x", Side.BUY, n) for n in range(1, 50)}
+    assert not legs & starts
+    parsed = parse_client_order_id(grid_chase_prefix(3) + "7")
+    assert parsed is not None and parsed.owner == "grid:3" and parsed.role == "start"
+    assert chase_prefix(5) + "2" == chase_order_id(5, 2)

@@ -7,6 +7,7 @@ never reuses an id for a new intent. Ids are <= 36 chars of `[A-Za-z0-9_-]` (Bin
 Formats:
 - grid order on an interval: ``tg-g{grid}-{level}{B|S}{seq}``   (level = interval index)
 - grid start buy:            ``tg-g{grid}-x{B|S}{seq}``
+- grid start chase leg:      ``tg-g{grid}-c{B|S}{seq}``  (the chase's own sequence: never equal to a start buy's id)
 - grid exit (sl/tp/stop):    ``tg-g{grid}-z{B|S}{seq}``
 - stop:                      ``tg-s{stop}-{seq}``
 - chase:                     ``tg-c{chase}-{seq}``
@@ -23,7 +24,7 @@ from tgtrader.types import Side
 
 MAX_LEN = 36
 _VALID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
-_GRID = re.compile(r"^tg-g(\d+)-(\d+|x|z)([BS])(\d+)$")
+_GRID = re.compile(r"^tg-g(\d+)-(\d+|x|z|c)([BS])(\d+)$")
 _STOP = re.compile(r"^tg-s(\d+)-(\d+)$")
 _CHASE = re.compile(r"^tg-c(\d+)-(\d+)$")
 _PANIC = re.compile(r"^tg-p(\d+)-([A-Z0-9]+)$")
@@ -65,6 +66,16 @@ def chase_order_id(chase_id: int, seq: int) -> str:
     return _checked(f"tg-c{chase_id}-{seq}")
 
 
+def chase_prefix(chase_id: int) -> str:
+    """A chase numbers its legs itself: chase_prefix(n) + str(seq) == chase_order_id(n, seq)."""
+    return f"tg-c{chase_id}-"
+
+
+def grid_chase_prefix(grid_id: int, side: Side = Side.BUY) -> str:
+    """The legs of a grid's start chase: their own namespace, apart from the grid's start market order."""
+    return f"tg-g{grid_id}-c{side.value[0]}"
+
+
 def panic_order_id(n: int, symbol: str) -> str:
     return _checked(f"tg-p{n}-{symbol}")
 
@@ -78,7 +89,7 @@ def parse_client_order_id(cid: str) -> ParsedId | None:
     if m := _GRID.match(cid):
         lvl = m.group(2)
         side = Side.BUY if m.group(3) == "B" else Side.SELL
-        if lvl == "x":
+        if lvl in ("x", "c"):
             return ParsedId("grid", int(m.group(1)), int(m.group(4)), None, "start", side)
         if lvl == "z":
             return ParsedId("grid", int(m.group(1)), int(m.group(4)), None, "exit", side)

@@ -34,7 +34,7 @@ from tgtrader.core.chase import Chase
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import ErrorEvent, EventBus
 from tgtrader.core.grid import Grid, GridConfig, GridPreview, overlap_problem, preview
-from tgtrader.core.ids import panic_order_id, parse_client_order_id
+from tgtrader.core.ids import chase_prefix, panic_order_id, parse_client_order_id
 from tgtrader.core.kernel import Kernel, wall_clock_ms
 from tgtrader.core.machines import Machine
 from tgtrader.core.ports import Exchange, ExchangeHealth, MachineSnapshot, Reaction, Store
@@ -351,7 +351,7 @@ class TradingCore(Kernel):
             cid_n = await self.store.next_seq("chase")
             # A trader's max= / min= is a limit, never crossed: at the limit the order rests there. The market
             # fallback (for the remainder once the chase runs out of steps) exists only without a limit.
-            chase = Chase(symbol, side, qty, rules, f"tg-c{cid_n}-", f"chase:{cid_n}",
+            chase = Chase(symbol, side, qty, rules, chase_prefix(cid_n), f"chase:{cid_n}",
                           limit_price, self.config.chase_step_ms, limit_price is None, 0, self.config.fee_rate)
             chase.id = cid_n
             waiting = self._chase_waiters[cid_n] = asyncio.get_running_loop().create_future()

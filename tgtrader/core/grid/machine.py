@@ -40,7 +40,7 @@ from tgtrader.core.grid.state import (
     grid_to_state,
     load_grid_state,
 )
-from tgtrader.core.ids import grid_order_id
+from tgtrader.core.ids import grid_chase_prefix, grid_order_id
 from tgtrader.core.ports import MachineSnapshot
 from tgtrader.core.rules import SymbolRules
 from tgtrader.types import (
@@ -240,7 +240,7 @@ class Grid:
             if self.config.start_mode == "chase":
                 limit = self.rules.round_price(p0 * (1 + self.config.chase_max_slippage), Side.BUY)
                 self.chase = Chase(
-                    self.config.symbol, Side.BUY, qty, self.rules, f"tg-g{self.id}-xB", self.owner, limit,
+                    self.config.symbol, Side.BUY, qty, self.rules, grid_chase_prefix(self.id), self.owner, limit,
                     self.config.chase_step_ms, True, 0, self.config.fee_rate,
                 )
                 out += self.chase.start(ts, bid if bid is not None else p0, ask)
