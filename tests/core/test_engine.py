@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.kit import Clock
 from tgtrader.core.api import ApiError, GridSpec
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import EventBus, GridRoundTrip, OrderFilled, StreamUp
@@ -17,16 +18,6 @@ from tgtrader.store.core_store import CoreStore
 from tgtrader.types import OrderStatus, Side
 
 from .conftest import REAL_RULES
-
-T0 = 1_700_000_000_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> int:
-        return self.now
 
 
 async def make(db: Database, clock: Clock, events: list, usdt: str = "10000") -> tuple[TradingCore, PaperExchange]:

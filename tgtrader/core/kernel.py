@@ -368,7 +368,7 @@ class Kernel:
         recovered = await self.recovery.reconcile()
         for p in held:
             stop = self.machines.owner_of(p.client_order_id)
-            if isinstance(stop, Stop) and stop.state in ("armed", "selling") and stop.order == p.client_order_id:
+            if isinstance(stop, Stop) and stop.active and stop.order == p.client_order_id:
                 await self.gateway.place(p)
             else:  # the stop was cancelled meanwhile: the held order never leaves
                 self.gateway.reject(p, ExchangeError("not sent: the stop was cancelled during the IP ban", None))

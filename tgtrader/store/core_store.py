@@ -147,8 +147,8 @@ class CoreStore:
         return await self.db.fills.list(symbol=symbol)
 
     async def day_results(self, days: list[str]) -> list[DayResult]:
-        out = []
-        for day in days:
-            row = await self.db.fetchone("SELECT profit, round_trips FROM day_results WHERE day = ?", (day,))
-            out.append(DayResult(day, Decimal(row[0]), int(row[1])) if row else DayResult(day, ZERO, 0))
-        return out
+        """One row per asked day, in order; a day without round trips is zero (one query for all days)."""
+        rows = await self.db.fetchall(
+            f"SELECT day, profit, round_trips FROM day_results WHERE day IN ({','.join('?' * len(days))})", days)
+        found = {r[0]: (Decimal(r[1]), int(r[2])) for r in rows}
+        return [DayResult(d, *found.get(d, (ZERO, 0))) for d in days]
