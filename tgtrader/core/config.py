@@ -26,3 +26,5 @@ class CoreConfig:
     preview_ttl_s: int = 600
     panic_token_ttl_s: int = 30
     chart_points: int = 5_000
+    fill_grace_s: float = 2.0  # an order reported executed beyond its fills gets its trades fetched after this
+    protected_assets: tuple[str, ...] = ("BNB",)  # never sold by /panic all (the fee float)

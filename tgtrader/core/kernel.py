@@ -71,6 +71,13 @@ class Timer:
 
 
 @dataclass(frozen=True, slots=True)
+class ShortCheck:
+    """Queued `fill_grace_s` after an order ended with fewer fills seen than it executed: fetch its trades."""
+
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class GridPause:
     """Queued when a grid order was refused for insufficient balance: pause the grid in event order."""
 
@@ -111,6 +118,7 @@ class Kernel:
         self._down_since: dict[str, int] = {}
         self._started = False
         self._halted = False
+        self._short_checks: dict[str, asyncio.Task[None]] = {}
         self.gateway = OrderGateway(exchange, self.tracker, self.post, self.bus.publish, clock_ms,
                                     self._on_refused, self._holds_during_ban)
         self.recovery = Recovery(self)
@@ -145,6 +153,9 @@ class Kernel:
                 except (asyncio.CancelledError, Exception):
                     pass
         self._task = self._timer_task = None
+        for check in list(self._short_checks.values()):
+            check.cancel()
+        self._short_checks.clear()
         await self.gateway.close()
         self._stopped()
 
@@ -214,6 +225,11 @@ class Kernel:
             self._handle_stream(event)
         elif isinstance(event, BanOver):
             await self._after_ban()
+        elif isinstance(event, ShortCheck):
+            self._short_checks.pop(event.client_order_id, None)
+            order = self.tracker.get(event.client_order_id)
+            if order is not None:
+                await self.recovery.fetch_short_orders([order])
         elif isinstance(event, GridPause):
             g = self.machines.grids.get(event.grid_id)
             if g is not None and g.state == "running":
@@ -291,6 +307,21 @@ class Kernel:
         machine = self.machines.owner_of(upd.client_order_id)
         intents = machine.on_order_update(upd) if machine is not None else []
         await self.react(machine, intents, updated=[result.order] if result.order else [])
+        if result.order is not None:
+            self._watch_short(result.order)
+
+    def _watch_short(self, order: TrackedOrder) -> None:
+        """An order that ended with fewer fills seen than it executed: its trades are fetched by order id unless
+        the fills stream in within `fill_grace_s` (so a leg is never left waiting for a fill that a gap lost)."""
+        cid = order.client_order_id
+        if not order.status.is_final or order.executed_qty <= order.fill_qty or cid in self._short_checks:
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(self.config.fill_grace_s)
+            self.post(ShortCheck(cid))
+
+        self._short_checks[cid] = asyncio.get_running_loop().create_task(later(), name=f"tgtrader-fills-{cid}")
 
     # ================================================================ one reaction: save, publish, send
 

@@ -18,6 +18,7 @@ from tgtrader.core.chase import Chase
 from tgtrader.core.events import ErrorEvent
 from tgtrader.core.grid import Grid
 from tgtrader.core.ids import parse_client_order_id
+from tgtrader.core.orders import TrackedOrder
 from tgtrader.core.ports import Exchange
 from tgtrader.core.stops import Stop
 from tgtrader.errors import ExchangeError
@@ -184,11 +185,46 @@ class Recovery:
             k.bus.publish(ErrorEvent("reconcile", err, k.clock_ms()))
         self.recovering = True
         self.recovered = 0
+        k.gateway.adopt_first = True  # the replay may re-emit orders a lost store write had sent (issue 19)
         try:
             for fill in result.fills:
                 await k.handle_fill(fill)
             for upd in result.orders:
                 await k.apply_update(upd)
+            await self.fetch_short_orders()
         finally:
             self.recovering = False
+            k.gateway.adopt_first = False
         return self.recovered
+
+    def short_orders(self) -> list[TrackedOrder]:
+        """Orders, open or final, whose executed quantity (as the exchange reported it) exceeds the fills seen."""
+        return [o for o in self.k.tracker.orders.values() if o.executed_qty > o.fill_qty]
+
+    async def fetch_short_orders(self, orders: list[TrackedOrder] | None = None) -> int:
+        """Fetch the trades of every short order by its order id and apply the unseen ones.
+
+        Reconciliation by order, not only by watermark: a fill lost in a stream gap whose trade id is below a later
+        trade already seen is never returned by `my_trades(from_id)`; its order's executed quantity still says it
+        exists, so it is looked for until found (issue 13 item 7)."""
+        k = self.k
+        found = 0
+        for order in orders if orders is not None else self.short_orders():
+            if order.executed_qty <= order.fill_qty:
+                continue
+            try:
+                oid = order.exchange_order_id
+                if oid is None:
+                    upd = await k.exchange.get_order(order.symbol, order.client_order_id)
+                    oid = upd.exchange_order_id if upd is not None else None
+                if oid is None:
+                    continue
+                trades = await k.exchange.order_trades(order.symbol, order.client_order_id, oid)
+            except ExchangeError as exc:
+                logger.warning("core: trades of {} not fetched: {}", order.client_order_id, exc)
+                continue
+            for fill in sorted(trades, key=lambda f: f.trade_id):
+                if not k.tracker.is_duplicate(fill) and not await k.store.fill_seen(fill.symbol, fill.trade_id):
+                    await k.handle_fill(fill)
+                    found += 1
+        return found
