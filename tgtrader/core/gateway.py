@@ -56,6 +56,10 @@ class OrderGateway:
         self.banned_until = 0
         self.deferred: list[PlaceOrder] = []  # held back by an IP ban, sent when it ends
         self.unsettled: dict[str, asyncio.Task[None]] = {}  # client order id -> lookups until its fate is known
+        # Set while recovery replays what was missed: the store may have lost its last reactions (power loss,
+        # a restored backup) while the exchange kept their orders, and the replay emits the same intents with
+        # the same client order ids. Each is looked up first and adopted if the exchange has it (issue 19).
+        self.adopt_first = False
 
     async def close(self) -> None:
         """Stop the lookups (a restart resumes them: the orders are still PENDING_NEW in the store)."""
@@ -92,6 +96,8 @@ class OrderGateway:
         if self.banned:
             self._refuse_while_banned(p)
             return
+        if self.adopt_first and await self._adopted(p):
+            return
         for attempt in range(2):
             try:
                 self.post(await self.exchange.place_order(p))
@@ -112,6 +118,22 @@ class OrderGateway:
             except ExchangeError as exc:
                 self.reject(p, exc)
                 return
+
+    async def _adopted(self, p: PlaceOrder) -> bool:
+        """The exchange already has an order with this client order id: its state goes to the kernel, nothing
+        is sent. A failed lookup proves nothing, so the order waits for the lookups of a lost answer."""
+        try:
+            found = await self.exchange.get_order(p.symbol, p.client_order_id)
+        except ExchangeError as exc:
+            logger.warning("core: {} not looked up before sending ({}); settling it first", p.client_order_id, exc)
+            self.settle(p, self.exchange.order_settle_s, resend=True)
+            return True
+        if found is None:
+            return False
+        logger.info("core: {} already on the exchange ({}); adopted, not sent again", p.client_order_id,
+                    found.status.value)
+        self.post(found)
+        return True
 
     def settle(self, p: PlaceOrder, settle_after_s: float, resend: bool) -> None:
         """Look `p` up until its fate is known (see _look_up_until_known); one lookup task per client order id."""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from tgtrader.core.ids import parse_client_order_id
 from tgtrader.core.orders import TrackedOrder
 from tgtrader.core.ports import DayResult, MachineSnapshot, Reaction, SavedMachine, SavedState
 from tgtrader.store.codec import json_from_db, json_to_db
@@ -19,6 +20,9 @@ from tgtrader.store.orders import OrderRow
 from tgtrader.types import Fill, OrderStatus
 
 ZERO = Decimal(0)
+# Where each kind of client order id gets its owner number: a `sequences` row or a table's AUTOINCREMENT.
+ID_SEQUENCES = {"chase": "chase", "panic": "panic"}
+ID_TABLES = {"grid": "grids", "stop": "stops"}
 
 
 def day_of(ts_ms: int) -> str:
@@ -44,6 +48,7 @@ class CoreStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._used: dict[str, int] = {}  # per id kind: the highest owner number known to be taken
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
         return self.db.transaction()
@@ -82,10 +87,46 @@ class CoreStore:
                 await self.db.orders.upsert(order_row(o, ts), ts_ms=ts)
             for cid in r.cancel_requested:
                 await self.db.orders.update(cid, status=OrderStatus.PENDING_CANCEL, ts_ms=ts)
+            await self._taken([*(o.client_order_id for o in r.updated_orders),
+                               *((r.fill.client_order_id,) if r.fill is not None else ())])
             for a in r.alerts:
                 await self.db.outbox.enqueue(a.kind, payload=a.payload, now=ts)
             for when, profit in r.realized:
                 await self._add_day_result(day_of(when), profit)
+
+    async def _taken(self, client_order_ids: list[str]) -> None:
+        """Move the id sequences past every owner number seen on the exchange (issue 19).
+
+        A database that lost its last transactions (power loss, a restored backup) also lost the sequence
+        increments that named their orders, while the exchange kept those orders. Reconciliation brings them
+        back here (adopted orders, recovered fills); an owner number beyond its sequence moves the sequence
+        on, so the next grid, stop, chase or panic never reuses a client order id. Checked in memory: no
+        statement on the hot path unless a number is new."""
+        for cid in client_order_ids:
+            parsed = parse_client_order_id(cid)
+            if parsed is None or (parsed.kind not in ID_SEQUENCES and parsed.kind not in ID_TABLES):
+                continue
+            used = self._used.get(parsed.kind)
+            if used is None:
+                used = self._used[parsed.kind] = await self._sequence_value(parsed.kind)
+            if parsed.owner_id <= used:
+                continue
+            self._used[parsed.kind] = parsed.owner_id
+            if parsed.kind in ID_SEQUENCES:
+                await self.db.execute("INSERT INTO sequences(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
+                                      "SET value = max(value, excluded.value)", (ID_SEQUENCES[parsed.kind], parsed.owner_id))
+            else:
+                table = ID_TABLES[parsed.kind]
+                if not await self.db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?",
+                                             (parsed.owner_id, table)):
+                    await self.db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES (?, ?)", (table, parsed.owner_id))
+
+    async def _sequence_value(self, kind: str) -> int:
+        if kind in ID_SEQUENCES:
+            row = await self.db.fetchone("SELECT value FROM sequences WHERE name = ?", (ID_SEQUENCES[kind],))
+        else:
+            row = await self.db.fetchone("SELECT seq FROM sqlite_sequence WHERE name = ?", (ID_TABLES[kind],))
+        return int(row[0]) if row and row[0] is not None else 0
 
     async def _add_day_result(self, day: str, profit: Decimal) -> None:
         """Decimal sums in Python: the column is TEXT (SQLite arithmetic would go through float)."""
@@ -127,7 +168,7 @@ class CoreStore:
                 await self.db.execute("UPDATE grids SET panic_paused = 1 WHERE id = ?", (gid,))
 
     async def next_seq(self, name: str) -> int:
-        async with self.db.transaction():
+        async with self.db.transaction():  # durable (synchronous=FULL): a number handed out is never handed out again
             await self.db.execute("INSERT INTO sequences(name, value) VALUES (?, 1) "
                                   "ON CONFLICT(name) DO UPDATE SET value = value + 1", (name,))
             row = await self.db.fetchone("SELECT value FROM sequences WHERE name = ?", (name,))

@@ -7,6 +7,12 @@ still covers other processes (e.g. `tgtrader doctor` while the bot runs).
 Reads outside `transaction()` run on the same connection, so a read issued by another task
 while a transaction is open sees that transaction's uncommitted rows. Writers that need
 atomicity group their writes in one `async with db.transaction():` block.
+
+Durability (issue 19): WAL with `synchronous=FULL`, so a commit is on disk (the WAL fsynced) before the
+caller goes on. That is what the money path needs: an order is written PENDING_NEW in its reaction's
+transaction BEFORE it is sent, and a fill is written before its counter order is sent; with NORMAL a power
+loss may roll back such commits after the orders left. Writes whose loss costs nothing but a repeat
+(an alert marked delivered: at-least-once anyway) pass `durable=False` and commit with NORMAL.
 """
 
 from __future__ import annotations
@@ -27,12 +33,13 @@ from tgtrader.store.migrations import MIGRATIONS, latest_version
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 DEFAULT_BUSY_TIMEOUT_MS = 5000
+SYNCHRONOUS = ("FULL", "NORMAL")  # the first is the default; NORMAL only for benchmarks' baseline and tests
 
 
 class Database:
     """Use `db = await Database.open(path)`; repositories are attributes (`db.orders`, ...)."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path | None):
+    def __init__(self, conn: aiosqlite.Connection, path: Path | None, synchronous: str = "FULL"):
         from tgtrader.store.fills import FillRepo
         from tgtrader.store.grids import GridRepo
         from tgtrader.store.kv import KvRepo
@@ -43,6 +50,7 @@ class Database:
         self.conn = conn
         self.path = path
         self.journal_mode = ""
+        self.synchronous = synchronous
         self._lock = asyncio.Lock()
         self._tx_owner: asyncio.Task[Any] | None = None
         self._depth = 0
@@ -57,12 +65,17 @@ class Database:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str], *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> "Database":
+    async def open(cls, path: str | os.PathLike[str], *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+                   synchronous: str = SYNCHRONOUS[0]) -> "Database":
         """Open (creating the file and its directory if needed) and migrate to the latest schema.
+
+        `synchronous` is SQLite's setting for durable commits ("FULL", the default, or "NORMAL": see above).
 
         Raises StoreError, with one line and without modifying the file, if it is not a
         tgtrader database, is from a newer tgtrader, or the location is not writable.
         """
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
         memory = str(path) == ":memory:"
         p = None if memory else Path(path).expanduser()
         if p is not None:
@@ -73,7 +86,7 @@ class Database:
             conn = await pending
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {p}: {exc}") from None
-        db = cls(conn, p)
+        db = cls(conn, p, synchronous)
         try:
             await db._setup(busy_timeout_ms)
         except BaseException as exc:
@@ -113,7 +126,7 @@ class Database:
             )
         row = await self.fetchone("PRAGMA journal_mode = WAL")
         self.journal_mode = str(row[0]).lower() if row else ""
-        await self.conn.execute("PRAGMA synchronous = NORMAL")
+        await self.conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         await self.conn.execute("PRAGMA foreign_keys = ON")
         await self._migrate(current)
 
@@ -135,11 +148,13 @@ class Database:
     # ------------------------------------------------------------------ transactions
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self, durable: bool = True) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any exception.
 
         Re-entrant for the task that holds it: a nested block becomes a SAVEPOINT, so
         repository methods (which open their own transaction) compose inside a caller's block.
+        `durable=False`: commit with synchronous=NORMAL (a power loss may undo it; see the module doc).
+        A nested block joins its outer transaction's durability.
         """
         task = asyncio.current_task()
         if self._tx_owner is not None and self._tx_owner is task:
@@ -160,7 +175,10 @@ class Database:
 
         async with self._lock:
             self._tx_owner = task
+            relaxed = not durable and self.synchronous != "NORMAL"
             try:
+                if relaxed:
+                    await self.conn.execute("PRAGMA synchronous = NORMAL")
                 try:
                     await self.conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as exc:
@@ -176,24 +194,26 @@ class Database:
                     raise
             finally:
                 self._tx_owner = None
+                if relaxed:
+                    await self.conn.execute(f"PRAGMA synchronous = {self.synchronous}")
 
     # ------------------------------------------------------------------ helpers
 
-    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+    async def execute(self, sql: str, params: Iterable[Any] = (), *, durable: bool = True) -> int:
         """One write statement in its own transaction (joins the caller's if one is open); returns rowcount."""
-        return (await self._statement(sql, params))[0]
+        return (await self._statement(sql, params, durable))[0]
 
     async def insert(self, sql: str, params: Iterable[Any] = ()) -> tuple[int, int]:
         """An INSERT in a transaction; returns (rowcount, lastrowid)."""
         return await self._statement(sql, params)
 
-    async def _statement(self, sql: str, params: Iterable[Any]) -> tuple[int, int]:
+    async def _statement(self, sql: str, params: Iterable[Any], durable: bool = True) -> tuple[int, int]:
         """Run one write statement. Inside the calling task's open transaction it needs no savepoint of its own:
         SQLite already undoes a failed statement by itself, and each savepoint costs two more round trips to
         the database thread on the hot path (the engine persists every fill before its counter order leaves)."""
         if self._tx_owner is not None and self._tx_owner is asyncio.current_task():
             return await self._run(self.conn, sql, params)
-        async with self.transaction() as conn:
+        async with self.transaction(durable) as conn:
             return await self._run(conn, sql, params)
 
     @staticmethod

@@ -72,7 +72,7 @@ class OutboxRepo:
     async def mark_sent(self, alert_id: int, now: int | None = None) -> bool:
         n = await self._db.execute(
             "UPDATE outbox SET sent_ms = ?, attempts = attempts + 1 WHERE id = ? AND sent_ms IS NULL",
-            (now_ms() if now is None else now, alert_id),
+            (now_ms() if now is None else now, alert_id), durable=False,  # lost: delivered once more, no harm
         )
         return n == 1
 
@@ -81,7 +81,7 @@ class OutboxRepo:
         n = await self._db.execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?, last_error = ?"
             " WHERE id = ? AND sent_ms IS NULL",
-            (next_attempt_ms, error, alert_id),
+            (next_attempt_ms, error, alert_id), durable=False,
         )
         return n == 1
 
@@ -92,5 +92,5 @@ class OutboxRepo:
     async def purge_sent(self, older_than_ms: int) -> int:
         """Delete delivered alerts sent before `older_than_ms` (housekeeping)."""
         return await self._db.execute(
-            "DELETE FROM outbox WHERE sent_ms IS NOT NULL AND sent_ms < ?", (older_than_ms,)
+            "DELETE FROM outbox WHERE sent_ms IS NOT NULL AND sent_ms < ?", (older_than_ms,), durable=False
         )
