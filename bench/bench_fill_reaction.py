@@ -1,13 +1,14 @@
 """Fill reaction: an executionReport fill arriving at the process -> the counter order leaving it.
 
-Run: .venv/bin/python bench/bench_fill_reaction.py [--fills 1000] [--inproc | --engine]
+Run: .venv/bin/python bench/bench_fill_reaction.py [--fills 1000] [--inproc | --engine [--sync FULL|NORMAL|both]]
 
 The fake Binance runs in a separate process (its own core; `--inproc` runs it in this event loop instead).
 Default: for each round the bot places a BUY limit, the fake's market is moved onto it, the fake writes the
 executionReport TRADE on the WebSocket API, and a minimal reaction callback in the event sink places the
 counter SELL (the adapter's own share of the reaction). `--engine`: the real TradingCore runs a grid and
 the price oscillates between two levels, so every step fills one grid order and the grid answers with its
-counter order (includes the core's SQLite commit before sending).
+counter order (includes the core's SQLite commit before sending). `--sync both` runs the engine twice in the
+same run, SQLite synchronous=NORMAL (the baseline) then FULL (the default since issue 19), and prints both.
 
 Measured per fill:
 - in-process: the TRADE frame entering python-binance's WebSocket-API message handler -> the counter order's
@@ -165,7 +166,7 @@ async def run(n_fills: int, inproc: bool) -> None:
     print(f"targets: p50 <= 2 ms, p99 <= 10 ms; duplicate client order ids: {len(dup)}")
 
 
-async def run_engine(n_fills: int) -> None:
+async def run_engine(n_fills: int, synchronous: str = "FULL") -> None:
     """The same measurement with the real TradingCore (grid machine + SQLite persistence before sending)."""
     import tempfile
 
@@ -194,7 +195,7 @@ async def run_engine(n_fills: int) -> None:
     ex = BinanceExchange(API_KEY, API_SECRET, rest_url=f"{base}/api", ws_url=f"ws://127.0.0.1:{port}/",
                          session_params={"trace_configs": [trace]})
     tmp = tempfile.TemporaryDirectory()
-    db = await Database.open(Path(tmp.name) / "bench.db")
+    db = await Database.open(Path(tmp.name) / "bench.db", synchronous=synchronous)
     core = TradingCore(ex, CoreStore(db), config=CoreConfig(timer_interval_s=0), mode="live")
     await core.start()
     arrivals: list[float] = []
@@ -207,8 +208,8 @@ async def run_engine(n_fills: int) -> None:
         return orig(msg)
 
     ws_api._handle_message = stamped
-    lo, hi = Decimal("49000"), Decimal("51000")  # 20 intervals of 100
-    pv = await core.preview_grid(GridSpec("BTCUSDT", lo, hi, 20, Decimal("20000")))
+    lo, hi = Decimal("49000"), Decimal("51000")  # 10 intervals of 200 (100 would not pay the 0.1 % fees: refused)
+    pv = await core.preview_grid(GridSpec("BTCUSDT", lo, hi, 10, Decimal("20000")))
     assert pv.ok, pv.problems
     await core.start_grid(pv.token)
     await core.idle()
@@ -220,7 +221,7 @@ async def run_engine(n_fills: int) -> None:
             async with ctl.post(f"{base}/_fake/set_price", json={"symbol": "BTCUSDT", "price": str(price)}) as r:
                 await r.read()
 
-        down, up = Decimal("49900"), Decimal("50000")  # a buy rests at 49900 (below the 50000 start)
+        down, up = Decimal("49800"), Decimal("50000")  # a buy rests at 49800 (below the 50000 start)
         t_start = time.perf_counter()
         for i in range(n_fills + 50):
             n_arr, n_posts = len(arrivals), len(posts)
@@ -241,7 +242,8 @@ async def run_engine(n_fills: int) -> None:
     proc.terminate()
     proc.wait(5)
     dup = [k for k, v in stats["order_posts"].items() if v != 1]
-    print(f"fill reaction through the real TradingCore (grid 49000-51000 x20, SQLite commit before send), "
+    print(f"fill reaction through the real TradingCore (grid 49000-51000 x10, SQLite commit before send, "
+          f"synchronous={synchronous}), "
           f"{len(latencies)} fills measured, {(n_fills + 50) / elapsed:.0f} rounds/s")
     print(f"{'measure':<46}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     print(f"{'in-process: TRADE frame in -> counter order out':<46}{statistics.median(latencies):>9.3f}"
@@ -254,6 +256,8 @@ def main() -> None:
     ap.add_argument("--fills", type=int, default=1000)
     ap.add_argument("--inproc", action="store_true")
     ap.add_argument("--engine", action="store_true", help="react with the real TradingCore instead of the minimal callback")
+    ap.add_argument("--sync", default="FULL", choices=("FULL", "NORMAL", "both"),
+                    help="--engine: SQLite synchronous setting; 'both' measures NORMAL then FULL in one run")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -264,7 +268,11 @@ def main() -> None:
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     try:
-        asyncio.run(run_engine(args.fills) if args.engine else run(args.fills, args.inproc))
+        if args.engine:
+            for sync in (("NORMAL", "FULL") if args.sync == "both" else (args.sync,)):
+                asyncio.run(run_engine(args.fills, sync))
+        else:
+            asyncio.run(run(args.fills, args.inproc))
     finally:
         for child in _children:
             if child.poll() is None:
