@@ -202,6 +202,10 @@ class FakeBinance:
         self._refuse_ws_until = 0.0
         self.used_weight = 0
         self.forced_used_weight: int | None = None
+        # ORDERS (unfilled order count) limits: see set_order_limits
+        self.order_limits: list[tuple[str, int, int]] = [("SECOND", 10, 100), ("DAY", 1, 200_000)]
+        self._order_counts: dict[tuple[str, int], tuple[int, int]] = {}  # (interval, num) -> (window start, count)
+        self.orders_refused = 0  # 429 / -1015 answers sent
         self.weight_window_s = 60.0
         self._weight_window_start = time.monotonic()
         # sockets
@@ -466,9 +470,12 @@ class FakeBinance:
             await asyncio.sleep(self._delays.pop(0))
 
     async def _call(self, request: web.Request, weight: int, signed: bool, fn) -> web.StreamResponse:
+        new_order = request.method == "POST" and request.path in ("/api/v3/order", "/api/v3/order/cancelReplace")
         try:
             await self._gate(request, weight)
             params = await self._params(request, signed)
+            if new_order:
+                self._check_order_count()
             result = fn(params)
             if asyncio.iscoroutine(result):
                 result = await result
@@ -480,7 +487,58 @@ class FakeBinance:
         if isinstance(result, web.StreamResponse):
             return result
         await self._late()
-        return self._json(result)
+        return self._json(result, headers=self._count_order(result) if new_order else None)
+
+    # ------------------------------------------------------------ ORDERS limits (unfilled order count)
+
+    _LETTER = {"SECOND": ("S", 1), "MINUTE": ("M", 60), "HOUR": ("H", 3600), "DAY": ("D", 86400)}
+
+    def set_order_limits(self, limits: list[tuple[str, int, int]]) -> None:
+        """The ORDERS rate limits, as exchangeInfo lists them: [(interval, intervalNum, limit)], e.g.
+        [("SECOND", 10, 100), ("DAY", 1, 200_000)] (Binance's); [] turns them off.
+
+        rest-api.md, "Unfilled Order Count": every successful order answer carries X-MBX-ORDER-COUNT-(intervalNum)
+        (intervalLetter); over the limit, a 429 with Retry-After (errors.md -1015 "Too many new orders; current
+        limit is %s orders per %s."). faqs/order_count_decrement.md: fixed windows ("at most 100 new orders between
+        12:34:00 and 12:34:10, then 100 more from 12:34:10 to 12:34:20"), cancels are not orders, and an order that
+        fills at once as taker decrements the count by one (a later maker fill is not modelled: it only makes this
+        fake stricter than Binance).
+        """
+        self.order_limits = list(limits)
+        self._order_counts.clear()
+
+    def _order_windows(self) -> list[tuple[tuple[str, int], str, int, int, int]]:
+        """[(key, header, limit, window start ms, count in that window)] at the server's current time."""
+        now = self.server_ms()
+        out = []
+        for interval, num, limit in self.order_limits:
+            letter, unit = self._LETTER[interval]
+            span = num * unit * 1000
+            start = now - now % span
+            seen_start, count = self._order_counts.get((interval, num), (start, 0))
+            out.append(((interval, num), f"X-MBX-ORDER-COUNT-{num}{letter}", limit, start,
+                        count if seen_start == start else 0))
+        return out
+
+    def _check_order_count(self) -> None:
+        for (interval, num), header, limit, start, count in self._order_windows():
+            if count >= limit:
+                span_ms = num * self._LETTER[interval][1] * 1000
+                retry = max(1, -(-(start + span_ms - self.server_ms()) // 1000))
+                self.orders_refused += 1
+                raise ApiError(429, -1015, f"Too many new orders; current limit is {limit} orders per "
+                               f"{num} {interval}.", {"Retry-After": str(retry), header: str(count)})
+
+    def _count_order(self, result: Any) -> dict[str, str]:
+        """Count an accepted order in every window; the X-MBX-ORDER-COUNT-* headers of its answer."""
+        ack = result.get("newOrderResponse") if isinstance(result, dict) and "newOrderResponse" in result else result
+        filled_now = isinstance(ack, dict) and Decimal(str(ack.get("executedQty") or "0")) > 0
+        headers = {}
+        for key, header, _limit, start, count in self._order_windows():
+            count = count + (0 if filled_now else 1)
+            self._order_counts[key] = (start, count)
+            headers[header] = str(count)
+        return headers
 
     # ------------------------------------------------------------ REST handlers
 
@@ -501,8 +559,8 @@ class FakeBinance:
                 "timezone": "UTC", "serverTime": self.server_ms(),
                 "rateLimits": [
                     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.weight_limit},
-                    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-                    {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+                    *({"rateLimitType": "ORDERS", "interval": i, "intervalNum": n, "limit": lim}
+                      for i, n, lim in self.order_limits),
                     {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
                 ],
                 "exchangeFilters": [], "symbols": syms,

@@ -1,17 +1,23 @@
-"""REST request pacing for Binance: used-weight tracking, Retry-After / ban windows, and backoff delays.
+"""REST request pacing for Binance: used-weight tracking, Retry-After / ban windows, new-order pacing, backoff.
 
 Binance answers 429 when the per-minute request weight is exceeded and bans the IP (418) if a client
 keeps going. So the adapter reads `X-MBX-USED-WEIGHT-1M` from every answer, pauses before the limit
 instead of hitting it, honours Retry-After, and refuses to send anything while banned.
+
+New orders are paced separately (OrderPacer): Binance's unfilled-order count is per account, not per IP, and
+a 429 with -1015 refuses only new orders, so it must not hold back cancels, lookups or reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def backoff_delay(attempt: int, base: float = 0.2, cap: float = 30.0, jitter: float = 0.5) -> float:
@@ -80,6 +86,124 @@ class RestLimiter:
             await asyncio.sleep(wait)
             if self.used_weight >= int(self.weight_limit * self.soft_ratio):
                 self.used_weight = 0  # the window has turned over since the reading
+
+
+# rest-api.md, "LIMITS" / "General Info on Limits": intervalLetter SECOND => S, MINUTE => M, HOUR => H, DAY => D;
+# "intervalNum describes the amount of the interval".
+_INTERVALS = {"SECOND": ("S", 1), "MINUTE": ("M", 60), "HOUR": ("H", 3600), "DAY": ("D", 86400)}
+
+
+@dataclass
+class OrderWindow:
+    """One ORDERS rate limit from exchangeInfo, e.g. 100 per 10 SECOND, and what we know of its count."""
+
+    seconds: int
+    limit: int
+    header: str  # lower case, e.g. "x-mbx-order-count-10s"
+    count: int = 0
+    window_start_ms: int = -1  # server time at which the window that `count` belongs to began
+
+
+class OrderPacer:
+    """Paces new orders within Binance's ORDERS (unfilled order count) limits.
+
+    rest-api.md, "Unfilled Order Count": "Every successful order response will contain a
+    X-MBX-ORDER-COUNT-(intervalNum)(intervalLetter) header indicating how many orders you have placed for that
+    interval. [...] If you have exceeded this, you will receive a 429 error with the Retry-After header."
+    faqs/order_count_decrement.md: "if the unfilled order rate limit is 100 per 10 seconds [...] you can place at
+    most 100 new orders between 12:34:00 and 12:34:10, then 100 more from 12:34:10 to 12:34:20" (fixed windows,
+    so they are aligned on Binance's clock here), "Unfilled order count is tracked by (sub)account", and on -1015
+    "please stop sending orders until the affected rate limit interval expires".
+
+    The count is ours (+1 per order sent) or the header's, whichever is higher (fills lower Binance's count, which
+    only makes us conservative). Ordinary orders stop `reserve` short of each limit, so a stop, an exit or a panic
+    sell (`priority`) still finds room; a -1015 holds ordinary orders for its Retry-After and never priority ones
+    (they try at once: fills may have lowered the count), nor cancels, lookups or reads, which are not orders.
+    """
+
+    def __init__(self, server_ms: Callable[[], int] | None = None, reserve_ratio: float = 0.1,
+                 margin_s: float = 0.1) -> None:
+        self.windows: list[OrderWindow] = []
+        self.reserve_ratio = reserve_ratio
+        self.margin_s = margin_s  # wait this much past a window's end (clocks are never exactly in step)
+        self.server_ms: Callable[[], int] = server_ms or (lambda: int(time.time() * 1000))
+        self.hold_until = 0.0  # monotonic; a -1015's Retry-After, for ordinary orders
+        self.waits = 0  # times an order waited (tests and health read it)
+        self.refusals = 0  # -1015 answers seen
+
+    def configure(self, rate_limits: Any) -> None:
+        """Read the ORDERS entries of exchangeInfo's `rateLimits` (counts already known are kept)."""
+        known = {w.header: w for w in self.windows}
+        windows: list[OrderWindow] = []
+        for item in rate_limits if isinstance(rate_limits, list) else []:
+            if not isinstance(item, dict) or item.get("rateLimitType") != "ORDERS":
+                continue
+            try:
+                letter, unit = _INTERVALS[str(item["interval"])]
+                num, limit = int(item.get("intervalNum", 1)), int(item["limit"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if num < 1 or limit < 1:
+                continue
+            header = f"x-mbx-order-count-{num}{letter}".lower()
+            w = known.get(header) or OrderWindow(num * unit, limit, header)
+            w.seconds, w.limit = num * unit, limit
+            windows.append(w)
+        self.windows = windows
+
+    def reserve(self, w: OrderWindow) -> int:
+        return min(w.limit - 1, max(1, math.ceil(w.limit * self.reserve_ratio)))
+
+    def _roll(self, w: OrderWindow, now_ms: int) -> None:
+        start = now_ms - now_ms % (w.seconds * 1000)
+        if start != w.window_start_ms:
+            w.window_start_ms, w.count = start, 0
+
+    def wait_needed(self, priority: bool = False) -> float:
+        """Seconds before an order may go out (0: now)."""
+        now_ms = self.server_ms()
+        wait = 0.0 if priority else max(0.0, self.hold_until - time.monotonic())
+        for w in self.windows:
+            self._roll(w, now_ms)
+            cap = w.limit if priority else w.limit - self.reserve(w)
+            if w.count >= cap:
+                wait = max(wait, (w.window_start_ms + w.seconds * 1000 - now_ms) / 1000 + self.margin_s)
+        return wait
+
+    def sent(self) -> None:
+        """An order is about to go out: count it in every window."""
+        now_ms = self.server_ms()
+        for w in self.windows:
+            self._roll(w, now_ms)
+            w.count += 1
+
+    def record_headers(self, headers: Mapping[str, str]) -> None:
+        """Read the X-MBX-ORDER-COUNT-* headers of an order answer (Binance's count for the current window)."""
+        if not self.windows:
+            return
+        low = {k.lower(): v for k, v in headers.items() if k[:18].lower() == "x-mbx-order-count-"}
+        if not low:
+            return
+        now_ms = self.server_ms()
+        for w in self.windows:
+            value = low.get(w.header)
+            if value is None:
+                continue
+            try:
+                seen = int(value)
+            except ValueError:
+                continue
+            self._roll(w, now_ms)
+            w.count = max(w.count, seen)
+
+    def record_refused(self, retry_after: float) -> None:
+        """A 429 / -1015: ordinary new orders wait `retry_after` seconds (at least until the window turns)."""
+        self.refusals += 1
+        self.hold_until = max(self.hold_until, time.monotonic() + max(0.0, retry_after))
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """{header: (count, limit)} for health and tests."""
+        return {w.header: (w.count, w.limit) for w in self.windows}
 
 
 class ConnectionBudget:

@@ -40,7 +40,7 @@ from tgtrader.exchange.binance.streams import (
     _cancel_and_wait,
 )
 from tgtrader.exchange.binance.user_stream import UserStreamMixin
-from tgtrader.exchange.ratelimit import ConnectionBudget, RestLimiter
+from tgtrader.exchange.ratelimit import ConnectionBudget, OrderPacer, RestLimiter
 
 
 class BinanceExchange(EventsMixin, RestMixin, MarketStreamsMixin, UserStreamMixin):
@@ -105,6 +105,7 @@ class BinanceExchange(EventsMixin, RestMixin, MarketStreamsMixin, UserStreamMixi
         self.client: TgAsyncClient | None = None
         self.bsm: BinanceSocketManager | None = None
         self.limiter = RestLimiter()
+        self.order_pacer = OrderPacer(server_ms=self._server_ms)
         self.connections = ConnectionBudget()
         self.parser = StreamParser(conflate=conflate_book)
         self._sink: EventSink = lambda ev: None
@@ -139,6 +140,10 @@ class BinanceExchange(EventsMixin, RestMixin, MarketStreamsMixin, UserStreamMixi
         self._reconnects: list[float] = []
 
     # ------------------------------------------------------------ wiring
+
+    def _server_ms(self) -> int:
+        """Binance's clock as the signed requests see it (our clock + the synced offset)."""
+        return _now_ms() + (compat.clock_offset(self.client) if self.client is not None else 0)
 
     @staticmethod
     def _derive_ws_api_url(ws_url: str) -> str:

@@ -5,6 +5,10 @@
   ends and is surfaced as IpBanned + StreamStatus("rest", up=False); reads retry 5xx/network errors with
   backoff. An order whose answer was lost (timeout, cut connection, 5xx) is looked up by client order id
   before anything is re-sent.
+- New orders are paced by `order_pacer` (ratelimit.OrderPacer) from exchangeInfo's ORDERS limits and the
+  `X-MBX-ORDER-COUNT-*` headers; a 429 with -1015 (the per-account unfilled-order count) holds only ordinary
+  new orders, never cancels, lookups, reads, stops, exits or panic sells. A 429 for IP weight and a 418 still
+  hold every request.
 - Every BinanceAPIException leaves this module as a typed ExchangeError whose message a trader understands
   (`map_api_error`).
 """
@@ -22,6 +26,7 @@ import orjson
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 from loguru import logger
 
+from tgtrader.core.ids import parse_client_order_id
 from tgtrader.core.ports import StreamStatus
 from tgtrader.core.rules import SymbolRules, fmt_decimal
 from tgtrader.errors import (
@@ -56,6 +61,19 @@ class _LostAnswer(Exception):
 # was received from the message bus. Execution status unknown."
 EXECUTION_UNKNOWN_CODES = (-1006, -1007)
 BACKEND_TIMEOUT_S = 10.0
+# errors.md: "-1015 TOO_MANY_ORDERS: Too many new orders; current limit is %s orders per %s." faqs/
+# order_count_decrement.md: "When an order is rejected by the system due to the unfilled order rate limit, the
+# HTTP status code is set to 429 Too Many Requests and the error code is -1015".
+TOO_MANY_ORDERS = -1015
+ORDINARY, PRIORITY = 1, 2  # `_rest(_new_order=...)`: a new order, and whether it may use the reserve
+
+
+def order_priority(order: PlaceOrder) -> int:
+    """PRIORITY for the orders that protect or free money (stop-loss, grid exit, panic sell), else ORDINARY."""
+    parsed = parse_client_order_id(order.client_order_id)
+    if parsed is not None and (parsed.kind in ("stop", "panic") or (parsed.kind == "grid" and parsed.role == "exit")):
+        return PRIORITY
+    return ORDINARY
 
 
 # ---------------------------------------------------------------- error mapping
@@ -131,6 +149,21 @@ class RestMixin:
                 self.limiter.record_weight(int(w))
             except ValueError:
                 pass
+        self.order_pacer.record_headers(response.headers)
+
+    async def _pace_new_order(self, what: str, priority: bool) -> None:
+        """Wait until a new order fits Binance's ORDERS limits (see OrderPacer); too long a wait is a refusal."""
+        while True:
+            wait = self.order_pacer.wait_needed(priority)
+            if wait <= 0:
+                self.order_pacer.sent()
+                return
+            if wait > self.max_rate_wait_s:
+                raise RateLimited(f"Binance's limit on new orders is reached; cannot {what} for another {wait:.0f} s.",
+                                  retry_after=wait, code=TOO_MANY_ORDERS, http_status=429)
+            self.order_pacer.waits += 1
+            logger.info("binance: pacing new orders, waiting {:.1f} s before trying to {}", wait, what)
+            await asyncio.sleep(wait)
 
     async def sync_time(self) -> int:
         """Set the client's timestamp offset from Binance's clock (ms). Retries like any read."""
@@ -145,14 +178,18 @@ class RestMixin:
             return compat.set_clock_offset(self.client, server - (t0 + t1) // 2)
 
     async def _rest(self, what: str, fn: Callable[..., Awaitable[Any]], *, _read: bool = True,
-                    _signed: bool = True, **params: Any) -> Any:
-        """One REST call with pacing, Retry-After, ban handling, -1021 resync and (for reads) retries."""
+                    _signed: bool = True, _new_order: int = 0, **params: Any) -> Any:
+        """One REST call with pacing, Retry-After, ban handling, -1021 resync and (for reads) retries.
+
+        `_new_order`: ORDINARY or PRIORITY for a request that places an order (it counts towards ORDERS)."""
         attempt = 0
         resynced = False
         while True:
             if self.limiter.banned:
                 raise IpBanned(f"Binance has banned this IP for another {self.limiter.ban_remaining():.0f} s; "
                                f"not sending ({what}).", retry_after=self.limiter.ban_remaining(), http_status=418)
+            if _new_order:
+                await self._pace_new_order(what, _new_order == PRIORITY)
             await self.limiter.before_request()
             try:
                 result = await fn(**params)
@@ -170,6 +207,20 @@ class RestMixin:
                     logger.error("binance: {}", err)
                     self._emit(StreamStatus("rest", False, reason=str(err), ts_ms=_now_ms()))
                     raise err from None
+                if status == 429 and exc.code == TOO_MANY_ORDERS:
+                    # Only new orders are refused: hold them, not the IP's other requests (see OrderPacer).
+                    ra = _retry_after(exc, 1.0)
+                    self.order_pacer.record_refused(ra)
+                    logger.warning("binance: too many new orders (-1015) while trying to {}; new orders wait {:.1f} s",
+                                   what, ra)
+                    if not _new_order or ra > self.max_rate_wait_s or attempt >= 5:
+                        raise RateLimited(f"Binance refuses new orders for now (too many new orders); cannot {what} "
+                                          f"for about {ra:.0f} s.", retry_after=ra, code=TOO_MANY_ORDERS,
+                                          http_status=429) from None
+                    attempt += 1
+                    if _new_order == PRIORITY:  # the pacer does not hold these; wait here, then try again
+                        await asyncio.sleep(ra)
+                    continue  # a 429 was not executed, so a retry is safe
                 if status == 429:
                     ra = _retry_after(exc, 1.0)
                     self.limiter.record_retry_after(ra)
@@ -219,6 +270,7 @@ class RestMixin:
             raise ExchangeUnavailable("Binance sent an exchangeInfo without symbols.")
         self._rules = rules
         self._rules_loaded_at = time.monotonic()
+        self.order_pacer.configure(info.get("rateLimits") if isinstance(info, dict) else None)
         for limit in info.get("rateLimits", []) if isinstance(info, dict) else []:
             if limit.get("rateLimitType") == "REQUEST_WEIGHT" and limit.get("interval") == "MINUTE":
                 try:
@@ -296,7 +348,8 @@ class RestMixin:
         self._our_cids.setdefault(order.symbol, set()).add(order.client_order_id)
         sent_at = time.monotonic()
         try:
-            resp = await self._rest(f"place {what}", self.client.create_order, _read=False, **params)
+            resp = await self._rest(f"place {what}", self.client.create_order, _read=False,
+                                    _new_order=order_priority(order), **params)
         except _LostAnswer as lost:
             logger.warning("binance: answer lost for order {} ({}); looking it up", order.client_order_id, lost)
             return await self._look_up_lost_order(order, what, sent_at)
@@ -382,7 +435,8 @@ class RestMixin:
         self._our_cids.setdefault(new.symbol, set()).add(new.client_order_id)
         sent_at = time.monotonic()
         try:
-            resp = await self._rest(what, self.client.cancel_replace_order, _read=False, **params)
+            resp = await self._rest(what, self.client.cancel_replace_order, _read=False,
+                                    _new_order=order_priority(new), **params)
         except _LostAnswer:
             found = await self.get_order(new.symbol, new.client_order_id)
             if found is not None:
@@ -392,7 +446,8 @@ class RestMixin:
                 # Sending it again is safe even if the first request is still in flight: with
                 # cancelReplaceMode=STOP_ON_FAILURE only the request whose cancel succeeds places the new order,
                 # and the new order's client order id is refused while the other one is open.
-                resp = await self._rest(what, self.client.cancel_replace_order, _read=False, **params)
+                resp = await self._rest(what, self.client.cancel_replace_order, _read=False,
+                                        _new_order=order_priority(new), **params)
             else:
                 self._unknown.setdefault(new.symbol, set()).add(new.client_order_id)
                 raise OrderStatusUnknown(f"No answer from Binance for ({what}); the new order may or may not exist.",
