@@ -192,7 +192,16 @@ class AlertIntent:
     payload: dict[str, object] = field(default_factory=dict)
 
 
-Intent = PlaceOrder | CancelOrder | ReplaceOrder | AlertIntent
+@dataclass(frozen=True, slots=True)
+class ReadBalance:
+    """Ask the venue for `asset`'s free balance; the answer goes back to `owner` (its `on_balance`). An exit
+    refused for insufficient balance sells what is free instead of giving up."""
+
+    asset: str
+    owner: str = ""
+
+
+Intent = PlaceOrder | CancelOrder | ReplaceOrder | AlertIntent | ReadBalance
 
 
 def str_or_none(value: object) -> str | None:

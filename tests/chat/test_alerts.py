@@ -76,8 +76,9 @@ def grid_alerts() -> list[AlertIntent]:
     buy = next(p for p in rejected.start(D("115"), 0) if isinstance(p, PlaceOrder) and p.price == D("110"))
     out += _alerts(rejected.on_order_update(kit.update(buy, OrderStatus.REJECTED, text="insufficient balance")))
     nothing = Grid(3, cfg(), RULES)
-    nothing.start(D("115"), 0)  # nothing filled yet: nothing to sell on a stop
-    out += _alerts(nothing.stop(True, 1))
+    nothing.start(D("115"), 0)
+    assert not _alerts(nothing.stop(True, 1))  # the exit waits for the start buy's cancel before selling
+    out += _alerts(nothing.on_timer(nothing.exit.wait_ms + 1))  # still nothing filled: nothing to sell
     for n, (extra, price) in enumerate([({"stop_loss": D("90"), "sell_on_stop": True}, D("89")),
                                         ({"take_profit": D("150")}, D("151"))], start=4):
         grid = Grid(n, cfg(**extra), RULES)
@@ -100,8 +101,9 @@ WORDING = [
     "grid 1: order tg-g1-xB1 rejected: no price",
     "grid 1 TESTUSDT: the start buy rejected (0 of 4.544 filled); grid paused",
     "grid 2: order tg-g2-1B3 rejected: insufficient balance",
-    "grid 3: 0 TEST is below the symbol filters and was not sold",
+    "grid 3 TESTUSDT: exit (user) finished after 0 sell(s); no TEST left",
     "grid 4 TESTUSDT: stop-loss at 89 (trigger 90); orders cancelled, selling 9.088 TEST; realized 0 USDT",
+    "grid 4 TESTUSDT: exit (stop-loss) finished after 1 sell(s); no TEST left",
     "grid 5 TESTUSDT: take-profit at 151 (trigger 150); orders cancelled, keeping 0 TEST; realized 89.744 USDT",
 ]
 

@@ -9,8 +9,10 @@ from typing import Any
 
 from tests.kit import CoreOnPaper, grid_spec
 from tests.waiting import wait_for
+from tgtrader.core.api import GridSpec
 from tgtrader.core.config import CoreConfig
-from tgtrader.types import Fill, Side
+from tgtrader.exchange.paper import PAPER_ACCOUNT
+from tgtrader.types import Fill, OrderUpdate, Side
 
 
 def drop_fills(kit: CoreOnPaper, n: int, side: Side | None = None) -> list[Fill]:
@@ -65,4 +67,72 @@ async def test_an_order_that_ended_short_of_its_fills_gets_its_trades_fetched_wi
     await wait_for(recovered, timeout=5, what="the lost fill fetched by order id")
     await kit.core.idle()
     assert g.base_held() > before
+    await kit.close()
+
+
+class HeldBack:
+    """Fills and fill-carrying order updates held back until `release()`: the user stream lags the market stream."""
+
+    def __init__(self, kit: CoreOnPaper) -> None:
+        self.kit, self.held = kit, []
+        sink = kit.paper._sink
+        assert sink is not None
+        self.sink = sink
+        self.holding = True
+
+        def filtered(event: Any) -> None:
+            if self.holding and (isinstance(event, Fill) or (
+                    isinstance(event, OrderUpdate) and event.executed_qty > 0)):
+                self.held.append(event)
+                return
+            sink(event)
+
+        kit.paper.set_event_sink(filtered)
+
+    async def release(self) -> None:
+        self.holding = False
+        for event in self.held:
+            self.sink(event)
+        await self.kit.core.idle()
+
+
+async def base_free(kit: CoreOnPaper) -> D:
+    b = (await kit.paper.balances()).get("BTC")
+    return b.total if b is not None else D(0)
+
+
+async def test_a_grid_stop_loss_hit_before_the_fills_of_the_same_move_still_sells_all_the_grids_base(
+        tmp_path: Path) -> None:
+    """Issue 13 item 3: the trigger tick was handled before the buy fills of the same fall; the exit was sized
+    from the base seen then, and the late fills' base stayed unsold."""
+    kit = await CoreOnPaper.open(tmp_path)
+    spec = GridSpec("BTCUSDT", D("40000"), D("60000"), 4, D("1000"), stop_loss=D("41000"), sell_on_stop=True)
+    gid = await kit.running_grid(spec)
+    g = kit.core.machines.grids[gid]
+    held = HeldBack(kit)
+    await kit.trade("40500")  # the 50000 and 45000 buys fill, and the stop-loss triggers, in one move
+    assert g.state == "stopped" and held.held
+    await held.release()
+    await kit.trade("40400", "40300")
+    assert await base_free(kit) == 0
+    assert g.base_held() == 0
+    assert g.exit.state == "flat", g.exit
+    await kit.close()
+
+
+async def test_a_soft_stop_sells_what_is_free_when_the_balance_shrank_after_it_was_set(tmp_path: Path) -> None:
+    """Issue 13 item 9: the soft stop sold the quantity fixed at creation; the trader had sold part by hand,
+    Binance refused the whole order, the stop was marked failed and nothing was sold."""
+    kit = await CoreOnPaper.open(tmp_path)
+    kit.paper.engine.set_balance(PAPER_ACCOUNT, "BTC", D("0.1"))
+    view = await kit.core.add_stop("BTCUSDT", D("50000"), "soft")
+    assert view.qty == D("0.1")
+    kit.paper.engine.set_balance(PAPER_ACCOUNT, "BTC", D("0.04"))  # sold by hand on Binance meanwhile
+    await kit.trade("49000")
+    await kit.core.idle()
+    stop = kit.core.machines.stops[view.id]
+    assert stop.state == "done", stop
+    assert stop.filled == D("0.04") and await base_free(kit) == 0
+    sold = [a for a in await kit.db.outbox.due(2**62, limit=500) if a.kind == "stop-loss"]
+    assert sold and D(str(sold[-1].payload["residue"])) == D("0.06") and sold[-1].payload["why_left"] == "not-free"
     await kit.close()

@@ -50,7 +50,7 @@ Renderer = Callable[[str, Payload], str]
 def render_alert(kind: str, payload: Payload) -> str:
     """One alert's message. Raises (KeyError, ValueError...) on a kind or payload this version can't read."""
     if "grid_id" in payload:
-        table = GRID_ALERTS
+        table = GRID_ALERTS if kind in GRID_ALERTS else OLD_GRID_ALERTS
     elif "stop_id" in payload:
         table = STOP_ALERTS
     else:
@@ -105,8 +105,20 @@ def _stop_hard_fallback(kind: str, p: Payload) -> str:
             f" {_num(p, 'qty')} at {_num(p, 'trigger')} on the exchange")
 
 
+def _left(p: Payload) -> str:
+    """What an exit could not sell, and why (core/exit.py's codes)."""
+    if "residue" not in p:
+        return ""
+    why = {"below-filters": "below the symbol's filters",
+           "not-free": f"only {_num(p, 'free') if p.get('free') is not None else 'part'} free on the exchange",
+           "refused": "the exchange refused the sell 3 times"}.get(str(p.get("why_left")), str(p.get("why_left")))
+    return f"; left unsold: {_num(p, 'residue')} {p.get('base_asset', '')} ({why})"
+
+
 def _stop_failed(kind: str, p: Payload) -> str:
-    return f"{_stop(p)}: order rejected: {p['reject_text']}"
+    if "reject_text" in p:
+        return f"{_stop(p)}: order rejected: {p['reject_text']}"
+    return f"{_stop(p)}: nothing was sold{_left(p)}"
 
 
 def _stop_replaced(kind: str, p: Payload) -> str:
@@ -117,7 +129,13 @@ def _stop_sold(kind: str, p: Payload) -> str:
     avg, tick = _dec(p, "price"), _dec(p, "tick_size")
     label = "realized" if p["entry_price"] is not None else "proceeds"
     return (f"{_stop(p)}: {p['purpose']} sold {_num(p, 'qty')} at {num(avg.quantize(tick) if tick > 0 else avg)}"
-            f" (trigger {_num(p, 'trigger')}); {label} {_to_4dp(_dec(p, 'realized'))} {p['quote_asset']}")
+            f" (trigger {_num(p, 'trigger')}); {label} {_to_4dp(_dec(p, 'realized'))} {p['quote_asset']}{_left(p)}")
+
+
+def _exit_finished(kind: str, p: Payload) -> str:
+    left = _left(p)
+    return (f"grid {p['grid_id']} {p['symbol']}: exit ({p['reason']}) finished after {p['legs']} sell(s)"
+            + (left if left else f"; no {p['base_asset']} left"))
 
 
 def _grid_residue(kind: str, p: Payload) -> str:
@@ -140,6 +158,8 @@ def _grid_start_failed(kind: str, p: Payload) -> str:
             f" ({_num(p, 'filled')} of {_num(p, 'qty')} filled); grid paused")
 
 
+OLD_GRID_ALERTS: dict[str, Renderer] = {"grid-residue": _grid_residue}  # outbox rows of earlier versions
+
 STOP_ALERTS: dict[str, Renderer] = {
     "stop-loss-triggered": _stop_triggered,
     "take-profit-triggered": _stop_triggered,
@@ -151,7 +171,7 @@ STOP_ALERTS: dict[str, Renderer] = {
 }
 
 GRID_ALERTS: dict[str, Renderer] = {
-    "grid-residue": _grid_residue,
+    "exit-finished": _exit_finished,
     "stop-loss": _grid_stopped_out,
     "take-profit": _grid_stopped_out,
     "order-rejected": _grid_order_rejected,

@@ -297,6 +297,9 @@ class Chase:
         self._to(ChaseState.CANCELLING)
         return [CancelOrder(self.symbol, cid, self.owner) for cid in live]
 
+    def on_balance(self, asset: str, free: Decimal, ts: int) -> list[Intent]:
+        return []  # a chase never asks
+
     def on_order_update(self, upd: OrderUpdate) -> list[Intent]:
         leg = self.legs.get(upd.client_order_id)
         if leg is None or leg.final or self.done and upd.status.is_final:

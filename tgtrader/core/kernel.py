@@ -53,6 +53,7 @@ from tgtrader.types import (
     Intent,
     OrderUpdate,
     PlaceOrder,
+    ReadBalance,
     RejectReason,
     ReplaceOrder,
     Tick,
@@ -68,6 +69,15 @@ def wall_clock_ms() -> int:
 @dataclass(frozen=True, slots=True)
 class Timer:
     ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceRead:
+    """The answer to a machine's ReadBalance intent, handled in event order."""
+
+    owner: str
+    asset: str
+    free: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +129,7 @@ class Kernel:
         self._started = False
         self._halted = False
         self._short_checks: dict[str, asyncio.Task[None]] = {}
+        self._side_tasks: set[asyncio.Task[None]] = set()  # balance reads (idle() waits for them)
         self.gateway = OrderGateway(exchange, self.tracker, self.post, self.bus.publish, clock_ms,
                                     self._on_refused, self._holds_during_ban)
         self.recovery = Recovery(self)
@@ -176,6 +187,9 @@ class Kernel:
             if self.gateway.unsettled:
                 await asyncio.wait(list(self.gateway.unsettled.values()))
                 continue
+            if self._side_tasks:
+                await asyncio.wait(list(self._side_tasks))
+                continue
             if self._queue.empty():
                 return
 
@@ -225,6 +239,10 @@ class Kernel:
             self._handle_stream(event)
         elif isinstance(event, BanOver):
             await self._after_ban()
+        elif isinstance(event, BalanceRead):
+            machine = self.machines.by_owner(event.owner)
+            if machine is not None:
+                await self.react(machine, machine.on_balance(event.asset, event.free, self.clock_ms()))
         elif isinstance(event, ShortCheck):
             self._short_checks.pop(event.client_order_id, None)
             order = self.tracker.get(event.client_order_id)
@@ -310,6 +328,25 @@ class Kernel:
         if result.order is not None:
             self._watch_short(result.order)
 
+    def _read_balance(self, read: ReadBalance) -> None:
+        """Read the venue's balances off the event loop's queue; the answer comes back as a BalanceRead event
+        (an unreadable balance answers ZERO free: the exit then reports what it could not sell)."""
+
+        async def fetch() -> None:
+            try:
+                balances = await self.exchange.balances()
+                b = balances.get(read.asset)
+                free = b.free if b is not None else ZERO
+                self.balances_cache.update(balances)
+            except ExchangeError as exc:
+                logger.warning("core: balance of {} not read for {}: {}", read.asset, read.owner, exc)
+                free = ZERO
+            self.post(BalanceRead(read.owner, read.asset, free))
+
+        task = asyncio.get_running_loop().create_task(fetch(), name=f"tgtrader-balance-{read.owner}")
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
     def _watch_short(self, order: TrackedOrder) -> None:
         """An order that ended with fewer fills seen than it executed: its trades are fetched by order id unless
         the fills stream in within `fill_grace_s` (so a leg is never left waiting for a fill that a gap lost)."""
@@ -360,6 +397,9 @@ class Kernel:
         for ev in events:
             self.bus.publish(ev)
         await self.gateway.execute(intents)
+        for read in intents:
+            if isinstance(read, ReadBalance):
+                self._read_balance(read)
         if machine is not None:
             self._after_reaction(machine)
 

@@ -44,6 +44,9 @@ class Machine(Protocol):
 
     def on_order_update(self, upd: OrderUpdate) -> list[Intent]: ...
 
+    def on_balance(self, asset: str, free: Decimal, ts: int) -> list[Intent]:
+        """The free balance it asked for with a ReadBalance intent."""
+
     def drain_events(self) -> list[CoreEvent]: ...
 
     def snapshot(self) -> MachineSnapshot: ...
@@ -79,6 +82,12 @@ class Machines:
             return None
         table = self._tables().get(p.kind)
         return table.get(p.owner_id) if table is not None else None
+
+    def by_owner(self, owner: str) -> Machine | None:
+        """The machine named by an intent's `owner` ("grid:3")."""
+        kind, _, ident = owner.partition(":")
+        table = self._tables().get(kind)
+        return table.get(int(ident)) if table is not None and ident.isdigit() else None
 
     def all(self) -> Iterator[Machine]:
         for table in self._tables().values():

@@ -19,6 +19,7 @@ from typing import Any
 
 from tgtrader.core.accounting import fee_in_quote
 from tgtrader.core.events import CoreEvent, StopTriggered
+from tgtrader.core.exit import SellUntilFlat, Step
 from tgtrader.core.ids import stop_order_id
 from tgtrader.core.ports import MachineSnapshot
 from tgtrader.core.rules import SymbolRules
@@ -32,6 +33,7 @@ from tgtrader.types import (
     OrderType,
     OrderUpdate,
     PlaceOrder,
+    ReadBalance,
     Side,
     Tick,
     dec_or_none,
@@ -88,6 +90,7 @@ class Stop:
     order_filled: Decimal = ZERO
     exec_reported: Decimal | None = None
     trade_ids: list[int] = field(default_factory=list)
+    exit: SellUntilFlat = field(default_factory=SellUntilFlat)  # a triggered soft stop sells until flat
     _events: list[CoreEvent] = field(default_factory=list)
 
     machine_kind = "stop"
@@ -146,11 +149,38 @@ class Stop:
         price = self.rules.round_price(self.trigger, Side.SELL)
         return PlaceOrder(self.symbol, cid, Side.SELL, OrderType.LIMIT, qty, price, None, "GTC", self.owner)
 
-    def _market_order(self) -> PlaceOrder:
-        qty = self.rules.round_qty(self.remaining, market=True)
+    def _market_order(self, qty: Decimal) -> PlaceOrder:
         cid = self._cid()
         self.order, self.order_qty, self.order_filled, self.exec_reported = cid, qty, ZERO, None
+        self.exit.placed(cid)
         return PlaceOrder(self.symbol, cid, Side.SELL, OrderType.MARKET, qty, None, None, None, self.owner)
+
+    def _sellable(self, qty: Decimal) -> Decimal:
+        q = self.rules.round_qty(qty, market=True)
+        return q if q > 0 and not self.rules.check_order(Side.SELL, OrderType.MARKET, q, None,
+                                                          reference_price=self.trigger) else ZERO
+
+    def _order_done(self) -> bool:
+        """The working leg is final and its fills caught up with what the exchange says it executed."""
+        return self.order is None or self.order_filled >= self.order_qty > 0 or (
+            self.exec_reported is not None and self.order_filled >= self.exec_reported)
+
+    def _soft_step(self, ts: int) -> list[Intent]:
+        """A triggered soft stop sells min(remaining, free) at market until flat (core/exit.py)."""
+        act = self.exit.step(self.remaining, False, not self._order_done(), ts, self._sellable)
+        if act.step is Step.SELL:
+            return [self._market_order(act.qty)]
+        if act.step is Step.NEED_BALANCE:
+            return [ReadBalance(self.rules.base_asset, self.owner)]
+        if act.step is Step.DONE:
+            return self._finish(ts)
+        return []
+
+    def on_balance(self, asset: str, free: Decimal, ts: int) -> list[Intent]:
+        if asset != self.rules.base_asset or not self.exit.working or self.state != StopState.SELLING:
+            return []
+        self.exit.on_balance(free)
+        return self._soft_step(ts)
 
     def _triggered(self, price: Decimal) -> bool:
         return price <= self.trigger if self.purpose == "stop-loss" else price >= self.trigger
@@ -182,12 +212,12 @@ class Stop:
         if price is None or not self._triggered(price):
             return []
         self._to(StopState.SELLING)
-        order = self._market_order()
-        return [
-            order,
+        self.exit.begin(tick.ts_ms, self.purpose)
+        out = self._soft_step(tick.ts_ms)
+        return out + [
             self._alert(
                 f"{self.purpose}-triggered",
-                purpose=self.purpose, price=str(price), qty=str(order.qty), trigger=str(self.trigger),
+                purpose=self.purpose, price=str(price), qty=str(self.remaining), trigger=str(self.trigger),
             ),
         ]
 
@@ -221,6 +251,10 @@ class Stop:
         if upd.client_order_id != self.order or not upd.status.is_final:
             return []
         self.exec_reported = upd.executed_qty
+        if self.exit.working:  # a soft stop's market leg: partial, expired or refused, the exit sells on
+            if self.exit.leg_ended(upd.client_order_id, upd.status, upd.reject_reason, self.remaining):
+                return self._finish(upd.ts_ms)
+            return self._soft_step(upd.ts_ms) if self._order_done() else []
         if upd.status is OrderStatus.FILLED:
             return self._maybe_done(upd.ts_ms)
         if upd.status is OrderStatus.REJECTED:
@@ -260,6 +294,8 @@ class Stop:
         self.order_filled += fill.qty
         self.quote += fill.notional
         self.fees += fee
+        if self.exit.working:
+            return self._soft_step(fill.ts_ms) if self._order_done() else []
         if self.state == "armed":
             self._to(StopState.SELLING)  # a hard stop has triggered on the exchange
         if (
@@ -283,9 +319,18 @@ class Stop:
         )
         if not order_done or self.state == "done":
             return []
+        return self._finish(ts)
+
+    def _finish(self, ts: int) -> list[Intent]:
+        """The stop is over: what was sold, at what average, and (after an exit) what is left and why."""
+        left: dict[str, object] = {}
+        if self.exit.residue > 0:
+            left = {"residue": str(self.exit.residue), "why_left": self.exit.why_left,
+                    "free": str_or_none(self.exit.free), "base_asset": self.rules.base_asset}
         if self.filled <= 0:
             if self.state == "selling":
                 self._to(StopState.FAILED)
+                return [self._alert("stop-failed", client_order_id=self.order, **left)]
             return []
         prev_state = self.state
         self._to(StopState.DONE if prev_state is not StopState.CANCELLED else StopState.CANCELLED)
@@ -301,7 +346,7 @@ class Stop:
                 self.purpose,
                 purpose=self.purpose, price=str(avg), qty=str(self.filled), realized=str(realized),
                 trigger=str(self.trigger), entry_price=str_or_none(self.entry_price),
-                tick_size=str(self.rules.tick_size), quote_asset=self.rules.quote_asset,
+                tick_size=str(self.rules.tick_size), quote_asset=self.rules.quote_asset, **left,
             )
         ]
 
@@ -317,6 +362,7 @@ class Stop:
             "cancel_requested": self.cancel_requested, "last_tick_ts": self.last_tick_ts, "filled": str(self.filled),
             "quote": str(self.quote), "fees": str(self.fees), "order_filled": str(self.order_filled),
             "exec_reported": s(self.exec_reported), "trade_ids": list(self.trade_ids),
+            "exit": self.exit.to_dict(),
         }
 
     @classmethod
@@ -333,4 +379,5 @@ class Stop:
         st.filled, st.quote, st.fees = Decimal(d["filled"]), Decimal(d["quote"]), Decimal(d["fees"])
         st.order_filled, st.exec_reported = Decimal(d["order_filled"]), o(d["exec_reported"])
         st.trade_ids = [int(t) for t in d["trade_ids"]]
+        st.exit = SellUntilFlat.from_dict(d.get("exit"))
         return st

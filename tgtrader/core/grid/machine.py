@@ -29,6 +29,7 @@ from typing import Any
 from tgtrader.core.accounting import Ledger, Position, annualized_return_pct, base_received, fee_in_quote
 from tgtrader.core.chase import Chase
 from tgtrader.core.events import CoreEvent, GridRoundTrip, GridStateChanged, StopTriggered
+from tgtrader.core.exit import SellUntilFlat, Step
 from tgtrader.core.grid.plan import GridConfig, compute_levels, quantity_per_order
 from tgtrader.core.grid.state import (
     GRID_TRANSITIONS,
@@ -52,6 +53,7 @@ from tgtrader.types import (
     OrderType,
     OrderUpdate,
     PlaceOrder,
+    ReadBalance,
     Side,
     Tick,
 )
@@ -101,6 +103,7 @@ class Grid:
         self.start_pending = False  # start buy not yet complete: holding sells wait for it
         self.chase: Chase | None = None
         self.chase_trades: list[int] = []
+        self.exit = SellUntilFlat()  # sell until flat after a stop with sell (SL/TP, /grid stop ID sell, panic)
         self._events: list[CoreEvent] = []
 
     # ------------------------------------------------------------ small helpers
@@ -111,8 +114,9 @@ class Grid:
 
     @property
     def active(self) -> bool:
-        """Takes ticks, timers, fills and order updates (a paused grid still watches its stops)."""
-        return self.state in (RUNNING, PAUSED)
+        """Takes ticks, timers, fills and order updates (a paused grid still watches its stops; a stopped grid
+        that is selling its base until flat still needs prices and timers)."""
+        return self.state in (RUNNING, PAUSED) or self.exit.working
 
     @property
     def watching(self) -> bool:
@@ -298,7 +302,8 @@ class Grid:
         out = self._cancel_all()
         self._pool_all()
         if sell:
-            out += self._exit_sell(ts)
+            self.exit.begin(ts, reason)
+            out += self._exit_step(ts)
         return out
 
     def _pool_all(self) -> None:
@@ -308,14 +313,45 @@ class Grid:
             iv.base = iv.cost = ZERO
             self._set_interval(iv, WAITING)
 
-    def _exit_sell(self, ts: int) -> list[Intent]:
-        qty = self.rules.round_qty(self.pool_base, market=True)
-        ref = self.last_price
-        if not self._tradable(Side.SELL, qty, ref, market=True):
-            return [self._alert("grid-residue", qty=str(self.pool_base), base_asset=self.rules.base_asset)]
-        cid = self._cid("z", Side.SELL)
-        self.orders[cid] = GridOrder(cid, "exit", None, Side.SELL, None, qty)
-        return [PlaceOrder(self.config.symbol, cid, Side.SELL, OrderType.MARKET, qty, None, None, None, self.owner)]
+    def _sellable(self, qty: Decimal) -> Decimal:
+        q = self.rules.round_qty(qty, market=True)
+        return q if self._tradable(Side.SELL, q, self.last_price, market=True) else ZERO
+
+    def _exit_step(self, ts: int) -> list[Intent]:
+        """One step of the exit (core/exit.py): wait for the grid's own orders to end and their fills to arrive,
+        then sell the pool at market, leg after leg, until what is left no longer passes the filters."""
+        if not self.exit.working:
+            return []
+        busy = any(o.role != "exit" for o in self.orders.values()) or (
+            self.chase is not None and not self.chase.done)
+        leg_working = any(o.role == "exit" for o in self.orders.values())
+        act = self.exit.step(self.pool_base, busy, leg_working, ts, self._sellable)
+        if act.step is Step.SELL:
+            cid = self._cid("z", Side.SELL)
+            self.orders[cid] = GridOrder(cid, "exit", None, Side.SELL, None, act.qty)
+            self.exit.placed(cid)
+            return [PlaceOrder(self.config.symbol, cid, Side.SELL, OrderType.MARKET, act.qty, None, None, None,
+                               self.owner)]
+        if act.step is Step.NEED_BALANCE:
+            return [ReadBalance(self.rules.base_asset, self.owner)]
+        if act.step is Step.DONE:
+            return [self._exit_alert()]
+        return []
+
+    def _exit_alert(self) -> AlertIntent:
+        ex = self.exit
+        left: dict[str, object] = {}
+        if ex.residue > 0:
+            left = {"residue": str(ex.residue), "why_left": ex.why_left,
+                    "free": None if ex.free is None else str(ex.free)}
+        return self._alert("exit-finished", reason=ex.reason, legs=ex.legs, state=ex.state.value,
+                           base_asset=self.rules.base_asset, **left)
+
+    def on_balance(self, asset: str, free: Decimal, ts: int) -> list[Intent]:
+        if asset != self.rules.base_asset or not self.exit.working:
+            return []
+        self.exit.on_balance(free)
+        return self._exit_step(ts)
 
     # ------------------------------------------------------------ market events
 
@@ -331,7 +367,7 @@ class Grid:
             out += self.chase.on_tick(tick)
         # a paused grid still holds base, so its stops keep watching; after a panic the base was sold already
         if self.state not in (RUNNING, PAUSED) or self.stop_reason == "panic":
-            return out
+            return out + self._exit_step(tick.ts_ms)
         cfg = self.config
         kind = None
         if cfg.stop_loss is not None and price <= cfg.stop_loss:
@@ -363,7 +399,7 @@ class Grid:
             if self.chase.done:
                 out += self._after_chase(ts)
             return out
-        return []
+        return self._exit_step(ts)
 
     # ------------------------------------------------------------ order events
 
@@ -384,9 +420,12 @@ class Grid:
         o.final_status = upd.status.value
         o.exec_reported = upd.executed_qty
         out = []
-        if upd.status is OrderStatus.REJECTED:
+        if o.role == "exit":
+            if self.exit.leg_ended(o.cid, upd.status, upd.reject_reason, self.pool_base):
+                out.append(self._exit_alert())
+        elif upd.status is OrderStatus.REJECTED:
             out.append(self._alert("order-rejected", client_order_id=o.cid, reject_text=upd.reject_text))
-        return out + self._maybe_complete(o, upd.ts_ms)
+        return out + self._maybe_complete(o, upd.ts_ms) + self._exit_step(upd.ts_ms)
 
     def on_fill(self, fill: Fill, fee_quote: Decimal | None = None) -> list[Intent]:
         self.last_ts = max(self.last_ts, fill.ts_ms)
@@ -434,7 +473,7 @@ class Grid:
             else:
                 self.pool_base -= fill.qty
                 self.pool_cost -= part
-        return self._maybe_complete(o, fill.ts_ms)
+        return self._maybe_complete(o, fill.ts_ms) + self._exit_step(fill.ts_ms)
 
     def _maybe_complete(self, o: GridOrder, ts: int) -> list[Intent]:
         full = o.filled >= o.qty

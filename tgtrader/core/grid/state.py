@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tgtrader.core.accounting import Ledger
 from tgtrader.core.chase import Chase
+from tgtrader.core.exit import SellUntilFlat
 from tgtrader.core.rules import SymbolRules
 from tgtrader.core.states import Transitions
 from tgtrader.types import Side
@@ -114,6 +115,7 @@ def grid_to_state(g: Grid) -> dict[str, Any]:
         "last_price": s(g.last_price),
         "last_ts": g.last_ts,
         "pool_base": str(g.pool_base),
+        "exit": g.exit.to_dict(),
         "pool_cost": str(g.pool_cost),
         "start_pending": g.start_pending,
         "chase": None if g.chase is None else g.chase.to_state(),
@@ -147,6 +149,7 @@ def load_grid_state(g: Grid, d: dict[str, Any], rules: SymbolRules) -> None:
     g.start_pending = bool(d["start_pending"])
     g.chase = None if d["chase"] is None else Chase.from_state(d["chase"], rules)
     g.chase_trades = [int(t) for t in d.get("chase_trades", [])]
+    g.exit = SellUntilFlat.from_dict(d.get("exit"))
 
 
 def _opt_str(v: object) -> str | None:
