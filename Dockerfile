@@ -34,8 +34,10 @@ EXPOSE 8080
 USER tgtrader
 WORKDIR /data
 
-# Local checks only (settings, database, log dir): a healthcheck must not depend on the network.
-HEALTHCHECK --interval=60s --timeout=20s --start-period=30s --retries=3 \
-    CMD ["tgtrader", "doctor", "--quick"]
+# Reads the heartbeat `tgtrader run` rewrites every 10 s next to the database (no network): healthy while
+# trading or alive and retrying an unreachable exchange; unhealthy when the heartbeat is stale (hung or gone)
+# or the bot needs a person (the exchange refuses the key, the database cannot be written).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["tgtrader", "health"]
 
 CMD ["tgtrader", "run"]

@@ -11,11 +11,14 @@ import argparse
 import asyncio
 import signal
 import sys
+import time
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
+from tgtrader import health
 from tgtrader.config import Settings, load_settings
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import EventBus
@@ -24,6 +27,15 @@ from tgtrader.core.service import TradingCore
 from tgtrader.exchange.binance import BinanceExchange
 from tgtrader.exchange.paper import PaperExchange
 from tgtrader.logging_setup import setup_logging
+from tgtrader.startup import (
+    RETRY_CAP_S,
+    RETRY_FIRST_S,
+    StartingApi,
+    describe,
+    is_auth_failure,
+    reconciled_start,
+    retry_until_started,
+)
 from tgtrader.store.core_store import CoreStore
 from tgtrader.store.db import Database
 from tgtrader.types import Tick
@@ -97,8 +109,12 @@ async def open_exchange(settings: Settings, db: Database, paper: bool) -> tuple[
     return exchange, market
 
 
-async def serve(settings: Settings, *, paper: bool, console: bool = False, stop: asyncio.Event | None = None) -> int:
-    """Run until SIGINT/SIGTERM (or `stop` is set). Orders stay resting when it stops; a restart resumes."""
+async def serve(settings: Settings, *, paper: bool, console: bool = False, stop: asyncio.Event | None = None,
+                retry_s: tuple[float, float] = (RETRY_FIRST_S, RETRY_CAP_S)) -> int:
+    """Run until SIGINT/SIGTERM (or `stop` is set). Orders stay resting when it stops; a restart resumes.
+
+    The exchange may be unreachable at start: the start is retried (backoff `retry_s` = first, cap) while the
+    chat already answers with the reason (startup.py); nothing is sent before the core has reconciled."""
     db = await Database.open(settings.db_path)
     bus = EventBus()
     mode = "paper" if paper else ("testnet" if settings.binance_testnet else "live")
@@ -112,15 +128,18 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
     core: TradingCore | None = None
     bot: Any = None
     tasks: list[asyncio.Task[Any]] = []
+    api = StartingApi(bus)  # the chat's API: refuses with the reason until the core trades, then forwards to it
+    beat = health.Heartbeat(since_ms=_now_ms())
+    beat_path = health.heartbeat_path(settings.db_path)
+    telegram_started = False
     try:
-        exchange, market = await open_exchange(settings, db, paper)
-        core = TradingCore(exchange, CoreStore(db), bus, config=core_config(settings), mode=mode)
+        tasks.append(asyncio.create_task(_heartbeat(beat_path, beat, lambda: core), name="heartbeat"))
         if settings.telegram_bot_token:
             from tgtrader.telegram.app import build_application, frontend, webhook_of
 
             app = build_application(
                 token=settings.telegram_bot_token.reveal(),
-                api=core,
+                api=api,  # type: ignore[arg-type]
                 allowed_chat_ids=settings.telegram_allowed_chat_ids,
                 db=db,
                 base_url=settings.telegram_api_base,
@@ -135,10 +154,55 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
                 # while the bot was down, and they must reach the durable outbox (found by tests/reliability).
                 bot.notifier.attach(bus)
                 bot.notifier.attach = lambda _bus: None  # type: ignore[method-assign]  # post_init: no 2nd subscription
-        await core.start()
+
+        async def attempt() -> tuple[Exchange, BinanceExchange | None, TradingCore]:
+            ex: Exchange | None = None
+            mk: BinanceExchange | None = None
+            c: TradingCore | None = None
+            try:
+                ex, mk = await open_exchange(settings, db, paper)
+                c = TradingCore(ex, CoreStore(db), bus, config=core_config(settings), mode=mode)
+                await reconciled_start(c.start, bus)  # connect, load, recover, reconcile: then trade
+                return ex, mk, c
+            except BaseException:
+                await _close_quietly(c, None, mk, ex)
+                raise
+
+        async def failed(exc: BaseException, delay: float, failures: int) -> None:
+            nonlocal telegram_started
+            broken = is_auth_failure(exc)
+            api.reason = (f"the exchange refuses the API key ({describe(exc)}); fix it and restart" if broken
+                          else f"cannot reach the exchange ({describe(exc)})")
+            state = health.BROKEN if broken else health.WAITING
+            if beat.state != state:
+                beat.since_ms = _now_ms()
+            beat.state, beat.reason = state, api.reason
+            _write_beat(beat_path, beat)
+            logger.warning("not trading yet: {}; attempt {} failed, retrying in {:.0f} s", api.reason, failures, delay)
+            if failures == 1:
+                with suppress(Exception):
+                    await db.outbox.enqueue("startup", f"\u26a0\ufe0f {api.refusal()}")
+            if bot is not None and not telegram_started:  # the chat says why, while the start is retried
+                telegram_started = True
+                tasks.append(asyncio.create_task(_start_telegram(bot), name="telegram-start"))
+
+        started = await retry_until_started(attempt, stop, failed, *retry_s)
+        if started is None:
+            logger.info("stopped before trading started")
+            return 0
+        exchange, market, core = started
+        waited = beat.state != health.STARTING
+        api.target = core
+        beat.state, beat.reason, beat.since_ms = health.TRADING, "", _now_ms()
+        _write_beat(beat_path, beat)
+        if waited:
+            logger.info("the exchange answers: reconciled, trading starts")
+            with suppress(Exception):
+                await db.outbox.enqueue("startup", "\u2705 The exchange answers again: reconciled, trading started.")
         logger.info("tgtrader running in {} mode on {}", mode, exchange.name)
-        if bot is not None:
+        if bot is not None and not telegram_started:
             # Telegram being unreachable must not stop trading: connect in the background, with backoff.
+            telegram_started = True
             tasks.append(asyncio.create_task(_start_telegram(bot), name="telegram-start"))
         if console or not settings.telegram_bot_token:
             tasks.append(asyncio.create_task(_console_then_stop(core, stop)))
@@ -163,6 +227,39 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
             with suppress(Exception):
                 await exchange.close()
         await db.close()
+        with suppress(OSError):
+            beat_path.unlink()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def _close_quietly(core: TradingCore | None, bot: Any, market: BinanceExchange | None,
+                         exchange: Exchange | None) -> None:
+    for closing in (core.stop if core else None, bot.stop if bot else None, market.close if market else None,
+                    exchange.close if exchange is not None and exchange is not market else None):
+        if closing is not None:
+            with suppress(Exception):
+                await closing()
+
+
+async def _heartbeat(path: Path, beat: health.Heartbeat, core: Any) -> None:
+    """Rewrite the heartbeat file (`tgtrader health`, Docker's HEALTHCHECK) every few seconds."""
+    while True:
+        current = core()
+        if current is not None and getattr(current, "_halted", False) and beat.state != health.BROKEN:
+            beat.state, beat.reason, beat.since_ms = (health.BROKEN, "trading halted: the database could not be "
+                                                      "written (see the log); restart once fixed", _now_ms())
+        _write_beat(path, beat)
+        await asyncio.sleep(health.BEAT_EVERY_S)
+
+
+def _write_beat(path: Path, beat: health.Heartbeat) -> None:
+    try:
+        health.write(path, beat)
+    except OSError as exc:
+        logger.warning("heartbeat {} not written: {}", path, exc)
 
 
 async def _start_telegram(bot: Any) -> None:

@@ -1,0 +1,119 @@
+"""Start in any weather (issue 19): `tgtrader run` with Binance unreachable keeps retrying, says why in the log,
+the chat and `/status`, keeps Docker's healthcheck green ("alive and trying"), and starts trading (after
+reconciling) once the exchange answers, never sending an order before."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.fake_binance import API_KEY, API_SECRET, FakeBinance
+from tests.fakes.fake_telegram import TOKEN, FakeTelegram
+from tests.fakes.tcp_gate import TcpGate
+from tgtrader import health
+from tgtrader.config import Settings, load_settings
+from tgtrader.runner import serve
+
+CHAT = 777
+
+
+def _settings(tmp: Path, gate: TcpGate, telegram: FakeTelegram) -> Settings:
+    return load_settings(env={
+        "TGTRADER_MODE": "live",
+        "BINANCE_API_KEY": API_KEY, "BINANCE_API_SECRET": API_SECRET,
+        "BINANCE_REST_URL": f"http://127.0.0.1:{gate.port}/api", "BINANCE_WS_URL": f"ws://127.0.0.1:{gate.port}/",
+        "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_ALLOWED_CHAT_IDS": str(CHAT),
+        "TELEGRAM_API_BASE": telegram.base_url,
+        "TGTRADER_DB": str(tmp / "bot.db"), "TGTRADER_LOG_DIR": str(tmp / "logs"),
+    }, env_file=None)
+
+
+def _verdict(settings: Settings) -> tuple[int, str]:
+    return health.verdict(health.read(health.heartbeat_path(settings.db_path)), int(time.time() * 1000))
+
+
+async def _answer(telegram: FakeTelegram, text: str, want: str) -> str:
+    before = len(telegram.texts_to(CHAT))
+    telegram.push_command(CHAT, text)
+    await telegram.wait_for(lambda: any(want in t for t in telegram.texts_to(CHAT)[before:]), timeout=15)
+    return next(t for t in telegram.texts_to(CHAT)[before:] if want in t)
+
+
+async def test_binance_unreachable_at_start_then_back(tmp_path: Path) -> None:
+    binance = await FakeBinance().start()
+    gate = TcpGate(binance.port)
+    await gate.open()
+    try:
+        for asset, free in (("USDT", "100000"), ("BTC", "1")):
+            binance.set_balance(asset, free)
+        await binance.set_price("BTCUSDT", "50000")
+        async with FakeTelegram() as telegram:
+            settings = _settings(tmp_path, gate, telegram)
+            # first run, exchange up: a grid is started, then the bot stops; fills happen while it is down
+            stop = asyncio.Event()
+            bot = asyncio.create_task(serve(settings, paper=False, stop=stop, retry_s=(0.2, 0.5)))
+            await telegram.wait_for(lambda: any(c.method == "getUpdates" for c in telegram.calls), timeout=15)
+            assert _verdict(settings) == (0, "trading")
+            telegram.push_command(CHAT, "/grid new BTCUSDT 49000 51000 4 400")
+            await telegram.wait_for(lambda: telegram.buttons(CHAT), timeout=15)
+            telegram.push_callback(CHAT, telegram.buttons(CHAT)[0]["callback_data"])
+            await telegram.wait_for(lambda: any("started" in t for t in telegram.texts_to(CHAT)), timeout=15)
+            stop.set()
+            assert await asyncio.wait_for(bot, 30) == 0
+            assert _verdict(settings)[0] == 1  # no bot, no heartbeat
+            posts_before = sum(binance.order_posts.values())
+            assert await binance.set_price("BTCUSDT", "49400") > 0  # a grid buy fills while the bot is down
+            await gate.close()
+
+            # second run, exchange unreachable: alive, trying, saying why; nothing sent
+            stop = asyncio.Event()
+            bot = asyncio.create_task(serve(settings, paper=False, stop=stop, retry_s=(0.2, 0.5)))
+            await telegram.wait_for(lambda: any("Not trading yet" in t for t in telegram.texts_to(CHAT)), timeout=15)
+            status = await _answer(telegram, "/status", "Not trading yet")
+            assert "cannot reach the exchange" in status
+            code, line = _verdict(settings)
+            assert code == 0 and line.startswith("alive and trying"), line
+            await asyncio.sleep(1.5)  # several retries
+            assert not bot.done()
+            assert sum(binance.order_posts.values()) == posts_before
+
+            await gate.open()
+            await telegram.wait_for(lambda: any("trading started" in t for t in telegram.texts_to(CHAT)), timeout=20)
+            status = await _answer(telegram, "/status", "Mode:")
+            assert "LIVE" in status.upper()
+            assert _verdict(settings) == (0, "trading")
+            # reconciled: the fill made while down is recorded and its counter order placed, once
+            await telegram.wait_for(lambda: sum(binance.order_posts.values()) > posts_before, timeout=15)
+            assert all(n == 1 for n in binance.order_posts.values()), binance.order_posts
+            stop.set()
+            assert await asyncio.wait_for(bot, 30) == 0
+    finally:
+        await gate.close()
+        await binance.stop()
+
+
+async def test_stop_while_waiting_for_the_exchange(tmp_path: Path) -> None:
+    binance = await FakeBinance().start()
+    gate = TcpGate(binance.port)  # never opened
+    try:
+        async with FakeTelegram() as telegram:
+            settings = _settings(tmp_path, gate, telegram)
+            stop = asyncio.Event()
+            bot = asyncio.create_task(serve(settings, paper=True, stop=stop, retry_s=(0.1, 0.2)))
+            await telegram.wait_for(lambda: any("Not trading yet" in t for t in telegram.texts_to(CHAT)), timeout=15)
+            stop.set()
+            assert await asyncio.wait_for(bot, 15) == 0
+    finally:
+        await binance.stop()
+
+
+@pytest.mark.parametrize(("state", "age_s", "code"), [
+    ("trading", 1, 0), ("waiting", 1, 0), ("starting", 1, 0), ("broken", 1, 1), ("trading", 600, 1)])
+def test_health_verdict(state: str, age_s: float, code: int) -> None:
+    now = int(time.time() * 1000)
+    beat = health.Heartbeat(state=state, reason="why", ts_ms=now - int(age_s * 1000), since_ms=now - 5000)
+    assert health.verdict(beat, now)[0] == code
+    assert health.verdict(None, now)[0] == 1
