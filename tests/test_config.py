@@ -78,7 +78,7 @@ def test_full_valid_configuration() -> None:
         ("TELEGRAM_ALLOWED_CHAT_IDS", "12,abc", "TELEGRAM_ALLOWED_CHAT_IDS: must be a comma-separated list"),
         ("TELEGRAM_ALLOWED_CHAT_IDS", ",,", "TELEGRAM_ALLOWED_CHAT_IDS: must list at least one"),
         ("TELEGRAM_API_BASE", "api.telegram.org", "TELEGRAM_API_BASE: must be a https:// or http:// URL"),
-        ("TELEGRAM_WEBHOOK_URL", "bot.example.com/hook", "TELEGRAM_WEBHOOK_URL: must be a https:// or http:// URL"),
+        ("TELEGRAM_WEBHOOK_URL", "bot.example.com/hook", "TELEGRAM_WEBHOOK_URL: must be a https:// URL"),
         ("TELEGRAM_WEBHOOK_PORT", "70000", "TELEGRAM_WEBHOOK_PORT: must be"),
         ("TELEGRAM_WEBHOOK_LISTEN", "0.0.0.0; rm", "TELEGRAM_WEBHOOK_LISTEN: must be an IP address or host name"),
         ("TELEGRAM_WEBHOOK_SECRET", "has/slash", "TELEGRAM_WEBHOOK_SECRET: does not look like a webhook secret"),
@@ -274,7 +274,7 @@ def test_webhook_settings_and_secret_masking() -> None:
              TELEGRAM_WEBHOOK_SECRET="s3cr3t_Webhook-Token")
     hook = webhook_of(s)
     assert hook is not None and (hook.url, hook.listen, hook.port, hook.path) == (
-        "https://bot.example.com/tg/hook", "0.0.0.0", 8443, "tg/hook")
+        "https://bot.example.com/tg/hook", "127.0.0.1", 8443, "tg/hook")  # the proxy in front is local
     assert hook.secret_token == "s3cr3t_Webhook-Token" and "s3cr3t" not in repr(hook) + repr(s)
     assert "s3cr3t_Webhook-Token" in s.secrets()  # masked in logs like the token and keys
     random_a = webhook_of(load(TELEGRAM_WEBHOOK_URL="https://h/x"))

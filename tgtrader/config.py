@@ -68,10 +68,14 @@ class Settings:
 
     # Telegram
     telegram_bot_token: Secret | None = None
-    telegram_allowed_chat_ids: tuple[int, ...] = ()
+    telegram_allowed_chat_ids: tuple[int, ...] = ()  # where the bot talks
+    telegram_allowed_user_ids: tuple[int, ...] = ()  # who may command (plus the owners of allowed private chats)
+    telegram_readonly_user_ids: tuple[int, ...] = ()  # may read (/status...), never trade
+    telegram_max_command_age_s: float = 60.0  # older commands (queued while offline) are never executed
+    telegram_outbox_retention_days: float = 30.0  # delivered alerts are purged after this
     telegram_api_base: str = "https://api.telegram.org/bot"
     telegram_webhook_url: str | None = None  # set: Telegram pushes updates here instead of being long-polled
-    telegram_webhook_listen: str = "0.0.0.0"
+    telegram_webhook_listen: str = "127.0.0.1"  # the TLS reverse proxy in front reaches it locally
     telegram_webhook_port: int = 8080
     telegram_webhook_secret: Secret | None = None  # unset: a random one per start
     # Binance
@@ -252,6 +256,26 @@ def _chat_ids(value: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(ids))
 
 
+def _user_ids(value: str) -> tuple[int, ...]:
+    ids = _chat_ids(value)
+    if any(i <= 0 for i in ids):
+        raise ValueError("user ids are positive numbers (a negative id is a group: put it in TELEGRAM_ALLOWED_CHAT_IDS)")
+    return ids
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def convert(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"must be a number of seconds, got {value!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be from {low:g} to {high:g}, got {value!r}")
+        return number
+
+    return convert
+
+
 def _url(*schemes: str) -> Callable[[str], str]:
     def convert(value: str) -> str:
         if not any(value.startswith(s + "://") for s in schemes) or len(value) <= len(schemes[0]) + 3:
@@ -389,8 +413,12 @@ def load_settings(
     d = Settings()  # defaults
     token = r.field("TELEGRAM_BOT_TOKEN", None, _secret("bot token", r"\d+:[A-Za-z0-9_-]+"))
     chat_ids = r.field("TELEGRAM_ALLOWED_CHAT_IDS", d.telegram_allowed_chat_ids, _chat_ids)
+    user_ids = r.field("TELEGRAM_ALLOWED_USER_IDS", d.telegram_allowed_user_ids, _user_ids)
+    readonly_ids = r.field("TELEGRAM_READONLY_USER_IDS", d.telegram_readonly_user_ids, _user_ids)
+    command_age = r.field("TELEGRAM_MAX_COMMAND_AGE_S", d.telegram_max_command_age_s, _seconds(5, 3600))
+    retention = r.field("TELEGRAM_OUTBOX_RETENTION_DAYS", d.telegram_outbox_retention_days, _seconds(1, 3650))
     api_base = r.field("TELEGRAM_API_BASE", d.telegram_api_base, _url("https", "http"))
-    webhook_url = r.field("TELEGRAM_WEBHOOK_URL", d.telegram_webhook_url, _url("https", "http"))
+    webhook_url = r.field("TELEGRAM_WEBHOOK_URL", d.telegram_webhook_url, _url("https"))  # Telegram: https only
     webhook_listen = r.field("TELEGRAM_WEBHOOK_LISTEN", d.telegram_webhook_listen, _host)
     webhook_port = r.field("TELEGRAM_WEBHOOK_PORT", d.telegram_webhook_port, _int(1, 65535))
     webhook_secret = r.field("TELEGRAM_WEBHOOK_SECRET", None,
@@ -438,6 +466,10 @@ def load_settings(
     return Settings(
         telegram_bot_token=token,
         telegram_allowed_chat_ids=chat_ids,
+        telegram_allowed_user_ids=user_ids,
+        telegram_readonly_user_ids=readonly_ids,
+        telegram_max_command_age_s=command_age,
+        telegram_outbox_retention_days=retention,
         telegram_api_base=api_base,
         telegram_webhook_url=webhook_url,
         telegram_webhook_listen=webhook_listen,
@@ -473,6 +505,10 @@ def env_variable_names() -> list[str]:
 ENV_VARS: tuple[str, ...] = (
     "TELEGRAM_BOT_TOKEN",
     "TELEGRAM_ALLOWED_CHAT_IDS",
+    "TELEGRAM_ALLOWED_USER_IDS",
+    "TELEGRAM_READONLY_USER_IDS",
+    "TELEGRAM_MAX_COMMAND_AGE_S",
+    "TELEGRAM_OUTBOX_RETENTION_DAYS",
     "TELEGRAM_API_BASE",
     "TELEGRAM_WEBHOOK_URL",
     "TELEGRAM_WEBHOOK_LISTEN",

@@ -69,6 +69,9 @@ async def diagnose(
     _emit(out, checks, await _database_check(settings))
     _emit(out, checks, _log_dir_check(settings))
     _emit(out, checks, _telegram_config_check(settings))
+    env_check = _env_file_check(env_file)
+    if env_check is not None:
+        _emit(out, checks, env_check)
 
     if quick:
         _emit(out, checks, Check(SKIP, "network", "skipped with --quick (clock, Binance, Telegram)"))
@@ -150,8 +153,34 @@ def _log_dir_check(s: Settings) -> Check:
 def _telegram_config_check(s: Settings) -> Check:
     if not s.telegram_bot_token:
         return Check(WARN, "telegram", "no TELEGRAM_BOT_TOKEN: the bot cannot be controlled from Telegram")
+    from tgtrader.telegram.access import Access
+
+    access = Access.of(s.telegram_allowed_chat_ids, s.telegram_allowed_user_ids, s.telegram_readonly_user_ids)
+    warnings = access.warnings()
+    if warnings:
+        return Check(WARN, "telegram", warnings[0])
     chats = ", ".join(str(c) for c in s.telegram_allowed_chat_ids)
-    return Check(OK, "telegram", f"token set; allowed chats: {chats}")
+    users = ", ".join(str(u) for u in sorted(access.traders))
+    return Check(OK, "telegram", f"token set; allowed chats: {chats}; may command: {users}")
+
+
+def _env_file_check(env_file: str | None) -> Check | None:
+    """The .env holds the keys: readable by other users of the machine, they can trade (or worse)."""
+    import os
+    import stat
+    from pathlib import Path
+
+    from tgtrader.config import DEFAULT_ENV_FILE
+
+    path = Path(env_file) if env_file else DEFAULT_ENV_FILE
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return Check(WARN, "env file", f"{path} is readable by other users (mode {stat.S_IMODE(mode):o});"
+                                       f" run: chmod 600 {path}")
+    return Check(OK, "env file", f"{path} is private (mode {stat.S_IMODE(mode):o})")
 
 
 # ---------------------------------------------------------------------------- network checks

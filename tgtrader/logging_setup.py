@@ -52,6 +52,11 @@ class Masker:
                     needles.add(tail)
         self._needles = sorted(needles, key=len, reverse=True)
 
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Mask these too (e.g. a webhook secret generated at start), keeping the ones already set."""
+        current = set(self._needles)
+        self.set_secrets([*current, *secrets])
+
     def __call__(self, text: str) -> str:
         for needle in self._needles:
             if needle in text:

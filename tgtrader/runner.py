@@ -135,18 +135,17 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
     try:
         tasks.append(asyncio.create_task(_heartbeat(beat_path, beat, lambda: core), name="heartbeat"))
         if settings.telegram_bot_token:
-            from tgtrader.telegram.app import build_application, frontend, webhook_of
+            from tgtrader.telegram.app import build_application, frontend, telegram_options
 
             app = build_application(
                 token=settings.telegram_bot_token.reveal(),
                 api=api,  # type: ignore[arg-type]
-                allowed_chat_ids=settings.telegram_allowed_chat_ids,
                 db=db,
                 base_url=settings.telegram_api_base,
                 base_file_url=settings.telegram_api_base.replace("/bot", "/file/bot"),
                 extra_secrets=settings.secrets(),
                 daily_summary_utc=settings.daily_summary_utc,
-                webhook=webhook_of(settings),
+                **telegram_options(settings),  # chats, users, command age, webhook (issue 16)
             )
             bot = frontend(app)
             if bot.notifier is not None:

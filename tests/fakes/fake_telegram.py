@@ -43,6 +43,7 @@ class FakeTelegram:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat, message_id) -> message the bot sent
         self.commands: list[dict[str, Any]] = []
         self.unreachable = False
+        self.revoked = False  # True: the bot's token is refused (401), as after /revoke in @BotFather
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(100)
@@ -50,6 +51,8 @@ class FakeTelegram:
         self._wake = asyncio.Event()
         self._closing = False
         self._failures: dict[str, list[int]] = {}  # method -> retry_after per upcoming call
+        self.chat_errors: dict[int, tuple[int, str, dict[str, Any]]] = {}  # chat -> (status, description, params)
+        self.delays: dict[str, float] = {}  # method -> seconds the fake waits before answering
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.webhook: dict[str, Any] | None = None  # setWebhook's parameters while a webhook is set
@@ -102,6 +105,15 @@ class FakeTelegram:
         """The next `times` calls of `method` answer HTTP 429 with parameters.retry_after."""
         self._failures.setdefault(method, []).extend([retry_after] * times)
 
+    def migrate_chat(self, old: int, new: int) -> None:
+        """`old` was upgraded to a supergroup: sends to it answer 400 with parameters.migrate_to_chat_id."""
+        self.chat_errors[old] = (400, "Bad Request: group chat was upgraded to a supergroup chat",
+                                 {"migrate_to_chat_id": new})
+
+    def block_chat(self, chat_id: int) -> None:
+        """The user blocked the bot: sends to this chat answer 403 Forbidden."""
+        self.chat_errors[chat_id] = (403, "Forbidden: bot was blocked by the user", {})
+
     def _user(self, user_id: int) -> dict[str, Any]:
         return {"id": user_id, "is_bot": False, "first_name": f"User{user_id}", "username": f"user{user_id}"}
 
@@ -110,11 +122,12 @@ class FakeTelegram:
             return {"id": chat_id, "type": "group", "title": f"Group{chat_id}"}
         return {"id": chat_id, "type": "private", "first_name": f"User{chat_id}"}
 
-    def push_text(self, chat_id: int, text: str, user_id: int | None = None) -> int:
-        """A plain text message from a user; commands get a bot_command entity like Telegram adds."""
+    def push_text(self, chat_id: int, text: str, user_id: int | None = None, age_s: float = 0.0) -> int:
+        """A plain text message from a user (sent `age_s` ago: Telegram keeps updates while the bot is
+        offline and delivers them with their original date); commands get a bot_command entity."""
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
-            "date": int(time.time()),
+            "date": int(time.time() - age_s),
             "chat": self._chat(chat_id),
             "from": self._user(user_id if user_id is not None else abs(chat_id)),
             "text": text,
@@ -135,9 +148,9 @@ class FakeTelegram:
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
         return self._push({"edited_message": message})
 
-    def push_command(self, chat_id: int, command: str, user_id: int | None = None) -> int:
+    def push_command(self, chat_id: int, command: str, user_id: int | None = None, age_s: float = 0.0) -> int:
         """push_command(777, 'grid new BTCUSDT ...') or with the leading slash."""
-        return self.push_text(chat_id, command if command.startswith("/") else "/" + command, user_id)
+        return self.push_text(chat_id, command if command.startswith("/") else "/" + command, user_id, age_s)
 
     def push_callback(self, chat_id: int, data: str, message_id: int | None = None, user_id: int | None = None,
                       message_text: str = "") -> str:
@@ -254,7 +267,7 @@ class FakeTelegram:
             if request.transport is not None:
                 request.transport.close()
             raise web.HTTPBadGateway()
-        if request.match_info["token"] != self.token:
+        if request.match_info["token"] != self.token or self.revoked:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         method = request.match_info["method"]
         params, files = await self._params(request)
@@ -270,6 +283,16 @@ class FakeTelegram:
             }, status=429)
         if method != "getUpdates":
             self.sent.put_nowait(call)
+        if self.delays.get(method):
+            await asyncio.sleep(self.delays[method])
+        chat_error = self.chat_errors.get(_int(params.get("chat_id")) or 0)
+        if chat_error is not None and method.startswith(("send", "edit")):
+            status, description, parameters = chat_error
+            call.ok = False
+            body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+            if parameters:
+                body["parameters"] = parameters
+            return web.json_response(body, status=status)
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found: method not found"},
@@ -289,6 +312,12 @@ class FakeTelegram:
         return True
 
     def _m_setWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        url = str(params.get("url", ""))
+        loopback = url.startswith(("http://127.0.0.1", "http://localhost"))  # tests' own webhook servers
+        if url and not url.startswith("https://") and not loopback:
+            return _bad("Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        if ".invalid/" in url or url.endswith(".invalid"):  # RFC 2606: never resolves
+            return _bad("Bad Request: bad webhook: Failed to resolve host: Name or service not known")
         self.webhook = dict(params)
         return True
 

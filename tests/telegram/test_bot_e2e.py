@@ -75,7 +75,8 @@ async def make_stack(tmp_path: Path, fake: FakeTelegram, **kw: object) -> Stack:
     options: dict[str, object] = dict(alert_window_s=0.15, per_chat_interval_s=0.0, notifier_poll_s=0.05,
                                       max_retries=2)
     options.update(kw)
-    app = build_application(token=fake.token, api=core, allowed_chat_ids=[ALICE, BOB], db=db,
+    options.setdefault("allowed_chat_ids", [ALICE, BOB])
+    app = build_application(token=fake.token, api=core, db=db,
                             base_url=fake.base_url, base_file_url=fake.base_file_url, **options)  # type: ignore[arg-type]
     bot = frontend(app)
     await bot.start(poll_timeout=1)
@@ -355,7 +356,7 @@ async def test_rejected_token_is_a_config_error_without_the_token(tmp_path: Path
     app = build_application(token=bad, api=core, allowed_chat_ids=[ALICE], db=db, base_url=fake.base_url)
     try:
         with pytest.raises(ConfigError) as info:
-            await frontend(app).start(poll_timeout=1)
+            await frontend(app).start(poll_timeout=1, wait=True)
         assert "WRONG-secret" not in str(info.value)
     finally:
         await frontend(app).stop()

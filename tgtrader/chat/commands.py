@@ -100,6 +100,24 @@ BY_NAME: dict[str, Command] = {c.name: c for c in COMMANDS}
 assert set(BY_NAME) == set(p.PARSERS), "command table and parser disagree"
 
 
+READ_ONLY = frozenset({"start", "help", "status", "balance", "orders", "pnl", "size", "stops", "chart"})
+READ_ONLY_GRID = frozenset({"list", "show"})
+
+
+def is_read_only(text: str) -> bool:
+    """True for a message that only reads (status, lists, help); False for anything that may trade or change
+    state, and for text that is not a known command (it is answered without acting either way)."""
+    try:
+        name, args = p.split_command(text)
+    except p.ParseError:
+        return True
+    if name not in BY_NAME:
+        return True
+    if name in READ_ONLY or p.wants_help(args):
+        return True
+    return name == "grid" and (not args or args[0].lower() in READ_ONLY_GRID)
+
+
 def menu() -> list[tuple[str, str]]:
     """(command, description) pairs for Telegram's set_my_commands (descriptions <= 256 chars)."""
     return [(c.name, c.description[:256]) for c in COMMANDS]

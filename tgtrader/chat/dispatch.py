@@ -8,6 +8,7 @@ foreign token does nothing and the answer says why.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import re
 import secrets
@@ -28,6 +29,9 @@ from tgtrader.errors import ExchangeError, TgTraderError
 DATA_PREFIX = "b1:"
 _DATA_RE = re.compile(r"^b1:[A-Za-z0-9_-]{16}$")
 SYMBOLS_TTL_S = 600.0
+# The person whose message is being answered: buttons bound while answering it are theirs alone (in a group,
+# another member must not confirm someone else's PANIC). None: the console, or a transport without users.
+_asker: contextvars.ContextVar[int | None] = contextvars.ContextVar("asker", default=None)
 
 
 @dataclass(slots=True)
@@ -38,6 +42,7 @@ class _Pending:
     expires_at: float
     group: str
     used: bool = False
+    user_id: int | None = None  # who asked: only they may press it
 
 
 class Dispatcher:
@@ -68,9 +73,17 @@ class Dispatcher:
 
     # ------------------------------------------------------------ commands
 
-    async def dispatch(self, text: str, chat_id: int) -> Reply:
-        """Answer one message. ParseError/ApiError/ExchangeError become short answers; anything else
-        propagates to the front end's error handler (see `internal_error`)."""
+    async def dispatch(self, text: str, chat_id: int, user_id: int | None = None) -> Reply:
+        """Answer one message (from `user_id`, when the transport knows people). ParseError/ApiError/
+        ExchangeError become short answers; anything else propagates to the front end's error handler
+        (see `internal_error`)."""
+        token = _asker.set(user_id)
+        try:
+            return await self._dispatch(text, chat_id)
+        finally:
+            _asker.reset(token)
+
+    async def _dispatch(self, text: str, chat_id: int) -> Reply:
         try:
             name, args = p.split_command(text)
             if name not in BY_NAME:
@@ -135,19 +148,20 @@ class Dispatcher:
         self._prune()
         group = secrets.token_urlsafe(6)
         now = self.clock()
+        asker = _asker.get()
         out: list[tuple[Button, ...]] = []
         for row in rows:
             buttons = []
             for spec in row:
                 token = secrets.token_urlsafe(12)  # 16 chars
                 ttl = spec.ttl_s if spec.ttl_s is not None else self.confirm_ttl_s
-                self._pending[token] = _Pending(chat_id, spec.action, spec.payload, now + ttl, group)
+                self._pending[token] = _Pending(chat_id, spec.action, spec.payload, now + ttl, group, user_id=asker)
                 buttons.append(Button(spec.label, DATA_PREFIX + token))
             out.append(tuple(buttons))
         return tuple(out)
 
-    async def press(self, data: str, chat_id: int) -> Reply:
-        """A button was pressed in `chat_id`. Validates the token before anything happens."""
+    async def press(self, data: str, chat_id: int, user_id: int | None = None) -> Reply:
+        """A button was pressed in `chat_id` by `user_id`. Validates the token before anything happens."""
         if not isinstance(data, str) or not _DATA_RE.match(data):
             logger.warning("chat {} sent malformed callback data", chat_id)
             return Reply("This button is not valid; nothing was done.", toast="Invalid button")
@@ -158,6 +172,10 @@ class Dispatcher:
         if entry.chat_id != chat_id:
             logger.warning("chat {} pressed a button issued to another chat", chat_id)
             return Reply("This button belongs to another chat; nothing was done.", toast="Not your button")
+        if entry.user_id is not None and user_id != entry.user_id:
+            logger.warning("user {} pressed a button issued to user {} in chat {}", user_id, entry.user_id, chat_id)
+            return Reply("Only the person who asked can press this button; nothing was done.",
+                         toast="Only the person who asked can press this")
         if entry.used:
             return Reply("This button was already used; nothing was done.", toast="Already used")
         if self.clock() > entry.expires_at:
@@ -168,6 +186,7 @@ class Dispatcher:
         action = BUTTON_ACTIONS.get(entry.action)
         if action is None:  # pragma: no cover - only registered actions are bound
             return Reply("Unknown button; nothing was done.", toast="Unknown")
+        token = _asker.set(user_id)  # a button's answer may bind new buttons: theirs too
         try:
             reply = await action(self, chat_id, entry.payload)
         except ApiError as exc:
@@ -176,6 +195,8 @@ class Dispatcher:
             reply = Reply(f"exchange error: {exc}", edit=True, toast="Exchange error")
         except TgTraderError as exc:
             reply = Reply(f"error: {exc}", edit=True, toast="Error")
+        finally:
+            _asker.reset(token)
         return self._clean(reply)
 
     def _prune(self) -> None:

@@ -89,6 +89,14 @@ class OutboxRepo:
         r = await self._db.fetchone("SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL")
         return int(r[0]) if r else 0
 
+    async def retarget(self, old_chat_id: int, new_chat_id: int, channel: str = DEFAULT_CHANNEL) -> int:
+        """Unsent alerts for a chat that changed id (a group upgraded to a supergroup) go to its new id."""
+        return await self._db.execute(
+            "UPDATE outbox SET chat_id = ?, next_attempt_ms = MIN(next_attempt_ms, created_ms)"
+            " WHERE chat_id = ? AND sent_ms IS NULL AND channel = ?",
+            (new_chat_id, old_chat_id, channel),
+        )
+
     async def purge_sent(self, older_than_ms: int) -> int:
         """Delete delivered alerts sent before `older_than_ms` (housekeeping)."""
         return await self._db.execute(

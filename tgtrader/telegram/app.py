@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 from telegram import BotCommand, Update
-from telegram.error import InvalidToken, NetworkError
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -37,10 +37,14 @@ from tgtrader.chat.commands import COMMANDS, menu
 from tgtrader.chat.dispatch import Dispatcher
 from tgtrader.core.api import TradingApi
 from tgtrader.errors import ConfigError
-from tgtrader.telegram.handlers import TelegramHandlers
+from tgtrader.telegram.access import Access
+from tgtrader.telegram.handlers import ANSWER_TIMEOUT_S, MAX_COMMAND_AGE_S, TelegramHandlers
 from tgtrader.telegram.notify import Notifier
 
 BOT_DATA_KEY = "tgtrader"
+POLLING_TASK = "Updater:start_polling:polling_task"  # python-telegram-bot 22's name for its polling task
+TOKEN_RETRY_S = 300.0  # a rejected token is retried this slowly (it only comes back if BotFather restores it)
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,20 @@ class Webhook:
     inject updates; the default secret is random per start (setWebhook registers it each time)."""
 
     url: str
-    listen: str = "0.0.0.0"
+    listen: str = "127.0.0.1"  # the TLS reverse proxy in front reaches it locally
     port: int = 8080
     secret_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+
+    def __post_init__(self) -> None:
+        """Telegram delivers only to https:// (setWebhook answers 400 otherwise, and the bot would never hear a
+        command); plain http is accepted for a loopback address only (a local Bot API server, tests)."""
+        parts = urlsplit(self.url)
+        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK):
+            raise ConfigError([f"TELEGRAM_WEBHOOK_URL: Telegram only delivers updates to an https:// URL,"
+                               f" got {parts.scheme or 'no'}:// (put a TLS reverse proxy in front)"])
+        from tgtrader.logging_setup import masker
+
+        masker.add_secrets([self.secret_token])  # random per start: settings.secrets() does not know it
 
     @property
     def path(self) -> str:
@@ -65,8 +80,12 @@ class TelegramBot:
 
     def __init__(self, app: Application, dispatcher: Dispatcher, handlers: TelegramHandlers,
                  notifier: Notifier | None, api: TradingApi, connect_retry_s: float = 1.0,
-                 webhook: Webhook | None = None) -> None:
+                 webhook: Webhook | None = None, db: Any = None, token_retry_s: float = TOKEN_RETRY_S) -> None:
         self.app = app
+        self.db = db
+        self.access = handlers.access
+        self.token_retry_s = token_retry_s
+        self.fatal: str | None = None  # why Telegram is unusable (rejected token, refused setup), for /status
         self.webhook = webhook
         self.dispatcher = dispatcher
         self.handlers = handlers
@@ -75,6 +94,7 @@ class TelegramBot:
         self.connect_retry_s = connect_retry_s
         self._notifier_started = False
         self._connect_task: asyncio.Task[None] | None = None
+        self._watched: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
     async def _start_notifier(self) -> None:
@@ -101,18 +121,77 @@ class TelegramBot:
         configuration error, raised without the token in the message.
         """
         self._stopping = False
+        self.handlers.started_at = self.handlers.wall_clock()  # commands sent before this never trade
+        if self.db is not None:
+            await self.access.load(self.db.kv)  # supergroup upgrades seen before
+        for warning in self.access.warnings():
+            logger.warning(warning)
         await self._start_notifier()
         try:
             await self._connect(poll_timeout, poll_interval)
         except InvalidToken:
-            raise ConfigError(["Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"]) from None
+            if wait:
+                raise ConfigError(["Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"]) from None
+            self._token_rejected()
+            self._retry_in_background(poll_timeout, poll_interval, self.token_retry_s)
+        except (BadRequest, Forbidden) as exc:  # permanent (BadRequest is a NetworkError in PTB 22): no retry loop
+            self.fatal = f"Telegram refused the bot's setup: {exc}"
+            if wait:
+                raise ConfigError([self.fatal]) from None
+            logger.critical("{}; commands cannot reach the bot (trading goes on); fix the settings and restart",
+                            self.fatal)
         except NetworkError as exc:
             if wait:
                 raise
             logger.warning("Telegram unreachable ({}); trading goes on, connecting in the background",
                            type(exc).__name__)
+            self._retry_in_background(poll_timeout, poll_interval, self.connect_retry_s)
+
+    def _retry_in_background(self, poll_timeout: float, poll_interval: float, delay: float) -> None:
+        if self._connect_task is None or self._connect_task.done():
             self._connect_task = asyncio.get_running_loop().create_task(
-                self._connect_forever(poll_timeout, poll_interval), name="telegram-connect")
+                self._connect_forever(poll_timeout, poll_interval, delay), name="telegram-connect")
+
+    def _token_rejected(self) -> None:
+        self.fatal = "Telegram rejected the bot token (revoked?)"
+        logger.critical("FATAL: Telegram rejected TELEGRAM_BOT_TOKEN (revoked or wrong): no commands and no alerts"
+                        " until it is fixed with @BotFather; trading goes on; retrying every {:.0f} s",
+                        self.token_retry_s)
+        if self.notifier is not None:
+            self.notifier.pause(self.token_retry_s)
+
+    def _watch_polling(self, poll_timeout: float, poll_interval: float) -> None:
+        """PTB's polling loop ends for good on InvalidToken (a token revoked while running), silently: notice
+        it, say so loudly, and keep probing slowly."""
+        for task in asyncio.all_tasks():
+            if task.get_name() != POLLING_TASK or task in self._watched or task.done():
+                continue
+            self._watched.add(task)
+
+            def done(t: asyncio.Task[Any]) -> None:
+                self._watched.discard(t)
+                if self._stopping or t.cancelled() or not isinstance(t.exception(), InvalidToken):
+                    return
+                self._token_rejected()
+                asyncio.get_running_loop().create_task(self._after_polling_died(poll_timeout, poll_interval))
+
+            task.add_done_callback(done)
+
+    async def _after_polling_died(self, poll_timeout: float, poll_interval: float) -> None:
+        updater = self.app.updater
+        if updater is not None and updater.running:
+            try:
+                await updater.stop()
+            except Exception as exc:  # awaiting the dead polling task re-raises its InvalidToken
+                logger.debug("updater stop after a rejected token: {}", type(exc).__name__)
+                # PTB 22.8 then keeps its stop event set and the dead task: the next start_polling would end
+                # at once. Reset both (private names, checked by tests/telegram/test_chat_safety.py).
+                event = getattr(updater, "_Updater__polling_task_stop_event", None)
+                if isinstance(event, asyncio.Event):
+                    event.clear()
+                if hasattr(updater, "_Updater__polling_task"):
+                    setattr(updater, "_Updater__polling_task", None)  # noqa: B010
+        self._retry_in_background(poll_timeout, poll_interval, self.token_retry_s)
 
     async def _connect(self, poll_timeout: float, poll_interval: float) -> None:
         await self.app.initialize()  # getMe; safe to call again after a failure
@@ -124,6 +203,7 @@ class TelegramBot:
             return
         if self.webhook is None:
             await self.app.updater.start_polling(timeout=poll_timeout, poll_interval=poll_interval)
+            self._watch_polling(poll_timeout, poll_interval)
             return
         # setWebhook first (a failure raises and is retried like polling's), then the server starts listening
         await self.app.updater.start_webhook(
@@ -132,8 +212,7 @@ class TelegramBot:
         )
         logger.info("Telegram webhook registered; listening on {}:{}", self.webhook.listen, self.webhook.port)
 
-    async def _connect_forever(self, poll_timeout: float, poll_interval: float) -> None:
-        delay = self.connect_retry_s
+    async def _connect_forever(self, poll_timeout: float, poll_interval: float, delay: float) -> None:
         while not self._stopping:
             await asyncio.sleep(delay)
             if self._stopping:
@@ -141,15 +220,21 @@ class TelegramBot:
             try:
                 await self._connect(poll_timeout, poll_interval)
                 logger.info("Telegram reachable again; {}", "polling" if self.webhook is None else "webhook set")
+                self.fatal = None
                 if self.notifier is not None:
                     self.notifier.wake(network_back=True)
                 return
             except InvalidToken:
-                logger.error("Telegram rejected the bot token; the bot stays offline (trading goes on)")
+                logger.critical("FATAL: Telegram still rejects the bot token; retrying in {:.0f} s (trading goes on)",
+                                self.token_retry_s)
+                delay = self.token_retry_s
+            except (BadRequest, Forbidden) as exc:
+                self.fatal = f"Telegram refused the bot's setup: {exc}"
+                logger.critical("{}; no more retries (trading goes on); fix the settings and restart", self.fatal)
                 return
             except NetworkError as exc:
                 logger.info("Telegram still unreachable ({})", type(exc).__name__)
-                delay = min(delay * 1.5, 30.0)
+                delay = min(max(delay, self.connect_retry_s) * 1.5, 30.0)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -198,10 +283,16 @@ def build_application(
     extra_secrets: Iterable[str] = (),
     connect_retry_s: float = 1.0,
     webhook: Webhook | None = None,
+    allowed_user_ids: Iterable[int] = (),
+    readonly_user_ids: Iterable[int] = (),
+    max_command_age_s: float = MAX_COMMAND_AGE_S,
+    answer_timeout_s: float = ANSWER_TIMEOUT_S,
+    token_retry_s: float = TOKEN_RETRY_S,
+    outbox_retention_days: float = 30.0,
 ) -> Application:
     """Build the bot. `db` is the store `Database` (its `outbox` makes alerts durable); without it no
     alerts are sent. `base_url` points PTB at another Bot API server (e.g. a test fake)."""
-    allowed = frozenset(int(x) for x in allowed_chat_ids)
+    access = Access.of(allowed_chat_ids, allowed_user_ids, readonly_user_ids)
     builder = ApplicationBuilder().token(token).rate_limiter(AIORateLimiter(max_retries=max_retries))
     if base_url:
         builder = builder.base_url(base_url)
@@ -210,14 +301,16 @@ def build_application(
     builder = builder.concurrent_updates(False)
     app = builder.build()
 
+    hidden = [token, *extra_secrets]
     notifier: Notifier | None = None
     if db is not None:
         async def send(chat_id: int, text: str) -> object:
-            return await app.bot.send_message(chat_id, text)
+            return await app.bot.send_message(chat_id, scrub(text, hidden))
 
         notifier = Notifier(
-            db, send, lambda: allowed, window_s=alert_window_s, stream_down_alert_s=stream_down_alert_s,
-            per_chat_interval_s=per_chat_interval_s, poll_s=notifier_poll_s,
+            db, send, access.recipients, window_s=alert_window_s, stream_down_alert_s=stream_down_alert_s,
+            per_chat_interval_s=per_chat_interval_s, poll_s=notifier_poll_s, access=access,
+            retention_s=outbox_retention_days * 86400,
         )
 
     def on_subscribe(chat_id: int) -> None:
@@ -229,10 +322,11 @@ def build_application(
 
     dispatcher = Dispatcher(
         api, bot_name=bot_name, preview_ttl_s=preview_ttl_s, confirm_ttl_s=confirm_ttl_s,
-        on_subscribe=on_subscribe, secrets_to_hide=[token, *extra_secrets], progress=progress,
+        on_subscribe=on_subscribe, secrets_to_hide=hidden, progress=progress,
     )
-    handlers = TelegramHandlers(dispatcher, allowed)
-    bot = TelegramBot(app, dispatcher, handlers, notifier, api, connect_retry_s, webhook)
+    handlers = TelegramHandlers(dispatcher, access, max_command_age_s=max_command_age_s,
+                                answer_timeout_s=answer_timeout_s)
+    bot = TelegramBot(app, dispatcher, handlers, notifier, api, connect_retry_s, webhook, db, token_retry_s)
     app.bot_data[BOT_DATA_KEY] = bot
 
     app.add_handler(TypeHandler(Update, handlers.authorize), group=-1)
@@ -250,6 +344,26 @@ def build_application(
         app.job_queue.run_daily(bot.daily_summary, time=daily_summary_utc.replace(tzinfo=dt.UTC),
                                 name="daily-summary")
     return app
+
+
+def scrub(text: str, secrets_to_hide: Iterable[str]) -> str:
+    """Every text to the chat passes here or `Dispatcher.scrub`: no secret reaches a chat."""
+    for secret in secrets_to_hide:
+        if secret and len(secret) >= 6 and secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def telegram_options(settings: Any) -> dict[str, Any]:
+    """build_application's keyword arguments from the settings (the runner passes them all)."""
+    return dict(
+        allowed_chat_ids=settings.telegram_allowed_chat_ids,
+        allowed_user_ids=settings.telegram_allowed_user_ids,
+        readonly_user_ids=settings.telegram_readonly_user_ids,
+        max_command_age_s=settings.telegram_max_command_age_s,
+        outbox_retention_days=settings.telegram_outbox_retention_days,
+        webhook=webhook_of(settings),
+    )
 
 
 def webhook_of(settings: Any) -> Webhook | None:

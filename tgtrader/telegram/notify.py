@@ -18,12 +18,16 @@ from datetime import timedelta
 from typing import Any
 
 from loguru import logger
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError
 
 from tgtrader.chat.alerts import EVENTS, events_payload, outbox_text, render_alerts
 from tgtrader.chat.render import MAX_MESSAGE
 from tgtrader.core.events import CoreEvent, EventBus, OrderRejected, StopTriggered, StreamDown, StreamUp
 from tgtrader.store.outbox import DEFAULT_CHANNEL, OutboxRow
+from tgtrader.telegram.access import Access
+
+NOTICE = "notice"  # an outbox row carrying ready text from the front end itself (e.g. a chat migration)
+PURGE_EVERY_S = 3600.0
 
 SendFn = Callable[[int, str], Awaitable[object]]
 
@@ -68,6 +72,8 @@ class Notifier:
         poll_s: float = 1.0,
         clock_ms: Callable[[], int] = _now_ms,
         channel: str = DEFAULT_CHANNEL,
+        access: Access | None = None,
+        retention_s: float = 30 * 86400.0,
     ) -> None:
         self.db = db  # tgtrader.store.Database: its outbox, and transactions for fan-out
         self.outbox = db.outbox
@@ -83,6 +89,9 @@ class Notifier:
         self.poll_s = poll_s
         self.clock_ms = clock_ms
         self.channel = channel  # the outbox rows this notifier delivers (and writes)
+        self.access = access  # where alerts go; follows supergroup upgrades (None: `recipients` as given)
+        self.retention_s = retention_s  # sent rows older than this are purged
+        self._purged_at_ms = 0
         self._buffer: list[CoreEvent] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_tasks: set[asyncio.Task[None]] = set()
@@ -240,6 +249,8 @@ class Notifier:
         Returns how long to sleep before the next attempt.
         """
         now = self.clock_ms()
+        if now - self._purged_at_ms >= PURGE_EVERY_S * 1000:
+            await self.purge()
         paused_until = max(self._paused_until_ms, self._network_retry_ms)
         if now < paused_until:
             return (paused_until - now) / 1000
@@ -285,7 +296,14 @@ class Notifier:
             for row in batch:
                 await self.outbox.reschedule(row.id, until, f"RetryAfter {wait:.0f}s")
             return False
-        except (Forbidden, BadRequest) as exc:  # blocked, chat not started yet, chat gone
+        except ChatMigrated as exc:  # the group became a supergroup: follow it, this chat only
+            await self.chat_migrated(chat_id, int(exc.new_chat_id))
+            return False
+        except InvalidToken:  # fatal for every chat: said loudly by the front end, retried slowly
+            logger.critical("FATAL: Telegram rejected the bot token while sending alerts; they wait in the outbox")
+            self.pause(self.token_pause_s)
+            return False
+        except (Forbidden, BadRequest) as exc:  # blocked, chat not started yet, chat gone: this chat only
             await self._failed(batch, f"{type(exc).__name__}: {exc}", cap_s=max(self.backoff_cap_s, 600.0))
             return False
         except (TimeoutError, TelegramError, OSError) as exc:  # network, 5xx, timeouts
@@ -297,6 +315,35 @@ class Notifier:
             await self.outbox.mark_sent(row.id, now)
         self.sent_messages += 1
         return True
+
+    token_pause_s = 300.0
+
+    def pause(self, seconds: float) -> None:
+        """Send nothing for `seconds` (a rejected token); rows stay due."""
+        self._network_retry_ms = max(self._network_retry_ms, self.clock_ms() + int(seconds * 1000))
+
+    async def chat_migrated(self, old: int, new: int) -> None:
+        """`old` is now the supergroup `new`: remember it (database), move its waiting alerts there, and tell
+        every chat, once, which id to put in the settings."""
+        known = self.access is not None and not await self.access.migrate(self.db.kv, old, new)
+        moved = await self.outbox.retarget(old, new, channel=self.channel)
+        self._chat_next_ms.pop(old, None)
+        if not known:
+            text = (f"This group was upgraded to a supergroup: its id changed from {old} to {new}. Alerts and"
+                    f" commands follow it; replace {old} with {new} in TELEGRAM_ALLOWED_CHAT_IDS.")
+            for chat_id in sorted(set(self.recipients())):
+                await self.outbox.enqueue(NOTICE, text, chat_id, channel=self.channel, now=self.clock_ms())
+            logger.warning("chat {} migrated to {}; {} waiting alert(s) moved", old, new, moved)
+        self._wake.set()
+
+    async def purge(self) -> int:
+        """Delete sent rows older than the retention (the outbox would grow forever otherwise)."""
+        now = self.clock_ms()
+        self._purged_at_ms = now
+        removed = await self.outbox.purge_sent(now - int(self.retention_s * 1000))
+        if removed:
+            logger.info("purged {} delivered alert(s) older than {:.0f} days", removed, self.retention_s / 86400)
+        return int(removed)
 
     async def _network_down(self, batch: list[OutboxRow], error: str) -> None:
         """Telegram unreachable: the whole channel backs off (capped at `network_retry_cap_s`), the rows stay
