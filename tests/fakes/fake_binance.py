@@ -144,6 +144,7 @@ class FakeBinance:
         self.requests: Counter[str] = Counter()
         self.market_connections_opened = 0
         self.user_subscriptions_opened = 0
+        self.ws_api_connections_opened = 0
         self.control_messages: list[dict[str, Any]] = []
         self.order_received_at: dict[str, float] = {}  # cid -> perf_counter at POST arrival (benchmarks)
         self.trade_event_sent_at: dict[str, float] = {}  # cid -> perf_counter when its TRADE event was written
@@ -156,6 +157,8 @@ class FakeBinance:
         self._refuse_ws_until = 0.0
         self.used_weight = 0
         self.forced_used_weight: int | None = None
+        self.max_connection_age_s: float | None = None  # WebSocket connections are closed at this age (Binance: 24 h)
+        self.shutdowns_sent = 0
         # ORDERS (unfilled order count) limits: see set_order_limits
         self.order_limits: list[tuple[str, int, int]] = [("SECOND", 10, 100), ("DAY", 1, 200_000)]
         self._order_counts: dict[tuple[str, int], tuple[int, int]] = {}  # (interval, num) -> (window start, count)
@@ -310,6 +313,54 @@ class FakeBinance:
     def refuse_ws_for(self, seconds: float) -> None:
         """WebSocket handshakes fail (HTTP 503) for `seconds`."""
         self._refuse_ws_until = time.monotonic() + seconds
+
+    def server_shutdown(self, close_after_s: float = 1.0) -> None:
+        """Every open market-stream and WebSocket-API connection gets `serverShutdown`, then is closed after
+        `close_after_s` (new connections are accepted meanwhile: they land on another server).
+
+        web-socket-streams.md, "Server Shutdown": combined streams get {"stream": "!serverShutdown", "data":
+        {"e": "serverShutdown", "E": ...}}; web-socket-api.md, "Connection events": {"event": {"e":
+        "serverShutdown", "E": ...}}. Both: "Please establish a new connection as soon as possible to prevent
+        interruption."
+        """
+        now = self.server_ms()
+        doomed = [c.ws for c in self.market_conns] + list(self.ws_api_conns)
+        for c in self.market_conns:
+            self._send(c.ws, orjson.dumps({"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": now}}).decode())
+        for ws in self.ws_api_conns:
+            self._send(ws, orjson.dumps({"event": {"e": "serverShutdown", "E": now}}).decode())
+        self.shutdowns_sent += 1
+        loop = asyncio.get_running_loop()
+        for ws in doomed:
+            loop.call_later(close_after_s, self._close_later, ws)
+
+    def _close_later(self, ws: web.WebSocketResponse) -> None:
+        if not ws.closed:
+            self._writers.add(asyncio.ensure_future(ws.close()))
+
+    def _age_limit(self, ws: web.WebSocketResponse) -> asyncio.TimerHandle | None:
+        """web-socket-streams.md: "A single connection to stream.binance.com is only valid for 24 hours; expect
+        to be disconnected at the 24 hour mark." web-socket-api.md: the same for the WebSocket API. Tests set
+        `max_connection_age_s` to seconds."""
+        if self.max_connection_age_s is None:
+            return None
+        return asyncio.get_running_loop().call_later(self.max_connection_age_s, self._close_later, ws)
+
+    def terminate_user_streams(self) -> int:
+        """End every user-data subscription with `eventStreamTerminated`; the connections stay open.
+
+        user-data-stream.md, "Event Stream Terminated": sent when a subscription ends (listen token expiry,
+        session.logout, userDataStream.unsubscribe); afterwards that subscription delivers nothing."""
+        ended = 0
+        for ws, subs in list(self.user_subs.items()):
+            for sub in sorted(subs):
+                self._send(ws, self._terminated(sub))
+                ended += 1
+            subs.clear()
+        return ended
+
+    def _terminated(self, sub: int) -> str:
+        return orjson.dumps({"subscriptionId": sub, "event": {"e": "eventStreamTerminated", "E": self.server_ms()}}).decode()
 
     async def drop_websockets(self) -> None:
         """Close every market-stream and WebSocket-API connection now (user subscriptions die with them)."""
@@ -679,6 +730,7 @@ class FakeBinance:
         streams = request.query.get("streams", "")
         conn = MarketConn(ws, {s for s in streams.split("/") if s})
         self.market_conns.append(conn)
+        aged = self._age_limit(ws)
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -702,6 +754,8 @@ class FakeBinance:
                 else:
                     await ws.send_bytes(orjson.dumps({"error": {"code": 1, "msg": "Invalid value type"}, "id": rid}))
         finally:
+            if aged is not None:
+                aged.cancel()
             if conn in self.market_conns:
                 self.market_conns.remove(conn)
         return ws
@@ -742,6 +796,8 @@ class FakeBinance:
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
         self.ws_api_conns.add(ws)
+        self.ws_api_connections_opened += 1
+        aged = self._age_limit(ws)
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -761,12 +817,18 @@ class FakeBinance:
                     self.user_subscriptions_opened += 1
                     await ws.send_bytes(orjson.dumps({"id": rid, "status": 200, "result": {"subscriptionId": sub}}))
                 elif method == "userDataStream.unsubscribe":
-                    self.user_subs.get(ws, set()).discard(params.get("subscriptionId"))
+                    subs = self.user_subs.get(ws, set())
+                    sub = params.get("subscriptionId")
                     await ws.send_bytes(orjson.dumps({"id": rid, "status": 200, "result": {}}))
+                    if sub in subs:  # user-data-stream.md, "Event Stream Terminated"
+                        subs.discard(sub)
+                        await ws.send_str(self._terminated(sub))
                 else:
                     await ws.send_bytes(orjson.dumps({"id": rid, "status": 400,
                                                       "error": {"code": -1100, "msg": f"Unknown method {method}"}}))
         finally:
+            if aged is not None:
+                aged.cancel()
             self.ws_api_conns.discard(ws)
             self.user_subs.pop(ws, None)
         return ws

@@ -125,6 +125,11 @@ class BinanceExchange(EventsMixin, RestMixin, MarketStreamsMixin, UserStreamMixi
         self._user_ready = asyncio.Event()
         self._user_last_msg = 0.0
         self._user_up = False
+        self._user_switch: str | None = None  # why the WS-API connection must be replaced (serverShutdown)
+        self._ws_api_conn: object | None = None  # the WS-API connection whose age is measured, and its opening
+        self._ws_api_opened_at = 0.0
+        self.user_switchovers = 0  # WS-API connections replaced without a gap (serverShutdown, 24 h)
+        self.market_switchovers = 0
         # tracking for dedup and reconciliation
         self._seen: dict[str, set[int]] = {}
         self._last_trade_id: dict[str, int] = {}
@@ -187,7 +192,7 @@ class BinanceExchange(EventsMixin, RestMixin, MarketStreamsMixin, UserStreamMixi
             self._key, self._secret, testnet=use_testnet, rest_url=self._rest_url, ws_api_url=self._ws_api_url,
             request_timeout=self.request_timeout, recv_window_ms=self.recv_window_ms,
             session_params=self._session_params, on_response=self._on_response)
-        compat.harden_ws_api(self.client)
+        compat.harden_ws_api(self.client, self._on_ws_api_shutdown)
         if self._testnet and self._rest_url:
             self.name = "binance-testnet"
         await self.sync_time()

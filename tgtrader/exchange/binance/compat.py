@@ -19,6 +19,14 @@ Internals used, and why:
   streaming, still (re)connecting or dead; `unregister_subscription_queue` forgets a dropped user socket's
   subscription; on close, `ws_state = EXITING` and `ws.close()`.
 - `AsyncClient.ws_future`, the futures WS-API connection every client creates: closed on close.
+- `WebsocketAPI(url=..., tld=..., https_proxy=...)` and its `_url`, `_tld`, `_https_proxy`: on serverShutdown
+  or before the 24 h cut, a second WS-API connection is built next to the old one and set as `client.ws_api`,
+  so the user stream is subscribed again on it before the old one is closed (`replace_ws_api`); the old user
+  socket's `_queue` is drained then (events it received meanwhile are not lost), its subscription queue
+  unregistered from the OLD connection (never unsubscribed through the client: that would reach the new one)
+  and the old connection closed (`retire_ws_api`). `ws_api.ws` tells one connection from the next.
+- The user socket's `_queue` also takes a wake-up marker (`wake_user_socket`): the drain task sees a
+  serverShutdown at once instead of after its next timeout.
 - `BinanceSocketManager.STREAM_URL` / `STREAM_TESTNET_URL`: the market-stream endpoint.
 - `BinanceSocketManager._conns`, the manager's socket cache: the adapter owns the lifecycle of its market and
   user sockets, so they are taken out of it.
@@ -49,6 +57,7 @@ from binance import AsyncClient, BinanceSocketManager
 from binance.exceptions import BinanceAPIException
 from binance.ws.constants import WSListenerState
 from binance.ws.reconnecting_websocket import ReconnectingWebsocket
+from binance.ws.websocket_api import WebsocketAPI
 
 from tgtrader.exchange.binance.parse import _report_bad
 
@@ -101,8 +110,25 @@ def clock_offset(client: AsyncClient) -> int:
     return client.timestamp_offset
 
 
-def harden_ws_api(client: AsyncClient) -> None:
-    """Drop unreadable WebSocket-API frames instead of letting them end the library's read loop.
+def _is_server_shutdown(msg: Any) -> bool:
+    """web-socket-api.md, "Connection events": {"event": {"e": "serverShutdown", "E": ...}} (no subscriptionId).
+    The library logs it as an "unknown message" and drops it, so it is looked for in the raw frame."""
+    if isinstance(msg, bytes):
+        if b"serverShutdown" not in msg:
+            return False
+    elif not isinstance(msg, str) or "serverShutdown" not in msg:
+        return False
+    try:
+        parsed = orjson.loads(msg)
+    except orjson.JSONDecodeError:
+        return False
+    event = parsed.get("event") if isinstance(parsed, dict) else None
+    return isinstance(event, dict) and event.get("e") == "serverShutdown" and "subscriptionId" not in parsed
+
+
+def harden_ws_api(client: AsyncClient, on_shutdown: Callable[[], None] | None = None) -> None:
+    """Drop unreadable WebSocket-API frames instead of letting them end the library's read loop, and report
+    a `serverShutdown` on this connection to `on_shutdown`.
 
     python-binance's `_handle_message` raises on invalid JSON (and on an error reply for an unknown request
     id); its read loop then stops for good, silently taking the user data stream with it. One bad frame is
@@ -113,6 +139,9 @@ def harden_ws_api(client: AsyncClient) -> None:
 
     def handle(msg: Any) -> Any:
         try:
+            if on_shutdown is not None and _is_server_shutdown(msg):
+                on_shutdown()
+                return None
             return original(msg)
         except Exception as exc:  # noqa: BLE001 - see docstring
             _report_bad("WebSocket-API frame", f"{type(exc).__name__}: {exc}")
@@ -122,6 +151,60 @@ def harden_ws_api(client: AsyncClient) -> None:
     # The user stream reconnects on the adapter's schedule too (see open_market_socket): after a drop the
     # library's read loop ends at once and _user_loop resubscribes, which reopens the connection.
     ws_api.MAX_RECONNECTS = 0
+
+
+def replace_ws_api(client: AsyncClient, on_shutdown: Callable[[], None] | None = None) -> WebsocketAPI:
+    """Give the client a fresh (not yet connected) WS-API connection on the same endpoint; return the old one,
+    which keeps running until `retire_ws_api`. The next WS-API request (a user-stream subscribe) connects it."""
+    old = client.ws_api
+    new = WebsocketAPI(url=old._url, tld=getattr(old, "_tld", "com"), https_proxy=getattr(old, "_https_proxy", None))
+    client.ws_api = new
+    harden_ws_api(client, on_shutdown)
+    return old
+
+
+async def retire_ws_api(old: WebsocketAPI, sock: Any) -> list[Any]:
+    """Close a replaced WS-API connection and forget the user socket subscribed on it; returns the events that
+    socket had received but nobody had read yet (in order). Never raises."""
+    pending: list[Any] = []
+    if sock is not None:
+        timer = getattr(sock, "_timer", None)
+        if timer is not None:
+            timer.cancel()
+            sock._timer = None
+        sub = getattr(sock, "_subscription_id", None)
+        if sub is not None:
+            old.unregister_subscription_queue(sub)  # on the OLD connection; it dies with it on Binance's side
+        sock._subscription_id = None
+        queue = getattr(sock, "_queue", None)
+        while queue is not None and not queue.empty():
+            pending.append(queue.get_nowait())
+    old.ws_state = WSListenerState.EXITING
+    try:
+        if old.ws is not None:
+            await asyncio.wait_for(old.ws.close(), timeout=2)
+        await asyncio.wait_for(old.close(), timeout=5)
+    except Exception:  # noqa: BLE001 - closing a connection the server is shutting down may fail
+        pass
+    return pending
+
+
+def forget_socket(bsm: BinanceSocketManager | None, sock: Any) -> None:
+    """Take a socket out of the manager's cache, so that the next `user_socket()` is a new one."""
+    if bsm is not None and sock is not None:
+        _forget(bsm, sock)
+
+
+def ws_api_connection(client: AsyncClient) -> object | None:
+    """The WS-API's current connection object (a new one after every (re)connect), or None."""
+    return client.ws_api.ws
+
+
+def wake_user_socket(sock: Any, marker: dict[str, Any]) -> None:
+    """Put `marker` into the user socket's queue so a task waiting in its recv() returns at once."""
+    queue = getattr(sock, "_queue", None)
+    if queue is not None:
+        queue.put_nowait(marker)
 
 
 async def close_client(client: AsyncClient) -> None:

@@ -8,6 +8,10 @@
   recv()s with a timeout what still goes through the queue (the library's {"e": "error"} dicts, control
   errors), treats silence as a fault, re-creates the socket with backoff + jitter on ReadLoopClosed, and
   renews it before Binance's 24 h cut.
+- Switch-over, never a gap: on `serverShutdown` and before the 24 h cut, a new socket with the same streams is
+  opened first and the old one closed only once the new one is connected (web-socket-streams.md: "A single
+  connection to stream.binance.com is only valid for 24 hours"; "serverShutdown event is sent when the server
+  is about to shut down. Please establish a new connection as soon as possible to prevent interruption.").
 
 The python-binance internals this needs are reached through compat.py.
 """
@@ -32,6 +36,14 @@ from tgtrader.exchange.ratelimit import MessageRate, backoff_delay
 
 MAX_STREAMS_PER_CONNECTION = 1024
 _SUBSCRIBE_CHUNK = 200  # stream names per SUBSCRIBE message
+_SHUTDOWN = {"e": "serverShutdown"}
+
+
+def _is_shutdown(frame: Any) -> bool:
+    """web-socket-streams.md, "Server Shutdown", combined stream: {"stream": "!serverShutdown", "data": {...}}."""
+    if isinstance(frame, bytes):
+        return b'"!serverShutdown"' in frame
+    return isinstance(frame, str) and '"!serverShutdown"' in frame
 
 
 
@@ -45,6 +57,7 @@ class MarketConn:
     up: bool = False
     rate: MessageRate = field(default_factory=MessageRate)
     next_id: int = 1
+    shutdown: bool = False  # the server announced serverShutdown on the current socket
 
 
 
@@ -172,6 +185,9 @@ class MarketStreamsMixin:
                     msg = orjson.loads(frame)
                     if isinstance(msg, dict) and "error" in msg:
                         return msg
+                elif _is_shutdown(frame):
+                    conn.shutdown = True
+                    return _SHUTDOWN  # wakes the supervising task, which switches over
                 return None
             except Exception:  # noqa: BLE001 - see docstring
                 logger.exception("binance: market frame handler failed")
@@ -190,6 +206,24 @@ class MarketStreamsMixin:
         self._market_status(conn, False, reason)
         sock, conn.sock = conn.sock, None
         await compat.close_socket(sock)
+
+    async def _market_switch(self, conn: MarketConn, reason: str) -> None:
+        """Open a new socket with the same streams, then close the old one (no gap). If the new one cannot be
+        opened, the old one is left to end on its own; _market_loop then reconnects as after any drop."""
+        old = conn.sock
+        logger.info("binance: moving a market stream to a new connection ({})", reason)
+        try:
+            await self._open_market(conn)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any connect failure: keep the old socket while it lasts
+            conn.sock = old
+            logger.warning("binance: no new market connection ({}); keeping the old one while it lasts",
+                           type(exc).__name__)
+            return
+        conn.shutdown = False
+        self.market_switchovers += 1
+        await compat.close_socket(old)
 
     async def _market_loop(self, conn: MarketConn) -> None:
         """Supervise one combined-stream socket: drops, silence, age. Ticks bypass this task.
@@ -227,13 +261,15 @@ class MarketStreamsMixin:
                     await self._market_dropped(conn, f"no market data for {self.market_silence_s:.0f} s")
                     dropped = True
                 elif now - conn.connected_at > self.proactive_reconnect_s:
-                    logger.info("binance: renewing a market stream connection before the 24 h cut")
-                    await compat.close_socket(sock)
-                    conn.sock = None
+                    await self._market_switch(conn, "renewal before the 24 h cut")
                 continue
             except ReadLoopClosed:
                 await self._market_dropped(conn, "market stream closed; reconnecting")
                 dropped = True
+                continue
+            if msg is _SHUTDOWN:
+                if conn.shutdown:  # a late one from a socket already replaced does not count
+                    await self._market_switch(conn, "serverShutdown")
                 continue
             if type(msg) is dict and msg.get("e") == "error":  # the library reports drops in-band
                 await self._market_dropped(conn, f"{msg.get('type')}: {msg.get('m')}"[:200])
