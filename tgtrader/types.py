@@ -44,6 +44,9 @@ class RejectReason(str, enum.Enum):
     RATE_LIMITED = "rate-limited"
     BANNED = "banned"
     UNAVAILABLE = "unavailable"  # no answer, 5xx, network
+    # the venue expired the order instead of letting it trade with the account's own order (Binance self-trade
+    # prevention: EXPIRED_IN_MATCH); set on EXPIRED updates, with `prevented_qty`
+    SELF_TRADE = "self-trade"
     OTHER = "other"
 
 
@@ -115,8 +118,9 @@ class OrderUpdate:
     cum_quote: Decimal = ZERO
     exchange_order_id: int | None = None
     ts_ms: int = 0
-    reject_reason: RejectReason | None = None  # set on REJECTED updates
+    reject_reason: RejectReason | None = None  # set on REJECTED updates (and SELF_TRADE on EXPIRED ones)
     reject_text: str = ""  # the venue's words, for people
+    prevented_qty: Decimal = ZERO  # quantity the venue expired to prevent a self-trade (never executed)
 
 
 @dataclass(frozen=True, slots=True)

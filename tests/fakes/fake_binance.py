@@ -153,6 +153,7 @@ class FakeBinance:
         self._faults: list[_Fault] = []
         self._delays: list[float] = []
         self._lose_order_responses = 0
+        self._errors_after_execution: list[tuple[int, int, str]] = []  # see fail_next_order_after_execution
         self._query_lag_s = 0.0
         self._refuse_ws_until = 0.0
         self.used_weight = 0
@@ -301,6 +302,14 @@ class FakeBinance:
     def lose_next_order_response(self, n: int = 1) -> None:
         """The next n POST /order calls execute, then the connection is closed without an answer."""
         self._lose_order_responses += n
+
+    def fail_next_order_after_execution(self, status: int = 503, code: int = -1007,
+                                        msg: str = "Timeout waiting for response from backend server. Send status "
+                                                   "unknown; execution status unknown.", n: int = 1) -> None:
+        """The next n POST /order calls execute, then answer an error (rest-api.md, "HTTP Return Codes": 5XX "the
+        execution status is UNKNOWN and could have been a success"; errors.md -1006 / -1007 "execution status
+        unknown")."""
+        self._errors_after_execution.extend([(status, code, msg)] * n)
 
     def lag_order_queries(self, seconds: float) -> None:
         """GET /api/v3/order does not see an order until `seconds` after it was accepted.
@@ -602,6 +611,9 @@ class FakeBinance:
         answer = self._place(p, cid)
         if self.after_order_hook is not None:  # the order is executed, its answer not yet written
             self.after_order_hook(cid)
+        if self._errors_after_execution:
+            status, code, msg = self._errors_after_execution.pop(0)
+            raise ApiError(status, code, msg)
         if self._lose_order_responses > 0:
             self._lose_order_responses -= 1
             if request.transport is not None:

@@ -184,6 +184,11 @@ class PaperExchange:
         return rules
 
     async def place_order(self, order: PlaceOrder) -> OrderUpdate:
+        live = self.engine.get_order(PAPER_ACCOUNT, order.symbol, order.client_order_id)
+        if live is not None and live.status.is_open:
+            # A resend of an order that is live is that order (the exchange contract, as on Binance where
+            # "Duplicate order sent." means the client order id is in use by an open order): adopt it.
+            return live
         try:
             upd = self.engine.place_order(
                 PAPER_ACCOUNT, order.symbol, order.client_order_id, order.side, order.order_type, order.qty,

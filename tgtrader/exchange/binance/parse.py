@@ -154,6 +154,19 @@ def _reject_fields(value: Any) -> dict[str, Any]:
     return {"reject_reason": _REJECT_REASONS.get(text, RejectReason.OTHER), "reject_text": text}
 
 
+def _stp_fields(status: Any, prevented: Any) -> dict[str, Any]:
+    """Self-trade prevention as typed values. enums.md: EXPIRED_IN_MATCH "The order was expired by the exchange due
+    to STP"; faqs/stp_faq.md: executionReport "A" is "the cumulative quantity expired due to STP over the lifetime
+    of the order", and "API responses for orders which expired due to STP will also have a preventedQuantity
+    field"."""
+    out: dict[str, Any] = {}
+    if prevented not in (None, ""):
+        out["prevented_qty"] = _nonneg(prevented)
+    if status == "EXPIRED_IN_MATCH":
+        out.update(reject_reason=RejectReason.SELF_TRADE, reject_text="EXPIRED_IN_MATCH")
+    return out
+
+
 def _status(value: Any) -> OrderStatus:
     try:
         return _STATUSES[value]
@@ -196,6 +209,7 @@ def parse_execution_report(d: Any) -> tuple[OrderUpdate, Fill | None] | None:
             exchange_order_id=order_id,
             ts_ms=ts,
             **_reject_fields(d.get("r")),
+            **_stp_fields(d["X"], d.get("A")),
         )
         fill = None
         if exec_type == "TRADE":
@@ -267,6 +281,7 @@ def order_from_rest(d: Any) -> OrderUpdate | None:
             cum_quote=_nonneg(d.get("cummulativeQuoteQty", "0")),
             exchange_order_id=_int(d["orderId"]),
             ts_ms=_int(d.get("updateTime") or d.get("transactTime") or d.get("time") or 0),
+            **_stp_fields(d["status"], d.get("preventedQuantity")),
         )
     except (KeyError, TypeError, AttributeError, BadPayload, ArithmeticError) as exc:
         _report_bad("REST order", exc)

@@ -31,19 +31,18 @@ from tgtrader.core.ports import StreamStatus
 from tgtrader.core.rules import SymbolRules, fmt_decimal
 from tgtrader.errors import (
     BadSymbol,
-    ClockSkew,
     ExchangeError,
     ExchangeUnavailable,
     FilterRejected,
-    InsufficientBalance,
     IpBanned,
     OrderStatusUnknown,
     RateLimited,
     UnknownOrder,
-    WouldMatch,
 )
 from tgtrader.exchange.binance import compat
 from tgtrader.exchange.binance import parse as bp
+from tgtrader.exchange.binance.errmap import DuplicateOrder, map_api_error
+from tgtrader.exchange.binance.errmap import retry_after as _retry_after
 from tgtrader.exchange.binance.events import _now_ms
 from tgtrader.exchange.binance.rules import rules_from_exchange_info
 from tgtrader.exchange.ratelimit import backoff_delay
@@ -76,69 +75,32 @@ def order_priority(order: PlaceOrder) -> int:
     return ORDINARY
 
 
-# ---------------------------------------------------------------- error mapping
+# ---------------------------------------------------------------- self-trade prevention
 
-_FILTER_TEXT = {
-    "NOTIONAL": "the order value is outside the allowed range (too small or too large)",
-    "MIN_NOTIONAL": "the order value is below the minimum",
-    "LOT_SIZE": "the quantity is too small, too large or not a multiple of the step size",
-    "MARKET_LOT_SIZE": "the market order quantity is outside the allowed range",
-    "PRICE_FILTER": "the price is outside the allowed range or not a multiple of the tick size",
-    "PERCENT_PRICE_BY_SIDE": "the price is too far from the current average price",
-    "PERCENT_PRICE": "the price is too far from the current average price",
-    "MAX_NUM_ORDERS": "there are too many open orders on this symbol",
-}
-
-
-def _retry_after(exc: BinanceAPIException, default: float) -> float:
-    try:
-        return float(exc.response.headers.get("Retry-After", default))
-    except (AttributeError, TypeError, ValueError):
-        return default
+# faqs/stp_faq.md: "STP behavior is typically determined by the STP mode of the taker order only." The adapter
+# chooses per order kind instead of leaving it to the symbol's defaultSelfTradePreventionMode:
+# - an order that must complete (MARKET, stop-loss, exit, panic sell) takes EXPIRE_MAKER: the bot's own resting
+#   orders in its way are expired (EXPIRED_IN_MATCH, reported with RejectReason.SELF_TRADE and prevented_qty) and
+#   the order goes on against the rest of the book;
+# - any other order (grid levels, chase and manual limits) takes EXPIRE_TAKER: a new order never expires the
+#   bot's resting ones; if it would trade with one, it is the order that expires.
+# A mode the symbol does not allow ("allowedSelfTradePreventionModes") is not sent: the symbol default applies.
+STP_MUST_COMPLETE, STP_DEFAULT = "EXPIRE_MAKER", "EXPIRE_TAKER"
 
 
-def map_api_error(exc: BinanceAPIException, what: str) -> ExchangeError:
-    """A BinanceAPIException as a typed error whose message a trader understands (never contains secrets)."""
-    code, status, msg = exc.code, exc.status_code, str(exc.message or "")
-    if status == 418:
-        ra = _retry_after(exc, 120.0)
-        return IpBanned(f"Binance banned this IP for about {ra:.0f} s for sending too many requests; "
-                        "trading is paused until the ban ends.", retry_after=ra, code=code, http_status=418)
-    if status == 429:
-        ra = _retry_after(exc, 1.0)
-        return RateLimited(f"Binance rate limit reached while trying to {what}; retry in {ra:.0f} s.",
-                           retry_after=ra, code=code, http_status=429)
-    if status >= 500:
-        return ExchangeUnavailable(f"Binance is not answering properly (HTTP {status}) while trying to {what}.",
-                                   code=code, http_status=status)
-    if code == -1013:
-        flt = msg.split(":", 1)[1].strip() if ":" in msg else msg
-        text = _FILTER_TEXT.get(flt, f"it breaks the {flt} rule")
-        return FilterRejected(f"Binance rejected the order ({what}): {text} [{flt}].", http_status=status)
-    if code == -2010:
-        low = msg.lower()
-        if "immediately match" in low:
-            return WouldMatch(f"The maker-only order ({what}) would have traded immediately, so Binance did not place it.",
-                              http_status=status)
-        if "insufficient balance" in low:
-            return InsufficientBalance(f"Not enough free balance on Binance to {what}.", http_status=status)
-        return ExchangeError(f"Binance rejected the order ({what}): {msg}", code=code, http_status=status)
-    if code in (-2011, -2013):
-        return UnknownOrder(f"Binance does not know this order ({what}): it was already filled, cancelled or never placed.",
-                            code=code, http_status=status)
-    if code == -1121:
-        return BadSymbol(f"Binance does not list that symbol ({what}).", http_status=status)
-    if code == -1021:
-        return ClockSkew("This machine's clock is too far from Binance's even after a resync; check the system time (NTP).",
-                         http_status=status)
-    if code in (-2014, -2015, -1022):
-        return ExchangeError("Binance rejected the API key or signature: check the key, the secret, the IP whitelist "
-                             "and that spot trading is enabled for the key.", code=code, http_status=status)
-    return ExchangeError(f"Binance refused to {what}: {msg} (code {code}).", code=code, http_status=status)
+def stp_mode_for(order: PlaceOrder) -> str:
+    kind = order.owner.split(":", 1)[0]
+    if order.order_type in (OrderType.MARKET, OrderType.STOP_LOSS_LIMIT) or kind in ("stop", "panic", "exit") \
+            or order_priority(order) == PRIORITY:
+        return STP_MUST_COMPLETE
+    return STP_DEFAULT
 
 
 class RestMixin:
     """BinanceExchange's REST side: every request goes through `_rest` (see module docstring)."""
+
+    # symbol -> exchangeInfo "allowedSelfTradePreventionModes" (rebound, never mutated, by _load_rules)
+    _stp_allowed: dict[str, frozenset[str]] = {}
 
     # ------------------------------------------------------------ REST core
 
@@ -266,6 +228,9 @@ class RestMixin:
         assert self.client is not None
         info = await self._rest("load the symbol rules", self.client.get_exchange_info, _signed=False)
         rules = rules_from_exchange_info(info)
+        self._stp_allowed = {s["symbol"]: frozenset(s.get("allowedSelfTradePreventionModes") or ())
+                             for s in (info.get("symbols", []) if isinstance(info, dict) else [])
+                             if isinstance(s, dict) and "symbol" in s and "allowedSelfTradePreventionModes" in s}
         if not rules:
             raise ExchangeUnavailable("Binance sent an exchangeInfo without symbols.")
         self._rules = rules
@@ -327,6 +292,14 @@ class RestMixin:
             p["stopPrice"] = fmt_decimal(order.stop_price)
         return p
 
+    def _with_stp(self, order: PlaceOrder, params: dict[str, Any]) -> dict[str, Any]:
+        """Add the explicit selfTradePreventionMode (see stp_mode_for) when the symbol allows it."""
+        mode = stp_mode_for(order)
+        allowed = self._stp_allowed.get(order.symbol)
+        if allowed is None or mode in allowed:
+            params["selfTradePreventionMode"] = mode
+        return params
+
     @staticmethod
     def _describe(order: PlaceOrder) -> str:
         px = f" @ {fmt_decimal(order.price)}" if order.price is not None else ""
@@ -344,7 +317,7 @@ class RestMixin:
     async def place_order(self, order: PlaceOrder) -> OrderUpdate:
         assert self.client is not None
         what = self._describe(order)
-        params = self._order_params(order)
+        params = self._with_stp(order, self._order_params(order))
         self._our_cids.setdefault(order.symbol, set()).add(order.client_order_id)
         sent_at = time.monotonic()
         try:
@@ -352,6 +325,12 @@ class RestMixin:
                                     _new_order=order_priority(order), **params)
         except _LostAnswer as lost:
             logger.warning("binance: answer lost for order {} ({}); looking it up", order.client_order_id, lost)
+            return await self._look_up_lost_order(order, what, sent_at)
+        except DuplicateOrder:
+            # errors.md "Duplicate order sent." - "The clOrdId is already in use": the order is live (a resend
+            # after a lost answer). Adopt it; a query may not see it yet ("Memory => Database"), so look it up
+            # like a lost answer.
+            logger.warning("binance: order {} is already open on Binance; adopting it", order.client_order_id)
             return await self._look_up_lost_order(order, what, sent_at)
         return self._absorb_order_answer(resp, what)
 
@@ -428,7 +407,7 @@ class RestMixin:
         assert self.client is not None
         new = replace.place
         what = f"replace {replace.cancel.client_order_id} with {self._describe(new)}"
-        params = self._order_params(new)
+        params = self._with_stp(new, self._order_params(new))
         params.pop("newOrderRespType", None)
         params["newOrderRespType"] = "FULL"
         params.update(cancelReplaceMode="STOP_ON_FAILURE", cancelOrigClientOrderId=replace.cancel.client_order_id)
