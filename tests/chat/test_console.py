@@ -70,7 +70,7 @@ async def test_console_grid_choices_alerts_and_panic(running: Core, tmp_path: Pa
     assert "[1] CONFIRM PANIC  [2] Cancel" in plan
     report = await chat.handle_line("yes")
     assert report.startswith("PANIC done")
-    assert (await running.core.grid(1)).state == "paused"
+    assert (await running.core.grid(1)).state == "stopped"  # panic ends the grid and sells its coins
     assert "unknown command /frobnicate" in await chat.handle_line("frobnicate")
     assert "LOWER must be below UPPER" in await chat.handle_line("grid new BTCUSDT 9 1 4 100")
     chat.detach()

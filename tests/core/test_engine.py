@@ -191,24 +191,20 @@ async def test_pause_resume_stop_sell_and_panic(tmp_path: Path) -> None:
     await core.idle()
     assert len(await paper.open_orders("BTCUSDT")) == 4
     plan = await core.panic_plan()
-    assert plan.grids_to_pause == 1 and plan.orders_to_cancel == 4
+    assert plan.grids_to_stop == 1 and plan.orders_to_cancel == 4
     assert [a for a, _ in plan.assets_to_sell] == ["BTC"]
     report = await core.panic(plan.token)
     await core.idle()
     assert not report.failed, report.failed
     assert await paper.open_orders() == []
     bal = await paper.balances()
-    assert bal.get("BTC") is None or bal["BTC"].total * D("52000") < D("10")
-    assert (await core.grid(gid)).state == "paused"
-    assert any(isinstance(e, OrderFilled) and e.owner == "panic" and e.side is Side.SELL for e in events)
+    assert bal.get("BTC") is None or bal["BTC"].total == 0
+    g = await core.grid(gid)
+    assert g.state == "stopped" and g.stop_reason == "panic"  # panic ends grids, books closed
+    assert any(isinstance(e, OrderFilled) and e.owner == f"grid:{gid}" and e.side is Side.SELL for e in events)
     with pytest.raises(ApiError):
         await core.panic(plan.token)  # single use
-    resumed = await core.resume_all()
-    await core.idle()
-    assert [g.id for g in resumed] == [gid]
-    st = await core.stop_grid(gid, sell=True)
-    await core.idle()
-    assert st.state == "stopped" and await paper.open_orders() == []
+    assert await core.resume_all() == []  # nothing to resume: the grids sold their base
     await core.stop()
     await db.close()
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from tests.waiting import wait_for
 from tgtrader.core.api import GridSpec
 from tgtrader.core.config import CoreConfig
 from tgtrader.exchange.paper import PAPER_ACCOUNT
-from tgtrader.types import Fill, OrderUpdate, Side
+from tgtrader.types import Fill, OrderType, OrderUpdate, PlaceOrder, Side
 
 
 def drop_fills(kit: CoreOnPaper, n: int, side: Side | None = None) -> list[Fill]:
@@ -135,4 +136,72 @@ async def test_a_soft_stop_sells_what_is_free_when_the_balance_shrank_after_it_w
     assert stop.filled == D("0.04") and await base_free(kit) == 0
     sold = [a for a in await kit.db.outbox.due(2**62, limit=500) if a.kind == "stop-loss"]
     assert sold and D(str(sold[-1].payload["residue"])) == D("0.06") and sold[-1].payload["why_left"] == "not-free"
+    await kit.close()
+
+
+async def bought_by_chase(kit: CoreOnPaper, qty: str) -> None:
+    """A /buy that fills: the chase rests at the bid, the market trades down through it."""
+    chase = asyncio.create_task(kit.core.chase("BTCUSDT", Side.BUY, D(qty)))
+    await wait_for(lambda: any(o.client_order_id.startswith("tg-c") for o in
+                               kit.paper.engine.all_orders(PAPER_ACCOUNT)), timeout=5)
+    await kit.trade("51000")
+    result = await asyncio.wait_for(chase, 5)
+    assert result.status == "filled", result
+
+
+async def traders_account(kit: CoreOnPaper) -> OrderUpdate:
+    """Holdings the bot never bought (BTC long-term, the BNB fee float, ETH) and an order placed by hand."""
+    eng = kit.paper.engine
+    for asset, qty in (("BTC", "0.5"), ("BNB", "2"), ("ETH", "1")):
+        eng.set_balance(PAPER_ACCOUNT, asset, D(qty))
+    for sym, price in (("ETHUSDT", "3000"), ("BNBUSDT", "400")):
+        await kit.paper.subscribe({sym})
+        await kit.trade(price, symbol=sym)
+    return await kit.paper.place_order(
+        PlaceOrder("ETHUSDT", "web_hand_1", Side.SELL, OrderType.LIMIT, D("0.5"), D("3500")))
+
+
+async def asset_total(kit: CoreOnPaper, asset: str) -> D:
+    b = (await kit.paper.balances()).get(asset)
+    return b.total if b is not None else D(0)
+
+
+async def test_panic_sells_only_what_the_bot_owns_and_never_touches_the_traders_coins_or_orders(
+        tmp_path: Path) -> None:
+    """Issue 13 item 1: /panic market-sold every non-quote asset (long-term holdings, the BNB fee float) and
+    cancelled orders placed by hand; the paused grids then reported base that was gone."""
+    kit = await CoreOnPaper.open(tmp_path)
+    await traders_account(kit)
+    gid = await kit.running_grid()
+    await bought_by_chase(kit, "0.01")
+    g = kit.core.machines.grids[gid]
+    assert g.base_held() > 0
+    plan = await kit.core.panic_plan()
+    assert dict(plan.not_bots) == {"BTC": D("0.5"), "BNB": D("2"), "ETH": D("1")}
+    assert plan.foreign_orders == 1
+    report = await kit.core.panic(plan.token)
+    await kit.core.idle()
+    assert not report.failed, report
+    assert await asset_total(kit, "BTC") == D("0.5")  # the grid's base and the /buy sold, the trader's kept
+    assert await asset_total(kit, "BNB") == D("2") and await asset_total(kit, "ETH") == D("1")
+    assert [o.client_order_id for o in await kit.paper.open_orders()] == ["web_hand_1"]
+    assert g.state == "stopped" and g.stop_reason == "panic" and g.base_held() == 0
+    await kit.close()
+
+
+async def test_panic_all_sells_the_account_but_the_protected_assets_after_listing_what_is_not_the_bots(
+        tmp_path: Path) -> None:
+    kit = await CoreOnPaper.open(tmp_path)
+    await traders_account(kit)
+    await kit.running_grid()
+    plan = await kit.core.panic_plan("all")
+    assert plan.scope == "all" and dict(plan.protected) == {"BNB": D("2")}
+    assert dict(plan.not_bots) == {"BTC": D("0.5"), "ETH": D("1")}
+    report = await kit.core.panic(plan.token)
+    await kit.core.idle()
+    assert await asset_total(kit, "BTC") < D("0.0001")
+    assert await asset_total(kit, "BNB") == D("2")  # the fee float is never sold
+    assert await asset_total(kit, "ETH") == D("0.5")  # the free part; the hand-placed order keeps its 0.5
+    assert [o.client_order_id for o in await kit.paper.open_orders()] == ["web_hand_1"]
+    assert report.elapsed_s < 10
     await kit.close()

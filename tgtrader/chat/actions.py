@@ -110,7 +110,8 @@ async def stops(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
 
 
 async def panic(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
-    plan = await d.api.panic_plan()
+    assert isinstance(req, p.Panic)
+    plan = await d.api.panic_plan(req.scope)
     return Reply(r.render_panic_plan(plan), buttons=d.bind(chat_id, r.panic_buttons(plan)))
 
 

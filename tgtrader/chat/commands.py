@@ -90,8 +90,9 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("stops", p.SYNTAX["stops"], "/stops", "armed and triggered stops", actions.stops),
     Command("panic", p.SYNTAX["panic"], "/panic",
-            "pause all grids, cancel all orders, sell to quote (asks to confirm)", actions.panic),
-    Command("resume_all", p.SYNTAX["resume_all"], "/resume_all", "resume grids paused by /panic", actions.resume_all),
+            "stop all grids, cancel the bot's orders, sell what the bot bought; 'all' sells the whole account "
+            "but BNB (asks to confirm)", actions.panic),
+    Command("resume_all", p.SYNTAX["resume_all"], "/resume_all", "resume grids paused by an older /panic (panic now stops them)", actions.resume_all),
     Command("chart", p.SYNTAX["chart"], "/chart 1", "PNG of price, grid levels and fills", actions.chart, block=False),
 )
 

@@ -142,7 +142,7 @@ class StopCancel:
 
 @dataclass(frozen=True, slots=True)
 class Panic:
-    pass
+    scope: str = "own"  # "all": the whole account but the protected assets
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +193,7 @@ SYNTAX: dict[str, str] = {
     "stop": "/stop SYMBOL PRICE [soft|hard|tp]  or  /stop cancel ID",
     "stop cancel": "/stop cancel ID",
     "stops": "/stops",
-    "panic": "/panic",
+    "panic": "/panic [all]",
     "resume_all": "/resume_all",
     "chart": "/chart ID",
 }
@@ -445,6 +445,12 @@ def _parse_stop(args: list[str], ctx: Context) -> Request:
     return StopAdd(symbol, price, kind)
 
 
+def _parse_panic(args: list[str], ctx: Context) -> Request:
+    """`/panic` sells what the bot owns; `/panic all` the whole account. Other words ("/panic now") are tolerated:
+    in an emergency nobody should be lectured about syntax."""
+    return Panic("all" if any(a.lower() == "all" for a in args) else "own")
+
+
 def _no_args(request: Request, name: str):
     def parse_fn(args: list[str], ctx: Context) -> Request:
         _too_many(args, 0, SYNTAX[name])
@@ -506,7 +512,7 @@ PARSERS = {
     "sell": lambda args, ctx: _parse_trade(Side.SELL, args, ctx),
     "stop": _parse_stop,
     "stops": _no_args(StopList(), "stops"),
-    "panic": _no_args(Panic(), "panic"),
+    "panic": _parse_panic,
     "resume_all": _no_args(ResumeAll(), "resume_all"),
     "chart": _parse_chart,
 }

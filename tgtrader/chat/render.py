@@ -353,16 +353,28 @@ def render_stops(stops: Sequence[StopView]) -> str:
 # ---------------------------------------------------------------- panic
 
 
+def _amounts(items: Sequence[tuple[str, Decimal]]) -> str:
+    return ", ".join(f"{num(qty)} {asset}" for asset, qty in items)
+
+
 def render_panic_plan(plan: PanicPlan) -> str:
+    whole = plan.scope == "all"
     lines = [
-        "PANIC will:",
-        f"- pause {plan.grids_to_pause} grid(s)",
-        f"- cancel {plan.orders_to_cancel} open order(s)",
-        f"- sell {len(plan.assets_to_sell)} asset(s) at market"
-        + (": " + ", ".join(f"{num(qty)} {asset}" for asset, qty in plan.assets_to_sell) if plan.assets_to_sell else ""),
-        "",
-        f"Press CONFIRM PANIC within {plan.valid_for_s} s to run it.",
+        "PANIC ALL (the whole account) will:" if whole else "PANIC will:",
+        f"- stop {plan.grids_to_stop} grid(s) and sell their coins",
+        f"- cancel the bot's {plan.orders_to_cancel} open order(s)",
+        f"- sell at market: {_amounts(plan.assets_to_sell) or 'nothing'}",
     ]
+    if plan.not_bots:
+        lines.append(("- ALSO SELL coins the bot never bought: " if whole else "- leave your own coins: ")
+                     + _amounts(plan.not_bots))
+    if plan.protected:
+        lines.append("- never sell (protected): " + _amounts(plan.protected))
+    if plan.foreign_orders:
+        lines.append(f"- leave the {plan.foreign_orders} order(s) you placed yourself on the exchange")
+    lines += ["", f"Press CONFIRM PANIC within {plan.valid_for_s} s to run it."]
+    if not whole and plan.not_bots:
+        lines.append("To sell the whole account instead: /panic all")
     return "\n".join(lines)
 
 
@@ -377,7 +389,7 @@ def render_panic_report(report: PanicReport) -> str:
     lines = [f"PANIC done in {report.elapsed_s:.1f} s: {len(report.succeeded)} ok, {len(report.failed)} failed."]
     lines += [f"OK {item}" for item in report.succeeded]
     lines += [f"FAILED {item}" for item in report.failed]
-    lines.append("Grids stay paused; /resume_all when ready.")
+    lines.append("Grids are stopped; start new ones with /grid new when ready.")
     return clip("\n".join(lines))
 
 

@@ -151,11 +151,15 @@ class StopView:
 
 @dataclass(frozen=True, slots=True)
 class PanicPlan:
-    grids_to_pause: int
-    orders_to_cancel: int
-    assets_to_sell: tuple[tuple[str, Decimal], ...]  # (asset, qty) above minNotional
+    grids_to_stop: int
+    orders_to_cancel: int  # the bot's own open orders
+    assets_to_sell: tuple[tuple[str, Decimal], ...]  # (asset, qty) above minNotional: the bot's, or all with "all"
     token: str  # confirmation token; valid for `valid_for_s`
     valid_for_s: int = 30
+    scope: str = "own"  # "own": only what the bot owns; "all": the whole account but the protected assets
+    not_bots: tuple[tuple[str, Decimal], ...] = ()  # holdings the bot never bought (left alone unless "all")
+    protected: tuple[tuple[str, Decimal], ...] = ()  # never sold
+    foreign_orders: int = 0  # orders placed by hand on the exchange: never cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +223,7 @@ class TradingApi(Protocol):
     async def list_stops(self) -> list[StopView]: ...
     async def cancel_stop(self, stop_id: int) -> StopView: ...
 
-    async def panic_plan(self) -> PanicPlan: ...
+    async def panic_plan(self, scope: str = "own") -> PanicPlan: ...
     async def panic(self, token: str) -> PanicReport:
         """Runs only with a plan token that is valid (issued <= 30 s ago, unused)."""
 

@@ -25,6 +25,7 @@ class CoreConfig:
     timer_interval_s: float = 0.5  # 0 disables the timer task (replay derives timers from ticks)
     preview_ttl_s: int = 600
     panic_token_ttl_s: int = 30
+    panic_wait_s: float = 10.0  # how long /panic waits for its exits before it reports (they go on after)
     chart_points: int = 5_000
     fill_grace_s: float = 2.0  # an order reported executed beyond its fills gets its trades fetched after this
     protected_assets: tuple[str, ...] = ("BNB",)  # never sold by /panic all (the fee float)

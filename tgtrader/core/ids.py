@@ -11,7 +11,8 @@ Formats:
 - grid exit (sl/tp/stop):    ``tg-g{grid}-z{B|S}{seq}``
 - stop:                      ``tg-s{stop}-{seq}``
 - chase:                     ``tg-c{chase}-{seq}``
-- panic sell:                ``tg-p{n}-{SYMBOL}``
+- panic sell (before exits):  ``tg-p{n}-{SYMBOL}``
+- exit (panic's sells):      ``tg-e{exit}-{seq}``
 - manual:                    ``tg-m{n}``
 """
 
@@ -29,11 +30,12 @@ _STOP = re.compile(r"^tg-s(\d+)-(\d+)$")
 _CHASE = re.compile(r"^tg-c(\d+)-(\d+)$")
 _PANIC = re.compile(r"^tg-p(\d+)-([A-Z0-9]+)$")
 _MANUAL = re.compile(r"^tg-m(\d+)$")
+_EXIT = re.compile(r"^tg-e(\d+)-(\d+)$")
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedId:
-    kind: str  # "grid", "stop", "chase", "panic", "manual"
+    kind: str  # "grid", "stop", "chase", "exit", "panic", "manual"
     owner_id: int
     seq: int
     level: int | None = None  # grid interval index
@@ -80,6 +82,10 @@ def panic_order_id(n: int, symbol: str) -> str:
     return _checked(f"tg-p{n}-{symbol}")
 
 
+def exit_order_id(exit_id: int, seq: int) -> str:
+    return _checked(f"tg-e{exit_id}-{seq}")
+
+
 def manual_order_id(n: int) -> str:
     return _checked(f"tg-m{n}")
 
@@ -98,6 +104,8 @@ def parse_client_order_id(cid: str) -> ParsedId | None:
         return ParsedId("stop", int(m.group(1)), int(m.group(2)))
     if m := _CHASE.match(cid):
         return ParsedId("chase", int(m.group(1)), int(m.group(2)))
+    if m := _EXIT.match(cid):
+        return ParsedId("exit", int(m.group(1)), int(m.group(2)))
     if m := _PANIC.match(cid):
         return ParsedId("panic", int(m.group(1)), 0, symbol=m.group(2))
     if m := _MANUAL.match(cid):

@@ -15,6 +15,7 @@ from tgtrader.core.chase import Chase
 from tgtrader.core.events import CoreEvent
 from tgtrader.core.grid import Grid
 from tgtrader.core.ids import parse_client_order_id
+from tgtrader.core.liquidation import Liquidation
 from tgtrader.core.ports import MachineSnapshot, SavedMachine
 from tgtrader.core.rules import SymbolRules
 from tgtrader.core.stops import Stop
@@ -59,9 +60,11 @@ class Machines:
         self.grids: dict[int, Grid] = {}
         self.stops: dict[int, Stop] = {}
         self.chases: dict[int, Chase] = {}
+        self.exits: dict[int, Liquidation] = {}
 
     def _tables(self) -> dict[str, dict[int, Machine]]:
-        return {"grid": self.grids, "stop": self.stops, "chase": self.chases}  # type: ignore[dict-item]
+        return {"grid": self.grids, "stop": self.stops, "chase": self.chases,  # type: ignore[dict-item]
+                "exit": self.exits}  # type: ignore[dict-item]
 
     def add(self, machine: Machine) -> None:
         self._tables()[machine.machine_kind][machine.id] = machine
@@ -71,6 +74,7 @@ class Machines:
         """A machine from its saved snapshot (not added: the caller decides whether it still runs)."""
         loaders: dict[str, Callable[[dict[str, Any], SymbolRules], Machine]] = {
             "grid": Grid.from_state, "stop": Stop.from_state, "chase": Chase.from_state,
+            "exit": Liquidation.from_state,
         }
         machine = loaders[saved.kind](saved.runtime, rules)
         machine.id = saved.id

@@ -122,8 +122,8 @@ class Recovery:
             except Exception as exc:  # noqa: BLE001 - one bad row must not stop the others
                 logger.error("core: cannot load {} {}: {}", m.kind, m.id, exc)
                 continue
-            if isinstance(machine, Chase) and machine.done:
-                continue  # finished chases are history (their orders and fills are in the store)
+            if (isinstance(machine, Chase) and machine.done) or (m.kind == "exit" and not machine.active):
+                continue  # finished chases and exits are history (their orders and fills are in the store)
             k.machines.add(machine)
             if isinstance(machine, Grid) and (m.panic_paused or (machine.state == "paused" and machine.stop_reason == "panic")):
                 k.panic_paused.add(machine.id)

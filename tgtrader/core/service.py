@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,15 +33,16 @@ from tgtrader.core.chase import Chase
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import ErrorEvent, EventBus
 from tgtrader.core.grid import Grid, GridConfig, GridPreview, overlap_problem, preview
-from tgtrader.core.ids import chase_prefix, panic_order_id, parse_client_order_id
+from tgtrader.core.ids import chase_prefix, parse_client_order_id
 from tgtrader.core.kernel import Kernel, wall_clock_ms
 from tgtrader.core.machines import Machine
-from tgtrader.core.ports import Exchange, ExchangeHealth, MachineSnapshot, Reaction, Store
+from tgtrader.core.panic import PanicDesk
+from tgtrader.core.ports import Exchange, ExchangeHealth, MachineSnapshot, Store
 from tgtrader.core.risk import ExposureLimits, check_exposure, fixed_fraction, kelly
 from tgtrader.core.rules import SymbolRules, fmt_decimal
 from tgtrader.core.stops import Stop
-from tgtrader.errors import BadSymbol, ExchangeError, UnknownOrder
-from tgtrader.types import Balance, OrderType, PlaceOrder, Side
+from tgtrader.errors import BadSymbol, ExchangeError
+from tgtrader.types import Balance, OrderType, Side
 
 ZERO = Decimal(0)
 
@@ -70,7 +70,7 @@ class TradingCore(Kernel):
     ) -> None:
         super().__init__(exchange, store, bus, config, mode, clock_ms)
         self._previews: dict[str, _Preview] = {}
-        self._panic_tokens: dict[str, int] = {}
+        self.panic_desk = PanicDesk(self)
         self._chase_waiters: dict[int, asyncio.Future[ChaseResult]] = {}
 
     def _check_order_room(self, new_orders: int) -> None:
@@ -435,98 +435,11 @@ class TradingCore(Kernel):
 
     # ================================================================ API: panic
 
-    async def panic_plan(self) -> PanicPlan:
-        try:
-            orders = await self.exchange.open_orders()
-        except ExchangeError as exc:
-            raise ApiError(f"cannot read open orders: {exc}") from None
-        assets = await self._sellable_assets()
-        token = secrets.token_urlsafe(9)
-        self._panic_tokens[token] = self.clock_ms()
-        running = sum(1 for g in self.machines.grids.values() if g.state == "running")
-        return PanicPlan(running, len(orders), tuple((a, q) for a, q, _ in assets), token,
-                         self.config.panic_token_ttl_s)
-
-    async def _sellable_assets(self) -> list[tuple[str, Decimal, SymbolRules]]:
-        quote = self.config.panic_quote_asset or self.config.quote_asset
-        out = []
-        for asset, b in sorted((await self._balances()).items()):
-            if asset == quote or b.total <= 0:
-                continue
-            try:
-                rules = await self.rules_for(asset + quote)
-                price = await self.exchange.ticker_price(asset + quote)
-            except ExchangeError:
-                continue
-            qty = rules.round_qty(b.total, market=True)
-            if qty > 0 and qty * price >= rules.min_notional:
-                out.append((asset, qty, rules))
-        return out
+    async def panic_plan(self, scope: str = "own") -> PanicPlan:
+        return await self.panic_desk.plan(scope)
 
     async def panic(self, token: str) -> PanicReport:
-        issued = self._panic_tokens.pop(token, None)
-        now = self.clock_ms()
-        if issued is None or now - issued > self.config.panic_token_ttl_s * 1000:
-            raise ApiError("panic needs a fresh confirmation (the token is unknown, used or older than 30 s)")
-        t0 = time.monotonic()
-        ok: list[str] = []
-        failed: list[str] = []
-        async with self._lock:
-            for g in self.machines.grids.values():
-                if g.state == "running":
-                    g.pause(now, "panic")  # the exchange-wide cancel below removes its orders
-                    self.panic_paused.add(g.id)
-                    await self.store.save_machine(g.snapshot(), now)
-                    for e in g.drain_events():
-                        self.bus.publish(e)
-            for s in self.machines.stops.values():
-                if s.state in ("new", "armed"):
-                    s.cancel()
-                    await self.store.save_machine(s.snapshot(), now)
-            for chase in list(self.machines.chases.values()):
-                if chase.active:  # a live /buy or /sell would see the cancel below and rest again
-                    await self.react(chase, chase.cancel())
-                    ok.append(f"stopped chase {chase.id} ({chase.side.value.lower()} {fmt_decimal(chase.qty)} "
-                              f"{chase.symbol}, filled {fmt_decimal(chase.filled)})")
-            await self.store.set_panic_paused(self.panic_paused, now)
-            if self.panic_paused:
-                ok.append(f"paused {len(self.panic_paused)} grid(s)")
-        try:
-            orders = await self.exchange.open_orders()
-        except ExchangeError as exc:
-            orders = []
-            failed.append(f"list open orders: {exc}")
-        symbols = sorted({o.symbol for o in orders} | {o.symbol for o in self.tracker.open_orders()})
-
-        async def cancel_symbol(sym: str) -> tuple[str, str | None, int]:
-            try:
-                res = await self.exchange.cancel_all(sym)
-                for u in res:
-                    self._queue.put_nowait(u)
-                return sym, None, len(res)
-            except UnknownOrder:
-                return sym, None, 0
-            except ExchangeError as exc:
-                return sym, str(exc), 0
-
-        for sym, err, n in await asyncio.gather(*(cancel_symbol(s) for s in symbols)):
-            if err is None:
-                ok.append(f"cancelled {n} order(s) on {sym}")
-            else:
-                failed.append(f"cancel {sym}: {err}")
-        n_panic = await self.store.next_seq("panic")
-        for asset, qty, rules in await self._sellable_assets():
-            cid = panic_order_id(n_panic, rules.symbol)
-            p = PlaceOrder(rules.symbol, cid, Side.SELL, OrderType.MARKET, qty, None, None, None, "panic")
-            try:
-                async with self._lock:
-                    await self.store.save_reaction(Reaction(now, new_orders=[self.tracker.on_place(p, now)]))
-                upd = await self.exchange.place_order(p)
-                self._queue.put_nowait(upd)
-                ok.append(f"sold {fmt_decimal(qty)} {asset} at market")
-            except ExchangeError as exc:
-                failed.append(f"sell {fmt_decimal(qty)} {asset}: {exc}")
-        return PanicReport(tuple(ok), tuple(failed), time.monotonic() - t0)
+        return await self.panic_desk.run(token)
 
     async def resume_all(self) -> list[GridSummary]:
         out = []

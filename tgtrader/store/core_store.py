@@ -64,6 +64,8 @@ class CoreStore:
             machines.append(SavedMachine("stop", s[0], s[1], json_from_db(s[2])))
         for c in await self.db.fetchall("SELECT id, symbol, runtime FROM chases ORDER BY id"):
             machines.append(SavedMachine("chase", c[0], c[1], json_from_db(c[2])))
+        for e in await self.db.fetchall("SELECT id, symbol, runtime FROM exits WHERE state = 'selling' ORDER BY id"):
+            machines.append(SavedMachine("exit", e[0], e[1], json_from_db(e[2])))
         orders = tuple(tracked_order(r) for r in await self.db.orders.open_orders())
         return SavedState(tuple(machines), orders)
 
@@ -145,9 +147,10 @@ class CoreStore:
             await self.db.execute(
                 "UPDATE stops SET state = ?, hard_client_order_id = coalesce(?, hard_client_order_id), runtime = ?, "
                 "updated_ms = ? WHERE id = ?", (m.state, m.order, runtime, ts_ms, m.id))
-        elif m.kind == "chase":
+        elif m.kind in ("chase", "exit"):
+            table = "chases" if m.kind == "chase" else "exits"
             await self.db.execute(
-                "INSERT INTO chases(id, symbol, state, runtime, updated_ms) VALUES (?, ?, ?, ?, ?) "
+                f"INSERT INTO {table}(id, symbol, state, runtime, updated_ms) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET state = excluded.state, runtime = excluded.runtime, "
                 "updated_ms = excluded.updated_ms", (m.id, m.symbol, m.state, runtime, ts_ms))
         else:

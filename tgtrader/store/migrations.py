@@ -195,6 +195,20 @@ MIGRATIONS: list[Migration] = [
             "ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'telegram'",
         ),
     ),
+    Migration(
+        name="exits: panic's sells until flat, one row per liquidated symbol (issue 13)",
+        statements=(
+            """
+            CREATE TABLE exits (
+                id INTEGER PRIMARY KEY,
+                symbol TEXT NOT NULL,
+                state TEXT NOT NULL,
+                runtime TEXT NOT NULL,
+                updated_ms INTEGER NOT NULL
+            )
+            """,
+        ),
+    ),
     # Append new migrations here.
 ]
 
