@@ -205,3 +205,25 @@ async def test_panic_all_sells_the_account_but_the_protected_assets_after_listin
     assert [o.client_order_id for o in await kit.paper.open_orders()] == ["web_hand_1"]
     assert report.elapsed_s < 10
     await kit.close()
+
+
+async def test_a_partly_filled_level_after_pause_and_resume_sells_what_it_holds_not_a_second_full_buy(
+        tmp_path: Path) -> None:
+    """Issue 13 item 11: the remainder of a 98 % filled buy is below the filters, so on resume the level bought a
+    full quantity again (twice the planned capital on that level)."""
+    kit = await CoreOnPaper.open(tmp_path)
+    gid = await kit.running_grid()
+    g = kit.core.machines.grids[gid]
+    buy = next(o for o in g.orders.values() if o.side is Side.BUY and o.price == D("50000"))
+    part = (buy.qty * D("0.98")).quantize(D("0.00001"))
+    kit.paper.feed_trade("BTCUSDT", D("49999"), kit.clock.advance(), qty=part)
+    await kit.core.idle()
+    iv = g.intervals[buy.interval]
+    assert iv.base == part
+    await kit.core.pause_grid(gid)
+    await kit.core.idle()
+    await kit.core.resume_grid(gid)
+    await kit.core.idle()
+    mine = [o for o in await kit.paper.open_orders("BTCUSDT") if o.client_order_id == iv.order]
+    assert len(mine) == 1 and mine[0].side is Side.SELL and mine[0].orig_qty == part, mine
+    await kit.close()

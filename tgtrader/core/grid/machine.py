@@ -178,8 +178,14 @@ class Grid:
         need = self.rules.round_qty(self.q - iv.base) if iv.base < self.q else ZERO
         if need > 0 and self._tradable(Side.BUY, need, iv.lower):
             return self._new_order(iv, Side.BUY, iv.lower, need)
+        held = self.rules.round_qty(iv.base)
+        if held > 0 and self._tradable(Side.SELL, held, iv.upper):
+            # a partly filled buy whose remainder is below the filters: sell what it holds (a smaller round trip)
+            # rather than buying a full quantity on top (twice the planned capital on this level)
+            self._set_interval(iv, HOLDING)
+            return self._new_order(iv, Side.SELL, iv.upper, held)
         if self._tradable(Side.BUY, self.q, iv.lower):
-            return self._new_order(iv, Side.BUY, iv.lower, self.q)
+            return self._new_order(iv, Side.BUY, iv.lower, self.q)  # only dust held: it rides along
         return None
 
     def _new_order(self, iv: Interval, side: Side, price: Decimal, qty: Decimal) -> PlaceOrder:
