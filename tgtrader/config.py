@@ -25,6 +25,7 @@ _USE_DEFAULT_ENV_FILE: Any = object()
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 Mode = Literal["paper", "live"]
+KeyType = Literal["hmac", "ed25519", "rsa"]
 
 
 class Secret:
@@ -81,6 +82,11 @@ class Settings:
     # Binance
     binance_api_key: Secret | None = None
     binance_api_secret: Secret | None = None
+    # faqs/api_key_types.md: Binance supports Ed25519 (recommended), HMAC ("deprecated") and RSA keys. With
+    # ed25519/rsa the private key (PEM, from BINANCE_PRIVATE_KEY or the file BINANCE_PRIVATE_KEY_PATH) signs.
+    binance_key_type: KeyType = "hmac"
+    binance_private_key: Secret | None = None
+    binance_private_key_passphrase: Secret | None = None
     binance_testnet: bool = False
     binance_rest_url: str | None = None
     binance_ws_url: str | None = None
@@ -107,12 +113,18 @@ class Settings:
 
     @property
     def has_binance_keys(self) -> bool:
-        return bool(self.binance_api_key) and bool(self.binance_api_secret)
+        signer = self.binance_api_secret if self.binance_key_type == "hmac" else self.binance_private_key
+        return bool(self.binance_api_key) and bool(signer)
 
     def secrets(self) -> list[str]:
-        """The revealed secret values, for the log masking filter only."""
-        values = (self.telegram_bot_token, self.binance_api_key, self.binance_api_secret, self.telegram_webhook_secret)
-        return [s.reveal() for s in values if s]
+        """The revealed secret values, for the log masking filter only (a PEM key also line by line)."""
+        values = (self.telegram_bot_token, self.binance_api_key, self.binance_api_secret, self.telegram_webhook_secret,
+                  self.binance_private_key, self.binance_private_key_passphrase)
+        out = [s.reveal() for s in values if s]
+        if self.binance_private_key:
+            out += [line.strip() for line in self.binance_private_key.reveal().splitlines()
+                    if len(line.strip()) >= 16 and not line.startswith("-----")]
+        return out
 
 
 # ---------------------------------------------------------------------------- .env parsing
@@ -302,6 +314,40 @@ def _secret(kind: str, pattern: str | None = None) -> Callable[[str], Secret]:
     return convert
 
 
+def _key_type(value: str) -> KeyType:
+    lowered = value.lower()
+    if lowered not in ("hmac", "ed25519", "rsa"):
+        raise ValueError(f"must be hmac, ed25519 or rsa, got {value!r}")
+    return lowered  # type: ignore[return-value]
+
+
+def _pem(value: str) -> Secret:
+    """A private key in PEM (the value is never quoted back in a problem line)."""
+    if "-----BEGIN" not in value or "PRIVATE KEY-----" not in value:
+        raise ValueError("must be a PEM private key (-----BEGIN PRIVATE KEY----- ...); in .env write the line "
+                         "breaks as \\n inside double quotes, or use BINANCE_PRIVATE_KEY_PATH")
+    return Secret(value.replace("\\n", "\n"))
+
+
+def private_key_problem(kind: str, pem: str, passphrase: str | None) -> str | None:
+    """Why `pem` is not a usable `kind` private key, or None (the key is never quoted)."""
+    from Crypto.PublicKey import ECC, RSA
+
+    try:
+        if kind == "ed25519":
+            key = ECC.import_key(pem, passphrase=passphrase)
+            if key.curve != "Ed25519":
+                return f"is an ECC key on {key.curve}, not Ed25519"
+        else:
+            key = RSA.import_key(pem, passphrase=passphrase)
+    except (ValueError, IndexError, TypeError):
+        name = "Ed25519" if kind == "ed25519" else "RSA"
+        return f"is not a readable {name} private key (PEM, PKCS#8; check the passphrase if it is encrypted)"
+    if not key.has_private():
+        return "is a public key; the private key is needed (Binance keeps the public one)"
+    return None
+
+
 def _level(value: str) -> str:
     upper = value.upper()
     if upper not in LOG_LEVELS:
@@ -425,6 +471,10 @@ def load_settings(
                              _secret("webhook secret (1-256 of A-Z a-z 0-9 _ -)", r"[A-Za-z0-9_-]{1,256}"))
     api_key = r.field("BINANCE_API_KEY", None, _secret("API key"))
     api_secret = r.field("BINANCE_API_SECRET", None, _secret("API secret"))
+    key_type = r.field("BINANCE_KEY_TYPE", d.binance_key_type, _key_type)
+    private_key = r.field("BINANCE_PRIVATE_KEY", None, _pem)
+    private_key_path = r.field("BINANCE_PRIVATE_KEY_PATH", None, _path)
+    passphrase = r.field("BINANCE_PRIVATE_KEY_PASSPHRASE", None, Secret)
     testnet = r.field("BINANCE_TESTNET", d.binance_testnet, _bool)
     rest_url = r.field("BINANCE_REST_URL", d.binance_rest_url, _url("https", "http"))
     ws_url = r.field("BINANCE_WS_URL", d.binance_ws_url, _url("wss", "ws"))
@@ -448,6 +498,10 @@ def load_settings(
     if has["TELEGRAM_BOT_TOKEN"] and r.get("TELEGRAM_ALLOWED_CHAT_IDS") is None:
         r.problem("TELEGRAM_ALLOWED_CHAT_IDS", "required when TELEGRAM_BOT_TOKEN is set (who may use the bot?)")
     key_name, secret_name = "BINANCE_API_KEY", "BINANCE_API_SECRET"
+    private_key = _private_key_rules(r, key_type, private_key, private_key_path, passphrase)
+    if key_type != "hmac":  # the private key signs; there is no API secret
+        secret_name = "BINANCE_PRIVATE_KEY"
+        has[secret_name] = r.get(secret_name) is not None or r.get("BINANCE_PRIVATE_KEY_PATH") is not None
     if mode == "live":
         for name in (key_name, secret_name):
             if not has[name]:
@@ -477,6 +531,9 @@ def load_settings(
         telegram_webhook_secret=webhook_secret,
         binance_api_key=api_key,
         binance_api_secret=api_secret,
+        binance_key_type=key_type,
+        binance_private_key=private_key,
+        binance_private_key_passphrase=passphrase,
         binance_testnet=testnet,
         binance_rest_url=rest_url,
         binance_ws_url=ws_url,
@@ -495,6 +552,34 @@ def load_settings(
         max_open_orders=max_orders,
         daily_summary_utc=daily,
     )
+
+
+def _private_key_rules(r: _Reader, kind: KeyType, value: Secret | None, path: Path | None,
+                       passphrase: Secret | None) -> Secret | None:
+    """The private key (read from its file if given by path), checked against BINANCE_KEY_TYPE."""
+    if value is not None and path is not None:
+        r.problem("BINANCE_PRIVATE_KEY_PATH", "set either BINANCE_PRIVATE_KEY or BINANCE_PRIVATE_KEY_PATH, not both")
+        return None
+    if path is not None:
+        try:
+            value = _pem(path.read_text())
+        except OSError as exc:
+            r.problem("BINANCE_PRIVATE_KEY_PATH", f"cannot read {path}: {exc.strerror or type(exc).__name__}")
+            return None
+        except ValueError as exc:
+            r.problem("BINANCE_PRIVATE_KEY_PATH", f"{path}: {exc}")
+            return None
+    name = "BINANCE_PRIVATE_KEY_PATH" if path is not None else "BINANCE_PRIVATE_KEY"
+    if value is None:
+        return None
+    if kind == "hmac":
+        r.problem(name, "set BINANCE_KEY_TYPE=ed25519 (or rsa) to sign with a private key")
+        return None
+    problem = private_key_problem(kind, value.reveal(), passphrase.reveal() if passphrase else None)
+    if problem is not None:
+        r.problem(name, problem)
+        return None
+    return value
 
 
 def env_variable_names() -> list[str]:
@@ -516,6 +601,10 @@ ENV_VARS: tuple[str, ...] = (
     "TELEGRAM_WEBHOOK_SECRET",
     "BINANCE_API_KEY",
     "BINANCE_API_SECRET",
+    "BINANCE_KEY_TYPE",
+    "BINANCE_PRIVATE_KEY",
+    "BINANCE_PRIVATE_KEY_PATH",
+    "BINANCE_PRIVATE_KEY_PASSPHRASE",
     "BINANCE_TESTNET",
     "BINANCE_REST_URL",
     "BINANCE_WS_URL",

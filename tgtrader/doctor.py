@@ -69,6 +69,8 @@ async def diagnose(
     _emit(out, checks, await _database_check(settings))
     _emit(out, checks, _log_dir_check(settings))
     _emit(out, checks, _telegram_config_check(settings))
+    if settings.has_binance_keys:
+        _emit(out, checks, _key_type_check(settings))
     env_check = _env_file_check(env_file)
     if env_check is not None:
         _emit(out, checks, env_check)
@@ -183,6 +185,16 @@ def _env_file_check(env_file: str | None) -> Check | None:
     return Check(OK, "env file", f"{path} is private (mode {stat.S_IMODE(mode):o})")
 
 
+def _key_type_check(s: Settings) -> Check:
+    """faqs/api_key_types.md: "We recommend to use Ed25519 API keys"; "HMAC keys are deprecated"."""
+    if s.binance_key_type == "ed25519":
+        return Check(OK, "key type", "Ed25519 (Binance's recommended key type); requests are signed with the private key")
+    if s.binance_key_type == "rsa":
+        return Check(OK, "key type", "RSA; requests are signed with the private key (Binance recommends Ed25519)")
+    return Check(WARN, "key type", "HMAC: Binance deprecates HMAC keys and recommends Ed25519 "
+                 "(BINANCE_KEY_TYPE=ed25519 with BINANCE_PRIVATE_KEY_PATH)")
+
+
 # ---------------------------------------------------------------------------- network checks
 
 
@@ -214,16 +226,20 @@ async def _binance_checks(s: Settings) -> list[Check]:
     from binance import AsyncClient
     from binance.exceptions import BinanceAPIException
 
-    from tgtrader.exchange.binance import BinanceExchange, map_api_error
+    from tgtrader.exchange.binance import BinanceExchange, compat, map_api_error
 
-    assert s.binance_api_key is not None and s.binance_api_secret is not None
+    assert s.binance_api_key is not None
     use_testnet = s.binance_testnet and not s.binance_rest_url
     client = AsyncClient(
         s.binance_api_key.reveal(),
-        s.binance_api_secret.reveal(),
+        s.binance_api_secret.reveal() if s.binance_api_secret and s.binance_key_type == "hmac" else None,
         testnet=use_testnet,
         requests_params={"timeout": NETWORK_TIMEOUT_S},
     )
+    if s.binance_key_type != "hmac" and s.binance_private_key:
+        passphrase = s.binance_private_key_passphrase.reveal() if s.binance_private_key_passphrase else None
+        key = compat.load_signing_key(s.binance_key_type, s.binance_private_key.reveal(), passphrase)
+        compat.install_signing_key(client, s.binance_key_type, key)
     if s.binance_rest_url:
         rest = BinanceExchange._norm_rest(s.binance_rest_url)
         client.API_URL = rest

@@ -87,7 +87,10 @@ async def open_exchange(settings: Settings, db: Database, paper: bool) -> tuple[
     endpoints = dict(testnet=settings.binance_testnet, rest_url=settings.binance_rest_url,
                      ws_url=settings.binance_ws_url)
     if not paper:
-        return BinanceExchange(key, secret, **endpoints), None  # type: ignore[arg-type]
+        pem, passphrase = settings.binance_private_key, settings.binance_private_key_passphrase
+        signing = dict(key_type=settings.binance_key_type, private_key=pem.reveal() if pem else None,
+                       private_key_pass=passphrase.reveal() if passphrase else None)
+        return BinanceExchange(key, secret, **endpoints, **signing), None  # type: ignore[arg-type]
     market = BinanceExchange(key, secret, user_stream=False, stream_kinds=("trade",), **endpoints)  # type: ignore[arg-type]
     await market.start()
     exchange = PaperExchange(

@@ -260,7 +260,7 @@ async def test_timed_out_order_is_looked_up_not_resent(fake: FakeBinance) -> Non
         with pytest.raises(OrderStatusUnknown) as unknown:
             await e.place_order(limit("s503", Side.BUY, "0.001", "47000"))
         assert fake.order_posts["s503"] == 0  # the fake answered 503 without executing; nothing was resent
-        assert 15 < unknown.value.settle_after_s <= e.recv_window_ms / 1000 + 11
+        assert e.recv_window_ms / 1000 + 10 < unknown.value.settle_after_s <= e.recv_window_ms / 1000 + 11
         assert len(await e.open_orders("BTCUSDT")) == 2
     finally:
         await e.close()

@@ -22,6 +22,7 @@ Everything runs on 127.0.0.1 with a random port.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import hashlib
 import hmac
@@ -31,10 +32,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import orjson
 from aiohttp import WSMsgType, web
+from Crypto.Hash import SHA256
+from Crypto.PublicKey import ECC, RSA
+from Crypto.Signature import eddsa, pkcs1_15
 
 from tests.fakes.binance import Order, Trade, Venue, VenueError
 
@@ -159,6 +163,7 @@ class FakeBinance:
         self.used_weight = 0
         self.forced_used_weight: int | None = None
         self.max_connection_age_s: float | None = None  # WebSocket connections are closed at this age (Binance: 24 h)
+        self.use_public_key(None)  # HMAC with api_secret until a test hands an Ed25519 / RSA public key
         self.shutdowns_sent = 0
         # ORDERS (unfilled order count) limits: see set_order_limits
         self.order_limits: list[tuple[str, int, int]] = [("SECOND", 10, 100), ("DAY", 1, 200_000)]
@@ -415,8 +420,7 @@ class FakeBinance:
             raise ApiError(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
         payload, _, sig = raw.rpartition("signature=")
         payload = payload[:-1] if payload.endswith("&") else payload
-        good = hmac.new(self.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(good, sig):
+        if not self._signature_ok(payload, unquote(sig)):
             raise ApiError(400, -1022, "Signature for this request is not valid.")
         try:
             ts = int(params["timestamp"])
@@ -849,13 +853,47 @@ class FakeBinance:
         if params.get("apiKey") != self.api_key:
             return {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
         unsigned = {k: v for k, v in params.items() if k != "signature"}
-        good = hmac.new(self.api_secret.encode(), urlencode(dict(sorted(unsigned.items()))).encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(good, str(params.get("signature", ""))):
+        if not self._signature_ok(urlencode(dict(sorted(unsigned.items()))), str(params.get("signature", ""))):
             return {"code": -1022, "msg": "Signature for this request is not valid."}
-        ts = int(params.get("timestamp", 0))
-        if abs(self.server_ms() - ts) > 10_000:
+        # rest-api.md / web-socket-api.md, "Timing security": recvWindow defaults to 5000 ms; a timestamp more
+        # than 1 s ahead of the server is refused.
+        ts, window = int(params.get("timestamp", 0)), float(params.get("recvWindow", 5000))
+        if ts >= self.server_ms() + 1000 or self.server_ms() - ts > window:
             return {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."}
         return None
+
+    # ------------------------------------------------------------ API keys (HMAC, Ed25519, RSA)
+
+    def use_public_key(self, pem: str | None) -> None:
+        """Verify signatures with this Ed25519 or RSA public key (PEM) instead of the HMAC secret (None: HMAC).
+
+        rest-api.md, "SIGNED Endpoint security": HMAC signatures are hex and "not case-sensitive"; RSA
+        (RSASSA-PKCS1-v1_5 with SHA-256) and Ed25519 signatures are base64 and case-sensitive; the signed
+        payload is the query string concatenated with the body, percent-encoded as sent."""
+        self.key_type = "hmac"
+        self.public_key: Any = None
+        if pem is not None:
+            try:
+                self.public_key, self.key_type = ECC.import_key(pem), "ed25519"
+            except ValueError:
+                self.public_key, self.key_type = RSA.import_key(pem), "rsa"
+        self.signatures_checked: Counter[str] = Counter()
+
+    def _signature_ok(self, payload: str, sig: str) -> bool:
+        kind = self.key_type
+        self.signatures_checked[kind] += 1
+        if kind == "hmac":
+            good = hmac.new(self.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+            return hmac.compare_digest(good, sig.lower())
+        try:
+            raw = base64.b64decode(sig, validate=True)
+            if kind == "ed25519":
+                eddsa.new(self.public_key, "rfc8032").verify(payload.encode(), raw)
+            else:
+                pkcs1_15.new(self.public_key).verify(SHA256.new(payload.encode()), raw)
+        except (ValueError, TypeError):
+            return False
+        return True
 
     def _user_event(self, event: dict[str, Any]) -> None:
         if self.user_event_hook is not None:

@@ -57,7 +57,7 @@ class BinanceExchange(EventsMixin, RestMixin, MarketStreamsMixin, UserStreamMixi
         ws_api_url: str | None = None,
         stream_kinds: tuple[str, ...] = ("bookTicker",),
         request_timeout: float = 10.0,
-        recv_window_ms: int = 10_000,
+        recv_window_ms: int = 5_000,
         market_silence_s: float = 60.0,
         user_check_s: float = 30.0,
         max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION,
@@ -73,9 +73,19 @@ class BinanceExchange(EventsMixin, RestMixin, MarketStreamsMixin, UserStreamMixi
         conflate_book: bool = True,
         session_params: dict[str, Any] | None = None,
         user_stream: bool = True,
+        key_type: str = "hmac",
+        private_key: str | None = None,
+        private_key_pass: str | None = None,
     ) -> None:
         self.name = "binance-testnet" if testnet else "binance"
         self._key, self._secret = api_key, api_secret
+        # "hmac", or an asymmetric key Binance recommends (faqs/api_key_types.md: "We recommend to use Ed25519
+        # API keys"; "HMAC keys are deprecated"): then `private_key` (PEM) signs and `api_secret` is unused.
+        self.key_type = key_type
+        self._private_key, self._private_key_pass = private_key, private_key_pass
+        # rest-api.md, "Timing security": "It is recommended to use a small recvWindow of 5000 or less!"
+        if not 0 < recv_window_ms <= 5_000:
+            raise ValueError("recv_window_ms must be 1..5000 (Binance recommends 5000 or less)")
         self._testnet = testnet
         self._rest_url = self._norm_rest(rest_url) if rest_url else None
         self._ws_url = (ws_url if ws_url.endswith("/") else ws_url + "/") if ws_url else None
@@ -191,7 +201,8 @@ class BinanceExchange(EventsMixin, RestMixin, MarketStreamsMixin, UserStreamMixi
         self.client = compat.new_client(
             self._key, self._secret, testnet=use_testnet, rest_url=self._rest_url, ws_api_url=self._ws_api_url,
             request_timeout=self.request_timeout, recv_window_ms=self.recv_window_ms,
-            session_params=self._session_params, on_response=self._on_response)
+            session_params=self._session_params, on_response=self._on_response, key_type=self.key_type,
+            private_key=self._private_key, private_key_pass=self._private_key_pass)
         compat.harden_ws_api(self.client, self._on_ws_api_shutdown)
         if self._testnet and self._rest_url:
             self.name = "binance-testnet"

@@ -13,6 +13,11 @@ Internals used, and why:
   because the library's testnet flag replaces API_URL on every call.
 - `AsyncClient.timestamp_offset`: the clock offset (ms) the library adds to every signed request; set by
   sync_time, read by health.
+- `AsyncClient.PRIVATE_KEY` and `_is_rsa`: with an Ed25519 or RSA key, python-binance signs REST and WS-API
+  requests with `PRIVATE_KEY` (RSASSA-PKCS1-v1_5 / SHA-256 if `_is_rsa`, else Ed25519; base64) instead of
+  HMAC. They are set here (`install_signing_key`) rather than through the constructor's `private_key=`, whose
+  loader guesses the kind from the PEM's length (over 120 characters: RSA), so an encrypted Ed25519 key is
+  taken for RSA, and passes no passphrase to the Ed25519 import.
 - `AsyncClient.ws_api`, the WebSocket-API connection the user data stream rides on: its `_handle_message` is
   wrapped so that an unreadable frame is dropped instead of ending the read loop; `MAX_RECONNECTS = 0`, so
   that the adapter, not the library, reconnects; `ws`, `ws_state` and `_handle_read_loop` tell whether it is
@@ -58,6 +63,7 @@ from binance.exceptions import BinanceAPIException
 from binance.ws.constants import WSListenerState
 from binance.ws.reconnecting_websocket import ReconnectingWebsocket
 from binance.ws.websocket_api import WebsocketAPI
+from Crypto.PublicKey import ECC, RSA
 
 from tgtrader.exchange.binance.parse import _report_bad
 
@@ -85,17 +91,62 @@ class TgAsyncClient(AsyncClient):
 # ---------------------------------------------------------------- client
 
 
+KEY_TYPES = ("hmac", "ed25519", "rsa")
+
+
+def load_signing_key(key_type: str, pem: str, passphrase: str | None = None) -> Any:
+    """An Ed25519 or RSA private key (PEM; Binance: "Only PKCS#8 keys are supported" for RSA) as the object
+    python-binance signs with. Raises ValueError naming the kind, never quoting the key."""
+    try:
+        if key_type == "ed25519":
+            key = ECC.import_key(pem, passphrase=passphrase)
+            if key.curve != "Ed25519":
+                raise ValueError("wrong curve")
+        elif key_type == "rsa":
+            key = RSA.import_key(pem, passphrase=passphrase)
+        else:
+            raise ValueError("unknown kind")
+        if not key.has_private():
+            raise ValueError("public key")
+    except (ValueError, IndexError, TypeError):
+        raise ValueError(f"not a readable {key_type.upper() if key_type == 'rsa' else 'Ed25519'} private key "
+                         "(PEM; check the file, and the passphrase if it is encrypted)") from None
+    return key
+
+
+def install_signing_key(client: AsyncClient, key_type: str, key: Any) -> None:
+    """Make every signed REST and WS-API request of `client` carry a signature by `key` (see module docstring).
+
+    rest-api.md, "SIGNED Endpoint security": RSA and Ed25519 signatures are base64 and case-sensitive; the
+    payload is the query string concatenated with the body, percent-encoded (python-binance does that)."""
+    client.PRIVATE_KEY = key
+    client._is_rsa = key_type == "rsa"
+
+
+def signing_key_type(client: AsyncClient) -> str:
+    """"ed25519", "rsa" or "hmac": what the client signs with."""
+    if getattr(client, "PRIVATE_KEY", None) is None:
+        return "hmac"
+    return "rsa" if getattr(client, "_is_rsa", False) else "ed25519"
+
+
 def new_client(api_key: str, api_secret: str, *, testnet: bool, rest_url: str | None, ws_api_url: str | None,
                request_timeout: float, recv_window_ms: int, session_params: dict[str, Any],
-               on_response: Callable[[aiohttp.ClientResponse], None]) -> TgAsyncClient:
-    """A client on the given endpoints whose every HTTP answer goes to `on_response` first."""
+               on_response: Callable[[aiohttp.ClientResponse], None], key_type: str = "hmac",
+               private_key: str | None = None, private_key_pass: str | None = None) -> TgAsyncClient:
+    """A client on the given endpoints whose every HTTP answer goes to `on_response` first; it signs with the
+    HMAC secret, or (key_type "ed25519" / "rsa") with `private_key` (PEM)."""
     attrs: dict[str, Any] = {"REQUEST_TIMEOUT": request_timeout, "REQUEST_RECVWINDOW": recv_window_ms}
     if rest_url:
         attrs["API_URL"] = rest_url
     if ws_api_url:
         attrs["WS_API_URL"] = ws_api_url
     cls = type("TgBinanceClient", (TgAsyncClient,), attrs)
-    client = cls(api_key, api_secret, testnet=testnet, session_params=session_params)
+    asymmetric = key_type != "hmac"
+    key = load_signing_key(key_type, private_key or "", private_key_pass) if asymmetric else None
+    client = cls(api_key, None if asymmetric else api_secret, testnet=testnet, session_params=session_params)
+    if key is not None:
+        install_signing_key(client, key_type, key)
     client.tg_on_response = on_response
     return client
 
