@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -14,6 +15,7 @@ from telegram.ext import AIORateLimiter, ExtBot
 from tests.fakes.fake_telegram import FakeTelegram
 from tests.kit import old_database
 from tests.waiting import wait_for
+from tgtrader.chat.alerts import events_payload
 from tgtrader.core.events import EventBus, OrderFilled, StreamDown, StreamUp
 from tgtrader.store.db import Database
 from tgtrader.telegram.notify import Notifier
@@ -210,10 +212,12 @@ async def test_rows_written_before_typed_alerts_are_delivered_with_their_text(fa
     keep their text and go out as before, next to a new row worded from its payload at delivery."""
     path = tmp_path / "old.sqlite"
     con = old_database(path, 3)
-    con.execute("INSERT INTO outbox(chat_id, kind, text, created_ms, next_attempt_ms) VALUES (NULL, 'stop-loss', ?, 1, 1)",
-                ("grid 1 BTCUSDT: stop-loss at 38000 (trigger 39000); orders cancelled, selling 0.1 BTC; realized 5 USDT",))
-    con.execute("INSERT INTO outbox(chat_id, kind, text, created_ms, next_attempt_ms) VALUES (777, 'alert', ?, 2, 2)",
-                ("FILL BTCUSDT BUY 0.001 @ 65000 [grid:1]",))
+    now = int(time.time() * 1000)  # written just before the upgrade (an alert from long ago would carry its time)
+    con.execute("INSERT INTO outbox(chat_id, kind, text, created_ms, next_attempt_ms) VALUES (NULL, 'stop-loss', ?, ?, ?)",
+                ("grid 1 BTCUSDT: stop-loss at 38000 (trigger 39000); orders cancelled, selling 0.1 BTC; realized 5 USDT",
+                 now, now))
+    con.execute("INSERT INTO outbox(chat_id, kind, text, created_ms, next_attempt_ms) VALUES (777, 'alert', ?, ?, ?)",
+                ("FILL BTCUSDT BUY 0.001 @ 65000 [grid:1]", now + 1, now + 1))
     con.commit()
     con.close()
     db = await Database.open(path)
@@ -247,3 +251,70 @@ async def test_a_notifier_delivers_only_its_own_channel(fake: FakeTelegram, db: 
     await notifier.stop()
     assert fake.texts_to(777) == ["STREAM DOWN (user): reset"]
     assert await db.outbox.pending_count() == 1  # the Discord row waits for its own front end
+
+
+# ---------------------------------------------------------------- issue 16: durable, readable, housekept
+
+
+async def test_an_event_reaches_the_outbox_at_once_not_after_a_window(fake: FakeTelegram, db: Database,
+                                                                      bot: ExtBot) -> None:
+    """A SIGKILL must find the alert on disk: with the defaults, nothing waits in memory for a window."""
+    bus = EventBus()
+    fake.unreachable = True
+
+    async def send(chat_id: int, text: str) -> object:
+        return await bot.send_message(chat_id, text)
+
+    notifier = Notifier(db, send, lambda: CHATS)  # the defaults, as build_application uses them
+    notifier.attach(bus)
+    await notifier.start()
+    bus.publish(fill(1))
+    t0 = time.monotonic()
+    await wait_for(lambda: _pending_is(db, len(CHATS)), 2, "the fill's alert in the outbox", interval=0.005)
+    assert time.monotonic() - t0 < 0.2
+    await notifier.stop()
+
+
+async def test_consecutive_alerts_are_coalesced_at_delivery(fake: FakeTelegram, db: Database, bot: ExtBot) -> None:
+    for i in range(20):  # twenty separate rows (e.g. written one by one while the chat was paced)
+        await db.outbox.enqueue("events", chat_id=777, payload=events_payload([fill(i)]))
+    notifier = make_notifier(db, bot)
+    await notifier.start()
+    await wait_for(lambda: _pending_is(db, 0), 10, "every outbox row sent")
+    await notifier.stop()
+    assert len(fake.texts_to(777)) == 1 and "20 FILLS" in fake.texts_to(777)[0], fake.texts_to(777)
+
+
+async def test_a_late_alert_carries_its_time_and_a_backlog_becomes_one_digest(fake: FakeTelegram, db: Database,
+                                                                              bot: ExtBot) -> None:
+    now = int(time.time() * 1000)
+    await db.outbox.enqueue("events", chat_id=777, payload=events_payload([fill(1)]), now=now - 3 * 60_000)
+    hour_ago = now - 3600_000
+    for i in range(36):  # an hour of alerts while Telegram was unreachable, and a stop-loss among them
+        await db.outbox.enqueue("events", chat_id=888, payload=events_payload([fill(i)]), now=hour_ago + i * 100_000)
+        if i == 30:
+            await db.outbox.enqueue("stop-loss", chat_id=888, now=hour_ago + i * 100_000 + 1, payload={
+                "grid_id": 1, "symbol": "BTCUSDT", "price": "38000", "trigger": "39000", "sell_on_stop": True,
+                "qty": "0.1", "base_asset": "BTC", "realized": "-162.57", "quote_asset": "USDT"})
+    notifier = make_notifier(db, bot)
+    await notifier.start()
+    await wait_for(lambda: _pending_is(db, 0), 10, "every outbox row sent")
+    await notifier.stop()
+    [late] = fake.texts_to(777)
+    assert re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d UTC, delivered 3 min late\]\nFILL BTCUSDT BUY", late), late
+    [digest] = fake.texts_to(888)
+    assert digest.startswith("While alerts could not be delivered (") and "37 alert(s)." in digest, digest
+    assert "36 FILLS" in digest and "stop-loss at 38000" in digest and len(digest) <= 4096
+
+
+async def test_delivered_alerts_are_purged_after_the_retention(fake: FakeTelegram, db: Database, bot: ExtBot) -> None:
+    old = int(time.time() * 1000) - 40 * 86400_000
+    kept = await db.outbox.enqueue("events", chat_id=777, payload=events_payload([fill(1)]), now=old)
+    await db.outbox.mark_sent(kept, old)
+    await db.outbox.enqueue("events", chat_id=777, payload=events_payload([fill(2)]))
+    notifier = make_notifier(db, bot, retention_s=30 * 86400.0)
+    await notifier.start()
+    await wait_for(lambda: _pending_is(db, 0), 10, "the new row sent")
+    await notifier.stop()
+    rows = await db.fetchall("SELECT id FROM outbox")
+    assert [r[0] for r in rows] == [kept + 1]  # the 40-day-old delivered row is gone; the fresh one stays

@@ -273,7 +273,7 @@ def build_application(
     base_file_url: str | None = None,
     max_retries: int = 3,
     bot_name: str = "tgtrader",
-    alert_window_s: float = 1.0,
+    alert_window_s: float = 0.0,  # events reach the outbox at once; coalesced at delivery
     stream_down_alert_s: float = 30.0,
     per_chat_interval_s: float = 1.0,
     notifier_poll_s: float = 1.0,

@@ -1,12 +1,17 @@
-"""Alerts: core events -> coalesced window -> durable outbox -> every authorized chat.
+"""Alerts: core events -> durable outbox -> coalesced at delivery -> every authorized chat.
 
 Why this shape: the event bus is synchronous and must never wait on Telegram, so events are only
-buffered here. After a short coalescing window the buffer is written to the SQLite outbox as one typed
-alert (kind `events`, the events as its payload), one row per chat, BEFORE any send is tried. A
-delivery loop words due rows (`chat.alerts.outbox_text`: fifty fills in a second become one message),
-sends them, marks them sent only after Telegram accepted them, and otherwise reschedules them with
-backoff (honouring Telegram's retry_after). Rows left unsent by a crash or an outage are simply due at
-the next start, so they are delivered then.
+buffered here until the next turn of the event loop (`window_s`, 0 by default: a crash must not lose what
+sat in memory), then written to the SQLite outbox as one typed alert (kind `events`, the events as its
+payload), one row per chat, BEFORE any send is tried. Coalescing happens at delivery: consecutive `events`
+rows of a chat are worded together (`chat.alerts.render_alerts`: fifty fills become one message), an alert
+delivered late carries its time, and a backlog after a long outage becomes one digest. A row is marked sent
+only after Telegram accepted it, and otherwise rescheduled with backoff (honouring Telegram's retry_after);
+rows left unsent by a crash or an outage are simply due at the next start.
+
+Telegram's answers are classified: network errors back off the whole channel; flood control pauses it;
+a blocked or refused chat (Forbidden, BadRequest) backs off that chat alone; a group upgraded to a
+supergroup (ChatMigrated) is followed; a rejected token pauses everything, loudly.
 """
 
 from __future__ import annotations
@@ -20,14 +25,17 @@ from typing import Any
 from loguru import logger
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError
 
-from tgtrader.chat.alerts import EVENTS, events_payload, outbox_text, render_alerts
-from tgtrader.chat.render import MAX_MESSAGE
+from tgtrader.chat.alerts import EVENTS, events_from_payload, events_payload, outbox_text, render_alerts
+from tgtrader.chat.render import MAX_MESSAGE, clip, when
 from tgtrader.core.events import CoreEvent, EventBus, OrderRejected, StopTriggered, StreamDown, StreamUp
 from tgtrader.store.outbox import DEFAULT_CHANNEL, OutboxRow
 from tgtrader.telegram.access import Access
 
 NOTICE = "notice"  # an outbox row carrying ready text from the front end itself (e.g. a chat migration)
 PURGE_EVERY_S = 3600.0
+LATE_AFTER_S = 60.0  # an alert delivered later than this after its event says when the event happened
+DIGEST_AFTER_S = 300.0  # a backlog older than this (an outage) is sent as one digest
+DIGEST_MIN_ROWS = 4
 
 SendFn = Callable[[int, str], Awaitable[object]]
 
@@ -62,7 +70,7 @@ class Notifier:
         send: SendFn,
         recipients: Callable[[], Iterable[int]],
         *,
-        window_s: float = 1.0,
+        window_s: float = 0.0,
         stream_down_alert_s: float = 30.0,
         per_chat_interval_s: float = 1.0,
         backoff_base_s: float = 1.0,
@@ -274,7 +282,11 @@ class Notifier:
             if wait_ms > 0:
                 sleep = min(sleep, wait_ms / 1000)
                 continue
-            batch, text = _merge(chat_rows)
+            batch, text = compose(chat_rows, self.clock_ms())
+            if not text.strip():
+                for row in batch:
+                    await self.outbox.mark_sent(row.id, self.clock_ms())
+                continue
             ok = await self._send_batch(chat_id, batch, text)
             paused_until = max(self._paused_until_ms, self._network_retry_ms)
             if self.clock_ms() < paused_until:
@@ -376,18 +388,101 @@ class Notifier:
         logger.warning("alert delivery failed ({}); will retry", error[:200])
 
 
-def _merge(rows: list[OutboxRow]) -> tuple[list[OutboxRow], str]:
-    """The longest prefix of rows whose texts, worded now and joined, fit in one Telegram message; and that
-    message."""
+def _events_text(rows: list[OutboxRow]) -> str:
+    """Several `events` rows worded as one alert (their events together, in order)."""
+    try:
+        events = [event for row in rows for event in events_from_payload(row.payload or {})]
+        return render_alerts(events) or ""
+    except Exception:  # a payload this version can't read: each row on its own, as its facts
+        return "\n\n".join(outbox_text(row.kind, row.text, row.payload) for row in rows)
+
+
+def _units(rows: list[OutboxRow]) -> list[tuple[list[OutboxRow], str]]:
+    """Rows in order, each run of consecutive `events` rows worded together (as long as it fits one message)."""
+    units: list[tuple[list[OutboxRow], str]] = []
+    run: list[OutboxRow] = []
+    text = ""
+    for row in rows:
+        if row.kind == EVENTS and row.payload is not None:
+            longer = _events_text([*run, row])
+            if run and len(longer) > MAX_MESSAGE - 200:
+                units.append((run, text))
+                run, longer = [], _events_text([row])
+            run.append(row)
+            text = longer
+            continue
+        if run:
+            units.append((run, text))
+            run = []
+        units.append(([row], outbox_text(row.kind, row.text, row.payload)))
+    if run:
+        units.append((run, text))
+    return units
+
+
+def _late(row: OutboxRow, now_ms: int) -> str:
+    minutes = (now_ms - row.created_ms) / 60000
+    delay = f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    return f"[{when(row.created_ms)}, delivered {delay} late]"
+
+
+def compose(rows: list[OutboxRow], now_ms: int) -> tuple[list[OutboxRow], str]:
+    """The rows to send now as one message (a prefix of `rows`, oldest first), and its text.
+
+    After an outage (the oldest row waited more than DIGEST_AFTER_S) the backlog becomes one digest: a header
+    with the period and the count, the events of all `events` rows summarised together (counts, volumes,
+    profit), and the other alerts (stops, grid state changes written by the core) in full, in order."""
+    if not rows:
+        return [], ""
+    oldest = rows[0]
+    if now_ms - oldest.created_ms > DIGEST_AFTER_S * 1000 and len(rows) >= DIGEST_MIN_ROWS:
+        return _digest(rows, now_ms)
     batch: list[OutboxRow] = []
     texts: list[str] = []
     size = 0
-    for row in rows:
-        text = outbox_text(row.kind, row.text, row.payload)
-        extra = len(text) + (2 if batch else 0)
+    for unit, body in _units(rows):
+        if not body:  # nothing anybody needs to hear about: marked sent with the rest
+            batch += unit
+            continue
+        if now_ms - unit[0].created_ms > LATE_AFTER_S * 1000:
+            body = _late(unit[0], now_ms) + "\n" + body
+        extra = len(body) + (2 if batch else 0)
         if batch and size + extra > MAX_MESSAGE:
             break
-        batch.append(row)
-        texts.append(text)
+        batch += unit
+        texts.append(body)
         size += extra
-    return batch, "\n\n".join(texts)
+    return batch, clip("\n\n".join(texts))
+
+
+def _digest(rows: list[OutboxRow], now_ms: int) -> tuple[list[OutboxRow], str]:
+    events_rows = [row for row in rows if row.kind == EVENTS and row.payload is not None]
+    others = [row for row in rows if not (row.kind == EVENTS and row.payload is not None)]
+    batch: list[OutboxRow] = []
+    parts: list[str] = []
+    size = 200  # the header, written last
+    summary = ""
+    if events_rows:
+        taken: list[OutboxRow] = []
+        for row in events_rows:  # as many as fit (a summary is short: counts, then MAX_LINES_PER_KIND lines)
+            longer = _events_text([*taken, row])
+            if taken and len(longer) > MAX_MESSAGE // 2:
+                break
+            taken.append(row)
+            summary = longer
+        batch += taken
+        parts.append(summary)
+        size += len(summary)
+    for row in others:
+        body = outbox_text(row.kind, row.text, row.payload)
+        body = f"[{when(row.created_ms)}] {body}"
+        if batch and size + len(body) + 2 > MAX_MESSAGE:
+            break
+        batch.append(row)
+        parts.append(body)
+        size += len(body) + 2
+    batch.sort(key=lambda row: row.id)
+    first, last = batch[0].created_ms, batch[-1].created_ms
+    header = (f"While alerts could not be delivered ({when(first)} – {when(last)}): {len(batch)} alert(s)"
+              + (f", {len(rows) - len(batch)} more follow" if len(batch) < len(rows) else "") + ".")
+    return batch, clip("\n\n".join([header, *parts]))
