@@ -59,6 +59,9 @@ class SymbolRules:
     ask_multiplier_up: Decimal = ZERO
     ask_multiplier_down: Decimal = ZERO
     max_num_orders: int = 200
+    max_num_algo_orders: int = 0  # MAX_NUM_ALGO_ORDERS: open stop-loss / take-profit orders per symbol (0: no filter)
+    max_position: Decimal = ZERO  # MAX_POSITION: base held + locked + open buy quantity (0: no limit)
+    cancel_replace_allowed: bool = True  # False: a replace is a cancel, then a new order
     order_types: frozenset[str] = field(
         default_factory=lambda: frozenset(t.value for t in OrderType)
     )

@@ -406,6 +406,12 @@ class RestMixin:
     async def replace_order(self, replace: ReplaceOrder) -> OrderUpdate:
         assert self.client is not None
         new = replace.place
+        rules = self._rules.get(new.symbol)
+        if rules is not None and not rules.cancel_replace_allowed:
+            # exchangeInfo cancelReplaceAllowed false: Binance answers "Order cancel-replace is not supported for
+            # this symbol." (errors.md). Cancel, then place; a failed cancel places nothing (STOP_ON_FAILURE).
+            await self.cancel_order(new.symbol, replace.cancel.client_order_id)
+            return await self.place_order(new)
         what = f"replace {replace.cancel.client_order_id} with {self._describe(new)}"
         params = self._with_stp(new, self._order_params(new))
         params.pop("newOrderRespType", None)

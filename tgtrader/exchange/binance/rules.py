@@ -28,7 +28,6 @@ def _bool(value: Any) -> bool:
 
 def symbol_rules(symbol_info: Mapping[str, Any]) -> SymbolRules:
     """Build from one entry of exchangeInfo["symbols"] (ints or ccxt-style strings both work)."""
-    """Build from one entry of exchangeInfo["symbols"] (ints or ccxt-style strings both work)."""
     kwargs: dict[str, Any] = {
         "symbol": symbol_info["symbol"],
         "base_asset": symbol_info["baseAsset"],
@@ -37,6 +36,8 @@ def symbol_rules(symbol_info: Mapping[str, Any]) -> SymbolRules:
     }
     if "orderTypes" in symbol_info:
         kwargs["order_types"] = frozenset(symbol_info["orderTypes"])
+    if "cancelReplaceAllowed" in symbol_info:  # rest-api.md exchangeInfo; absent in pre-2022 payloads
+        kwargs["cancel_replace_allowed"] = _bool(symbol_info["cancelReplaceAllowed"])
     for flt in symbol_info.get("filters", []):
         kind = flt.get("filterType")
         if kind == "PRICE_FILTER":
@@ -86,6 +87,10 @@ def symbol_rules(symbol_info: Mapping[str, Any]) -> SymbolRules:
             )
         elif kind == "MAX_NUM_ORDERS":
             kwargs["max_num_orders"] = int(flt.get("maxNumOrders", 200))
+        elif kind == "MAX_NUM_ALGO_ORDERS":  # "Algo" orders are STOP_LOSS, STOP_LOSS_LIMIT, TAKE_PROFIT(_LIMIT)
+            kwargs["max_num_algo_orders"] = int(flt.get("maxNumAlgoOrders", 0))
+        elif kind == "MAX_POSITION":  # free + locked base + the qty of all open BUY orders
+            kwargs["max_position"] = _dec(flt.get("maxPosition"))
     return SymbolRules(**kwargs)
 
 
