@@ -242,8 +242,7 @@ async def _binance_checks(s: Settings) -> list[Check]:
         compat.install_signing_key(client, s.binance_key_type, key)
     if s.binance_rest_url:
         rest = BinanceExchange._norm_rest(s.binance_rest_url)
-        client.API_URL = rest
-        client.MARGIN_API_URL = _sapi_url(rest)
+        compat.redirect_rest(client, rest, _sapi_url(rest))
     checks: list[Check] = []
 
     async def call(what: str, fn: Callable[[], Awaitable[Any]]) -> tuple[Any, str | None]:
@@ -274,7 +273,7 @@ async def _binance_checks(s: Settings) -> list[Check]:
             checks.append(Check(WARN, "clock", f"{offset:+d} ms off Binance's clock (corrected at start; check NTP)"))
         else:
             checks.append(Check(OK, "clock", f"{offset:+d} ms off Binance's clock"))
-        client.timestamp_offset = offset
+        compat.set_clock_offset(client, offset)
 
         account, error = await call("read the account", client.get_account)
         if error is not None:

@@ -64,6 +64,9 @@ async def test_client_class_attributes_redirect_and_sign() -> None:
         assert "_handle_response" in vars(compat.TgAsyncClient)
         assert "response" in inspect.signature(AsyncClient._handle_response).parameters
         assert hasattr(c, "ws_future") and isinstance(c.ws_future, WebsocketAPI)
+        compat.redirect_rest(c, "http://127.0.0.2:9/api", "http://127.0.0.2:9/sapi")  # doctor's redirect
+        assert c._create_api_uri("ping", False, "v3") == "http://127.0.0.2:9/api/v3/ping"
+        assert c._create_margin_api_uri("account/apiRestrictions").startswith("http://127.0.0.2:9/sapi/v1/")
     finally:
         await _closed(c)
 

@@ -11,6 +11,7 @@ Internals used, and why:
 - The client class attributes `API_URL`, `WS_API_URL`, `REQUEST_TIMEOUT` and `REQUEST_RECVWINDOW`, set on a
   subclass: endpoint overrides and timeouts. `testnet=True` is only passed when there is no override,
   because the library's testnet flag replaces API_URL on every call.
+- `AsyncClient.API_URL` / `MARGIN_API_URL` on an instance: `tgtrader doctor` redirects a plain client.
 - `AsyncClient.timestamp_offset`: the clock offset (ms) the library adds to every signed request; set by
   sync_time, read by health.
 - `AsyncClient.PRIVATE_KEY` and `_is_rsa`: with an Ed25519 or RSA key, python-binance signs REST and WS-API
@@ -149,6 +150,12 @@ def new_client(api_key: str, api_secret: str, *, testnet: bool, rest_url: str | 
         install_signing_key(client, key_type, key)
     client.tg_on_response = on_response
     return client
+
+
+def redirect_rest(client: AsyncClient, api_url: str, sapi_url: str) -> None:
+    """Point an existing client's REST (`API_URL`) and SAPI (`MARGIN_API_URL`) at other hosts (doctor)."""
+    client.API_URL = api_url
+    client.MARGIN_API_URL = sapi_url
 
 
 def set_clock_offset(client: AsyncClient, offset_ms: int) -> int:
