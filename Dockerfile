@@ -10,15 +10,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# 1. Dependencies only, read from pyproject.toml: this layer is rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# 1. Dependencies only, exactly the locked versions with their hashes (requirements.lock, made from
+#    pyproject.toml by .ci/lock): two builds a week apart install the same files. Rebuilt only when the lock changes.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 # 2. The package itself (no dependency resolution again).
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY tgtrader ./tgtrader
 RUN pip install --no-deps . && rm -rf /app/build
 

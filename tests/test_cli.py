@@ -159,7 +159,9 @@ def test_readme_quick_start_matches_ci() -> None:
     readme = (root / "README.md").read_text().splitlines()
     ci = [line for line in (root / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m venv")]
     assert len(ci) == 1 and ci[0] in readme
-    assert "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/tgtrader demo" in readme
+    assert ("python3 -m venv .venv && .venv/bin/pip install -q --require-hashes -r requirements.lock"
+            " && .venv/bin/pip install -q --no-deps -e . && .venv/bin/tgtrader demo") in readme
+    assert "--require-hashes -r requirements-dev.lock" in ci[0]  # CI installs from the lock file
 
 
 # ------------------------------------------------------------------ doctor
