@@ -13,7 +13,6 @@ from tgtrader.types import (
     OrderUpdate,
     PlaceOrder,
     RejectReason,
-    ReplaceOrder,
     Side,
     Tick,
 )
@@ -44,11 +43,12 @@ def test_chases_one_tick_at_a_time_up_to_limit_then_market(btc_rules: SymbolRule
     prices = [p1.price]
     last = p1
     for t in (1000, 2000, 3000):
-        [r] = c.on_timer(t)
-        assert isinstance(r, ReplaceOrder) and r.cancel.client_order_id == last.client_order_id
-        prices.append(r.place.price)
-        c.on_order_update(upd(last, OrderStatus.CANCELED))
-        last = r.place
+        [cx] = c.on_timer(t)  # cancel first; the next leg once the cancel is final (never two legs)
+        assert isinstance(cx, CancelOrder) and cx.client_order_id == last.client_order_id
+        [nxt] = c.on_order_update(upd(last, OrderStatus.CANCELED))
+        assert isinstance(nxt, PlaceOrder)
+        prices.append(nxt.price)
+        last = nxt
     assert prices == [D("50000.00"), D("50000.01"), D("50000.02"), D("50000.03")]
     # at max_price: the next step cancels, and the market order waits for the cancel
     [cx] = c.on_timer(4000)
@@ -63,9 +63,9 @@ def test_chases_one_tick_at_a_time_up_to_limit_then_market(btc_rules: SymbolRule
 def test_never_crosses_the_book_or_the_limit(btc_rules: SymbolRules) -> None:
     c = mk(btc_rules, limit="60000")
     [p1] = c.start(0, bid=D("50000.00"), ask=D("50000.02"))
-    [r] = c.on_timer(1000)
-    assert r.place.price == D("50000.01")
-    c.on_order_update(upd(p1, OrderStatus.CANCELED))
+    c.on_timer(1000)
+    [p2] = c.on_order_update(upd(p1, OrderStatus.CANCELED))
+    assert p2.price == D("50000.01")
     # the spread is one tick now: no better maker price exists -> at limit -> fallback
     [cx] = c.on_timer(2000)
     assert isinstance(cx, CancelOrder)
@@ -75,18 +75,19 @@ def test_sell_side_mirrors(btc_rules: SymbolRules) -> None:
     c = mk(btc_rules, side=Side.SELL, limit="49999.99")
     [p1] = c.start(0, bid=D("49999.90"), ask=D("50000.00"))
     assert p1.price == D("50000.00")
-    [r] = c.on_timer(1000)
-    assert r.place.price == D("49999.99")
+    c.on_timer(1000)
+    [p2] = c.on_order_update(upd(p1, OrderStatus.CANCELED))
+    assert p2.price == D("49999.99")
 
 
 def test_partial_then_replace_for_remainder_and_report(btc_rules: SymbolRules) -> None:
     c = mk(btc_rules, qty="0.01")
     [p1] = c.start(0, bid=D("50000.00"), ask=D("50000.10"))
     c.on_fill(fill(p1, 1, "0.004", "50000.00"))
-    [r] = c.on_timer(1000)
-    assert r.place.qty == D("0.006")
-    c.on_order_update(upd(p1, OrderStatus.CANCELED, "0.004"))
-    c.on_fill(fill(r.place, 2, "0.006", "50000.01"))
+    c.on_timer(1000)
+    [p2] = c.on_order_update(upd(p1, OrderStatus.CANCELED, "0.004"))
+    assert p2.qty == D("0.006")
+    c.on_fill(fill(p2, 2, "0.006", "50000.01"))
     rep = c.report()
     assert rep.status == "filled" and rep.filled_qty == D("0.01") and rep.maker_qty == D("0.01")
     assert rep.avg_price == (D("0.004") * D("50000.00") + D("0.006") * D("50000.01")) / D("0.01")
@@ -102,15 +103,29 @@ def test_would_match_rejection_reprices_at_new_book(btc_rules: SymbolRules) -> N
     assert isinstance(p2, PlaceOrder) and p2.price == D("49999.50") and p2.client_order_id == "tg-c1-2"
 
 
-def test_late_fill_on_old_leg_shrinks_the_live_order(btc_rules: SymbolRules) -> None:
+def test_a_step_on_a_partly_executed_leg_sizes_the_next_leg_from_its_fills_not_before(
+        btc_rules: SymbolRules) -> None:
+    """Issue 13 item 4b: cancel-replace of a partly filled leg placed the new leg at the old size."""
     c = mk(btc_rules, qty="0.01", fallback=False)
     [p1] = c.start(0, bid=D("50000.00"), ask=D("50000.10"))
-    [r] = c.on_timer(1000)
-    assert r.place.qty == D("0.01")
-    # the old order filled 0.004 before the cancel got there
-    [r2] = c.on_fill(fill(p1, 1, "0.004", "50000.00"))
-    assert isinstance(r2, ReplaceOrder) and r2.cancel.client_order_id == r.place.client_order_id
-    assert r2.place.qty == D("0.006")
+    [cx] = c.on_timer(1000)
+    assert isinstance(cx, CancelOrder)  # no new leg before the old one's executed quantity is known
+    # the old order executed 0.004 before the cancel got there; the cancel answer comes before the trade
+    assert c.on_order_update(upd(p1, OrderStatus.CANCELED, "0.004")) == []
+    [p2] = c.on_fill(fill(p1, 1, "0.004", "50000.00"))
+    assert isinstance(p2, PlaceOrder) and p2.qty == D("0.006")
+
+
+def test_a_cancel_answer_with_executed_qty_before_its_trade_never_sends_the_full_remainder_to_market(
+        btc_rules: SymbolRules) -> None:
+    """Issue 13 item 4a: the market leg was sized before the cancelled leg's fills arrived (overfill)."""
+    c = mk(btc_rules, qty="0.01", limit="50000.00")
+    [p1] = c.start(0, bid=D("50000.00"), ask=D("50000.10"))
+    [cx] = c.on_timer(1000)  # at the limit: cancel, then the market leg
+    assert isinstance(cx, CancelOrder)
+    assert c.on_order_update(upd(p1, OrderStatus.CANCELED, "0.004")) == []  # executed 0.004, trade not seen yet
+    out = c.on_fill(fill(p1, 1, "0.004", "50000.00"))
+    assert not [o for o in out if isinstance(o, PlaceOrder) and o.qty > D("0.006")]
 
 
 def test_full_fill_cancels_leftover_and_restart(btc_rules: SymbolRules) -> None:
@@ -143,8 +158,9 @@ def test_tick_size_from_rules(real_rules: dict[str, SymbolRules]) -> None:
     xrp = real_rules["XRPETH"]
     c = Chase("XRPETH", Side.BUY, D("100"), xrp, "tg-c2-", "chase:2", D("0.0002500"), step_ms=10)
     [p1] = c.start(0, bid=D("0.0002400"), ask=D("0.0002410"))
-    [r] = c.on_timer(10)
-    assert r.place.price == D("0.0002401")
+    c.on_timer(10)
+    [p2] = c.on_order_update(upd(p1, OrderStatus.CANCELED))
+    assert p2.price == D("0.0002401")
 
 
 def test_would_match_without_a_newer_book_waits_instead_of_walking_one_tick_per_refusal(btc_rules: SymbolRules) -> None:

@@ -162,6 +162,7 @@ async def test_full_grid_flow_alerts_status_and_panic(stack: Stack) -> None:
     assert (await stack.core.list_grids())[0].state == "stopped"
     assert not await stack.core.open_orders()
     assert "BTC" not in {b.asset for b in (await stack.core.balances()).balances if b.total > 0}
+    await wait_for(lambda: any("exit (panic) finished" in t for t in fake.texts_to(ALICE)), 10, "the exit alert")
     assert "Nothing to resume" in await stack.ask(ALICE, "/resume_all")  # panic ended the grid
 
 

@@ -33,7 +33,6 @@ from tgtrader.types import (
     OrderUpdate,
     PlaceOrder,
     RejectReason,
-    ReplaceOrder,
     Side,
     Tick,
     dec_or_none,
@@ -84,6 +83,12 @@ class _Leg:
     filled: Decimal = ZERO
     final: bool = False
     book_seq: int = 0  # the chase's book_seq when the leg was placed
+    executed: Decimal | None = None  # what the exchange says it executed, with its final status
+
+    @property
+    def unseen(self) -> Decimal:
+        """Executed on the exchange but not yet seen as fills (a next leg waits for them)."""
+        return max(ZERO, self.executed - self.filled) if self.executed is not None else ZERO
 
 
 @dataclass
@@ -120,6 +125,8 @@ class Chase:
     book_seq: int = 0  # counts market updates, so a refusal can tell whether the book moved since
     waiting_book: bool = False  # refused as "would match" with no newer book: wait for one (or the next step)
     blind_reprices: int = 0  # re-prices after a refusal since the last market update
+    reprice_to: Decimal | None = None  # a step's new price: placed once the old leg's cancel is final and settled
+    ended: str = ""  # the final status of the last leg that ended (for the decision once its fills are in)
     id: int = 0  # the chase's number (a grid's start chase: the grid's id)
 
     machine_kind = "chase"
@@ -261,7 +268,8 @@ class Chase:
     def on_timer(self, ts: int) -> list[Intent]:
         if self.state == ChaseState.WORKING and self.waiting_book and ts - self.placed_ts >= self.step_ms:
             return self._reprice(ts)  # no market data came: one step behind the refused price
-        if self.state != "working" or self.current is None or ts - self.placed_ts < self.step_ms:
+        if (self.state != "working" or self.current is None or ts - self.placed_ts < self.step_ms
+                or self.reprice_to is not None):
             return []
         leg = self.legs[self.current]
         assert leg.price is not None
@@ -280,10 +288,13 @@ class Chase:
         if not self._tradable(self.remaining, new_price):
             self._to(ChaseState.CANCELLING)
             return [CancelOrder(self.symbol, self.current, self.owner)]
+        # Cancel, then place the next leg once the cancel is final and its fills are in, sized from what is still
+        # owed: an atomic cancel-replace would size the new leg before the old leg's executed quantity is known
+        # (overfill), and a crash between saving and sending it could leave both legs resting.
         self.steps += 1
-        old = self.current
-        place = self._place(new_price, ts)
-        return [ReplaceOrder(CancelOrder(self.symbol, old, self.owner), place)]
+        self.reprice_to = new_price
+        self.placed_ts = ts
+        return [CancelOrder(self.symbol, self.current, self.owner)]
 
     def cancel(self) -> list[Intent]:
         """The user aborts: cancel what rests, report what filled."""
@@ -309,9 +320,10 @@ class Chase:
         if not upd.status.is_final:
             return []
         leg.final = True
+        leg.executed = upd.executed_qty
+        self.ended = upd.status.value
         if upd.status is OrderStatus.FILLED:
             return []  # quantities come with the fills
-        intents: list[Intent] = []
         if upd.status is OrderStatus.REJECTED and upd.client_order_id == self.current:
             if self.state == "working" and upd.reject_reason is RejectReason.WOULD_MATCH:
                 # The book moved through our price, so the opposite side is at or past it.
@@ -340,22 +352,28 @@ class Chase:
                 self._finish("partial" if self.filled > 0 else "rejected", upd.reject_text)
                 return []
             return self._go_market()
-        if self._live():
+        return self._after_settled(upd.ts_ms or self.placed_ts, leg.price)
+
+    def _after_settled(self, ts: int, last_price: Decimal | None) -> list[Intent]:
+        """Nothing rests any more and every ended leg's fills are in: decide the next leg from what is really
+        owed (a cancel answer carrying executedQty may arrive before its trades: never size from it early)."""
+        if self._live() or any(leg.unseen > 0 for leg in self.legs.values()) or self.done:
             return []
-        # nothing rests any more
         if self.filled >= self.qty or not self._tradable(self.remaining, self._book_price(None), market=False) and not self._tradable(self.remaining, None, market=True):
             self._finish("filled" if self.filled >= self.qty else "partial", "")
             return []
+        intents: list[Intent] = []
+        target, self.reprice_to = self.reprice_to, None
         if self.user_cancel:
             self._finish("partial" if self.filled > 0 else "cancelled", "cancelled by user")
         elif self.state == "cancelling":
             intents += self._go_market()
         elif self.state == "market":
-            self._finish("partial" if self.filled > 0 else "cancelled", f"market order {upd.status.value}")
-        else:  # the exchange cancelled/expired our resting order: rest again at the book
-            price = self._book_price(leg.price)
+            self._finish("partial" if self.filled > 0 else "cancelled", f"market order {self.ended}")
+        else:  # our step's cancel, or the exchange cancelled/expired our resting order: rest again at the book
+            price = self._clamp(target) if target is not None else self._book_price(last_price)
             if price is not None and self._tradable(self.remaining, price):
-                intents.append(self._place(price, upd.ts_ms or self.placed_ts))
+                intents.append(self._place(price, ts))
             else:
                 self._finish("partial" if self.filled > 0 else "cancelled", "order ended on the exchange")
         return intents
@@ -383,18 +401,14 @@ class Chase:
             for cid in live:
                 self.legs[cid].final = True
             return [CancelOrder(self.symbol, cid, self.owner) for cid in live]
-        # a late fill on an old leg: shrink the resting order so the total never exceeds qty
+        # a late fill on an old leg: cancel the resting order; the next leg is sized from what is still owed
         if self.current and fill.client_order_id != self.current and self.state == "working":
             cur = self.legs[self.current]
-            if not cur.final and cur.qty - cur.filled > self.remaining:
-                old = self.current
-                cur.final = True
-                if self._tradable(self.remaining, cur.price) and cur.price is not None:
-                    return [ReplaceOrder(CancelOrder(self.symbol, old, self.owner), self._place(cur.price, self.placed_ts))]
-                self._to(ChaseState.CANCELLING)
-                self.market_fallback = False
-                cur.final = False
-                return [CancelOrder(self.symbol, old, self.owner)]
+            if not cur.final and cur.qty - cur.filled > self.remaining and self.reprice_to is None:
+                self.reprice_to = cur.price
+                return [CancelOrder(self.symbol, self.current, self.owner)]
+        if leg.final and leg.unseen <= 0:
+            return self._after_settled(fill.ts_ms, leg.price)  # the fills an ended leg was waiting for are in
         return []
 
     # ------------------------------------------------------------ results
@@ -415,8 +429,9 @@ class Chase:
             "state": self.state.value, "status": self.status, "message": self.message, "seq": self.seq,
             "steps": self.steps, "current": self.current, "placed_ts": self.placed_ts,
             "bid": s(self.bid), "ask": s(self.ask),
-            "legs": {k: [str(v.qty), s(v.price), v.order_type, str(v.filled), v.final, v.book_seq]
+            "legs": {k: [str(v.qty), s(v.price), v.order_type, str(v.filled), v.final, v.book_seq, s(v.executed)]
                      for k, v in self.legs.items()},
+            "reprice_to": s(self.reprice_to), "ended": self.ended,
             "last": s(self.last), "book_seq": self.book_seq, "waiting_book": self.waiting_book,
             "blind_reprices": self.blind_reprices,
             "filled": str(self.filled), "filled_quote": str(self.filled_quote), "maker_qty": str(self.maker_qty),
@@ -434,8 +449,10 @@ class Chase:
         c.status, c.message = d["status"], d["message"]
         c.seq, c.steps, c.current, c.placed_ts = int(d["seq"]), int(d["steps"]), d["current"], int(d["placed_ts"])
         c.bid, c.ask = o(d["bid"]), o(d["ask"])
-        c.legs = {k: _Leg(Decimal(v[0]), o(v[1]), v[2], Decimal(v[3]), bool(v[4]), int(v[5]) if len(v) > 5 else 0)
+        c.legs = {k: _Leg(Decimal(v[0]), o(v[1]), v[2], Decimal(v[3]), bool(v[4]), int(v[5]) if len(v) > 5 else 0,
+                          o(v[6]) if len(v) > 6 else None)
                   for k, v in d["legs"].items()}
+        c.reprice_to, c.ended = o(d.get("reprice_to")), str(d.get("ended", ""))
         c.last, c.book_seq, c.waiting_book = o(d.get("last")), int(d.get("book_seq", 0)), bool(d.get("waiting_book"))
         c.blind_reprices = int(d.get("blind_reprices", 0))
         for name in ("filled", "filled_quote", "maker_qty", "taker_qty", "fees_quote"):
