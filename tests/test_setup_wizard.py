@@ -154,3 +154,25 @@ def test_merge_env_quotes_and_removes() -> None:
 def test_setup_is_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["setup", "--help"]) == 0
     assert "--non-interactive" in capsys.readouterr().out
+
+
+async def test_ed25519_key_is_checked_and_written_as_a_path(tmp_path: Path, fakes: tuple[FakeTelegram, FakeBinance],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from Crypto.PublicKey import ECC
+
+    key = ECC.generate(curve="ed25519")
+    pem = tmp_path / "binance-ed25519.pem"
+    pem.write_text(key.export_key(format="PEM"))
+    public = tmp_path / "public.pem"
+    public.write_text(key.public_key().export_key(format="PEM"))
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("BINANCE_API_KEY", API_KEY)
+    term = Script([])
+    base = ("--non-interactive", "--force", "--chat-id", "9", "--key-type", "ed25519", "--no-doctor")
+    assert await wizard(_args(*base, "--private-key-path", str(public)), term) == 2  # Binance keeps that one
+    assert "public key" in term.text
+    assert await wizard(_args(*base, "--private-key-path", str(pem)), term) == 0
+    written = (tmp_path / ".env").read_text()
+    assert "BINANCE_KEY_TYPE=ed25519" in written and f"BINANCE_PRIVATE_KEY_PATH={pem}" in written
+    assert "BINANCE_API_SECRET" not in written and "PRIVATE KEY" not in written
+    assert load_settings(env={}, env_file=tmp_path / ".env").has_binance_keys
