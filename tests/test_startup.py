@@ -117,3 +117,71 @@ def test_health_verdict(state: str, age_s: float, code: int) -> None:
     beat = health.Heartbeat(state=state, reason="why", ts_ms=now - int(age_s * 1000), since_ms=now - 5000)
     assert health.verdict(beat, now)[0] == code
     assert health.verdict(None, now)[0] == 1
+
+
+# ---------------------------------------------------------------- the pieces (tgtrader/startup.py)
+
+async def test_retry_backs_off_capped_and_returns_the_result() -> None:
+    from tgtrader.errors import ExchangeError, ExchangeUnavailable
+    from tgtrader.startup import retry_until_started
+
+    results: list[object] = [ExchangeUnavailable("down"), OSError("refused"), ExchangeError("502"), "started"]
+    seen: list[tuple[str, float, int]] = []
+
+    async def attempt() -> str:
+        r = results.pop(0)
+        if isinstance(r, BaseException):
+            raise r
+        return str(r)
+
+    async def failed(exc: BaseException, delay: float, n: int) -> None:
+        seen.append((type(exc).__name__, delay, n))
+
+    assert await retry_until_started(attempt, asyncio.Event(), failed, first_s=0.01, cap_s=0.02) == "started"
+    assert seen == [("ExchangeUnavailable", 0.01, 1), ("OSError", 0.02, 2), ("ExchangeError", 0.02, 3)]
+
+    async def bug() -> str:
+        raise ValueError("a bug is not retried")
+
+    with pytest.raises(ValueError):
+        await retry_until_started(bug, asyncio.Event(), failed, first_s=0.01)
+
+
+async def test_a_start_whose_reconciliation_failed_is_a_failed_attempt() -> None:
+    from tgtrader.core.events import ErrorEvent, EventBus
+    from tgtrader.errors import ExchangeError
+    from tgtrader.startup import reconciled_start
+
+    bus = EventBus()
+
+    async def start_with_a_gap() -> None:
+        bus.publish(ErrorEvent("reconcile", "BTCUSDT: 503 from the exchange", 1))
+
+    with pytest.raises(ExchangeError, match="reconciliation incomplete"):
+        await reconciled_start(start_with_a_gap, bus)
+
+    async def clean_start() -> None:
+        bus.publish(ErrorEvent("place_order", "not about reconciliation", 1))
+
+    await reconciled_start(clean_start, bus)
+
+
+async def test_starting_api_refuses_with_the_reason_then_forwards() -> None:
+    from tgtrader.core.api import ApiError
+    from tgtrader.core.events import EventBus
+    from tgtrader.errors import ExchangeError
+    from tgtrader.startup import StartingApi, is_auth_failure
+
+    api = StartingApi(EventBus())
+    api.reason = "cannot reach the exchange (Cannot reach Binance to read the server time)"
+    with pytest.raises(ApiError, match="Not trading yet: cannot reach the exchange"):
+        await api.status()
+
+    class Core:
+        async def status(self) -> str:
+            return "trading"
+
+    api.target = Core()
+    assert await api.status() == "trading"
+    assert is_auth_failure(ExchangeError("Invalid API-key, IP, or permissions for action.", -2015))
+    assert not is_auth_failure(ExchangeError("Internal error", -1001))
