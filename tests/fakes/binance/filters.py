@@ -45,7 +45,8 @@ class SymbolSpec:
     def from_info(cls, info: dict[str, Any]) -> "SymbolSpec":
         return cls(
             symbol=info["symbol"], base=info["baseAsset"], quote=info["quoteAsset"],
-            status=info.get("status", "TRADING"), order_types=frozenset(info.get("orderTypes", [])),
+            status=info.get("status", "TRADING"),
+            order_types=frozenset(info["orderTypes"]) if "orderTypes" in info else frozenset(t.value for t in OrderType),
             cancel_replace_allowed=bool(info.get("cancelReplaceAllowed", False)),
             default_stp=StpMode(info.get("defaultSelfTradePreventionMode", "NONE")),
             allowed_stp=frozenset(StpMode(m) for m in info.get("allowedSelfTradePreventionModes", [])),

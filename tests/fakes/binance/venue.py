@@ -13,7 +13,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from tests.fakes.binance import errors as E
@@ -30,6 +30,7 @@ from tests.fakes.binance.orders import (
     execution_report,
     f8,
 )
+from tests.fakes.binance.params import parse_new_order
 
 ZERO = Decimal(0)
 RATE = Decimal("0.001")  # makerCommission / takerCommission 10 (bps) in GET /api/v3/account
@@ -40,21 +41,6 @@ class Balance:
     asset: str
     free: Decimal
     locked: Decimal
-
-
-def _dec(p: dict[str, str], name: str, required: bool) -> Decimal | None:
-    raw = p.get(name)
-    if raw is None or raw == "":
-        if required:
-            raise E.VenueError(E.MANDATORY_PARAM_EMPTY_OR_MALFORMED, E.mandatory(name))
-        return None
-    try:
-        d = Decimal(raw)
-    except (InvalidOperation, ValueError):
-        raise E.VenueError(E.MANDATORY_PARAM_EMPTY_OR_MALFORMED, E.mandatory(name)) from None
-    if not d.is_finite():
-        raise E.VenueError(E.MANDATORY_PARAM_EMPTY_OR_MALFORMED, E.mandatory(name))
-    return d
 
 
 class Venue:
@@ -152,36 +138,12 @@ class Venue:
               ) -> tuple[Order, list[Trade]]:
         """POST /api/v3/order. Checks in this order: parameters (11xx), symbol and order type, STP mode,
         filters (-1013, filters.md), then what only the matching engine knows (-2010, errors.md)."""
-        sym = p.get("symbol") or ""
-        if not sym:
-            raise E.VenueError(E.MANDATORY_PARAM_EMPTY_OR_MALFORMED, E.mandatory("symbol"))
+        n = parse_new_order(p)
+        sym, side, otype, qty, price, stop, tif = n.symbol, n.side, n.type, n.qty, n.price, n.stop, n.tif
         m = self.market(sym)
         spec = m.spec
-        try:
-            side = Side(p.get("side", ""))
-        except ValueError:
-            raise E.VenueError(E.INVALID_SIDE, E.MSG_INVALID_SIDE) from None
-        try:
-            otype = OrderType(p.get("type", ""))
-        except ValueError:
-            raise E.VenueError(E.INVALID_ORDER_TYPE, E.MSG_INVALID_ORDER_TYPE) from None
-        qty = _dec(p, "quantity", True)
-        assert qty is not None
-        needs_price = otype not in (OrderType.MARKET, OrderType.STOP_LOSS, OrderType.TAKE_PROFIT)
-        price = _dec(p, "price", needs_price)
-        if not needs_price and price is not None:
-            raise E.VenueError(E.PARAM_NOT_REQUIRED, E.not_required("price"))
-        stop = _dec(p, "stopPrice", otype.is_algo)
-        tif = p.get("timeInForce")
-        if otype in (OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT):
-            if not tif:
-                raise E.VenueError(E.MANDATORY_PARAM_EMPTY_OR_MALFORMED, E.mandatory("timeInForce"))
-            if tif not in ("GTC", "IOC", "FOK"):
-                raise E.VenueError(E.INVALID_TIF, E.MSG_INVALID_TIF)
-        elif tif:
-            raise E.VenueError(-1114, "TimeInForce parameter sent when not required.")  # errors.md -1114
         F.order_type_allowed(spec, otype)
-        stp = F.stp_mode(spec, p.get("selfTradePreventionMode"))
+        stp = F.stp_mode(spec, n.stp)
         now = self.now_ms()
         avg = m.avg_price(now)
         if price is not None:
