@@ -61,6 +61,29 @@ class SymbolSpec:
         pf = self.f("PRICE_FILTER")
         return _d(pf["tickSize"]) if pf else ZERO
 
+    # the names tests and benches read (tgtrader's SymbolRules spells them so)
+    @property
+    def tick_size(self) -> Decimal:
+        return self.tick
+
+    @property
+    def step_size(self) -> Decimal:
+        lot = self.f("LOT_SIZE")
+        return _d(lot["stepSize"]) if lot else ZERO
+
+    @property
+    def min_notional(self) -> Decimal:
+        flt = self.f("NOTIONAL") or self.f("MIN_NOTIONAL")
+        return _d(flt.get("minNotional")) if flt else ZERO
+
+    @property
+    def base_asset(self) -> str:
+        return self.base
+
+    @property
+    def quote_asset(self) -> str:
+        return self.quote
+
     def avg_price_mins(self) -> int:
         """The window of the "average of previous trade prices" (PERCENT_PRICE_BY_SIDE / NOTIONAL avgPriceMins)."""
         for name in ("PERCENT_PRICE_BY_SIDE", "PERCENT_PRICE", "NOTIONAL", "MIN_NOTIONAL"):

@@ -89,6 +89,10 @@ class Venue:
     def balances(self, account: str) -> dict[str, Balance]:
         return {a: Balance(a, v[0], v[1]) for a, v in self._balances.get(account, {}).items()}
 
+    def balance(self, account: str, asset: str) -> Balance:
+        v = self._balances.get(account, {}).get(asset, [ZERO, ZERO])
+        return Balance(asset, v[0], v[1])
+
     def set_liquidity(self, symbol: str, bids: list[tuple[str | Decimal, str | Decimal]] | None = None,
                       asks: list[tuple[str | Decimal, str | Decimal]] | None = None) -> None:
         """Outside depth a taker can hit, best first; None restores unlimited quantity at the touch."""
