@@ -226,3 +226,17 @@ def test_commission_assets(commission: str, bnb: bool, buy_fee: tuple[D, str], s
     assert bal["BTC"].free == D("1") - fee_in["BTC"]
     assert bal["USDT"].free == D("100000") - fee_in["USDT"]
     assert bal["BNB"].free == D("1") - fee_in["BNB"]
+
+
+def test_the_venue_imports_nothing_from_tgtrader() -> None:
+    """Written from Binance's documents only: if it imported the adapter's rules or matching, the two would agree
+    by construction (issue 14)."""
+    import ast
+    from pathlib import Path
+
+    for path in Path(__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n == "tgtrader" or n.startswith("tgtrader.") for n in names), (path.name, names)
