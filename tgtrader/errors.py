@@ -54,6 +54,13 @@ class WouldMatch(ExchangeError):
     reason = RejectReason.WOULD_MATCH
 
 
+class WouldTrigger(ExchangeError):
+    """A stop order whose stop price the market already crossed (-2010 'Order would trigger immediately.')."""
+
+    code = -2010
+    reason = RejectReason.WOULD_TRIGGER
+
+
 class UnknownOrder(ExchangeError):
     code = -2011
     reason = RejectReason.UNKNOWN_ORDER

@@ -38,6 +38,7 @@ class RejectReason(str, enum.Enum):
     """
 
     WOULD_MATCH = "would-match"  # a maker-only order would have traded at once
+    WOULD_TRIGGER = "would-trigger"  # a stop order whose stop price the market already crossed: the stop is hit
     INSUFFICIENT_BALANCE = "insufficient-balance"
     FILTER = "filter"  # price/quantity/notional outside the symbol's rules
     UNKNOWN_ORDER = "unknown-order"

@@ -63,6 +63,10 @@ def stop_alerts() -> list[AlertIntent]:
     got = hard.on_order_update(kit.update(first, OrderStatus.EXPIRED))  # type: ignore[arg-type]
     out += _alerts(got)
     out += _alerts(hard.on_order_update(kit.update(_placed(got), OrderStatus.REJECTED, text="Stop price would trigger")))
+    gapped = Stop(5, "BTCUSDT", "stop-loss", "hard", D("0.01"), D("45000"), BTC, rest_ms=30_000)
+    gapped.arm(0)
+    gapped.on_tick(tick("44000", 1000))  # below the limit: its sell rests unfilled
+    out += _alerts(gapped.on_tick(tick("44000", 31_000)))
     return out
 
 
@@ -98,6 +102,8 @@ WORDING = [
     "stop 3 BTCUSDT: no market data for 30 s; placed a resting STOP_LOSS_LIMIT sell of 0.01 at 45000 on the exchange",
     "stop 4 BTCUSDT: the exchange expired the stop order; placed it again",
     "stop 4 BTCUSDT: order rejected: Stop price would trigger",
+    "stop 5 BTCUSDT: the market gapped below the stop's limit and the order rested unfilled for 30 s;"
+    " cancelling it and selling 0.01 at market",
     "grid 1: order tg-g1-xB1 rejected: no price",
     "grid 1 TESTUSDT: the start buy rejected (0 of 4.544 filled); grid paused",
     "grid 2: order tg-g2-1B3 rejected: insufficient balance",

@@ -12,8 +12,9 @@ from tests.kit import CoreOnPaper, grid_spec
 from tests.waiting import wait_for
 from tgtrader.core.api import GridSpec
 from tgtrader.core.config import CoreConfig
+from tgtrader.core.kernel import Timer
 from tgtrader.exchange.paper import PAPER_ACCOUNT
-from tgtrader.types import Fill, OrderType, OrderUpdate, PlaceOrder, Side
+from tgtrader.types import Fill, OrderType, OrderUpdate, PlaceOrder, Side, Tick
 
 
 def drop_fills(kit: CoreOnPaper, n: int, side: Side | None = None) -> list[Fill]:
@@ -226,4 +227,41 @@ async def test_a_partly_filled_level_after_pause_and_resume_sells_what_it_holds_
     await kit.core.idle()
     mine = [o for o in await kit.paper.open_orders("BTCUSDT") if o.client_order_id == iv.order]
     assert len(mine) == 1 and mine[0].side is Side.SELL and mine[0].orig_qty == part, mine
+    await kit.close()
+
+
+def deaf_to_ticks(kit: CoreOnPaper) -> None:
+    """The core's market stream is silent; the exchange's market keeps moving."""
+    sink = kit.paper._sink
+    assert sink is not None
+    kit.paper.set_event_sink(lambda e: None if isinstance(e, Tick) else sink(e))
+
+
+async def test_a_soft_stops_fallback_refused_as_would_trigger_sells_now(tmp_path: Path) -> None:
+    """Issue 13 item 10a: the market stream went silent, the soft stop placed its hard twin, Binance refused it
+    ("would trigger immediately": the price had already crossed) and the position was left unprotected."""
+    kit = await CoreOnPaper.open(tmp_path, config=CoreConfig(timer_interval_s=0, soft_stop_silence_s=30))
+    kit.paper.engine.set_balance(PAPER_ACCOUNT, "BTC", D("0.1"))
+    view = await kit.core.add_stop("BTCUSDT", D("50000"), "soft")
+    deaf_to_ticks(kit)
+    await kit.trade("49000")  # the core does not see it
+    kit.core.post(Timer(kit.clock.advance(31_000)))
+    await kit.core.idle()
+    stop = kit.core.machines.stops[view.id]
+    assert await base_free(kit) == 0 and stop.state == "done", stop
+    await kit.close()
+
+
+async def test_a_hard_stop_left_resting_below_a_gap_is_cancelled_and_sold_at_market(tmp_path: Path) -> None:
+    """Issue 13 item 10b: the STOP_LOSS_LIMIT triggered, the market gapped through its limit, and the limit sell
+    rested unfilled while the price kept falling; nobody watched it."""
+    kit = await CoreOnPaper.open(tmp_path, config=CoreConfig(timer_interval_s=0, stop_rest_s=20))
+    kit.paper.engine.set_balance(PAPER_ACCOUNT, "BTC", D("0.1"))
+    view = await kit.core.add_stop("BTCUSDT", D("50000"), "hard")
+    kit.paper.feed_trade("BTCUSDT", D("49000"), kit.clock.advance(), qty=D(0))  # a gap: triggered, nothing
+    await kit.core.idle()                                                      # traded at its limit (49750)
+    assert await base_free(kit) == D("0.1")
+    await kit.trade(*(["48900"] * 25))  # 25 s below the limit
+    stop = kit.core.machines.stops[view.id]
+    assert await base_free(kit) == 0 and stop.state == "done", stop
     await kit.close()

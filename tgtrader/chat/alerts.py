@@ -121,6 +121,11 @@ def _stop_failed(kind: str, p: Payload) -> str:
     return f"{_stop(p)}: nothing was sold{_left(p)}"
 
 
+def _stop_market_fallback(kind: str, p: Payload) -> str:
+    return (f"{_stop(p)}: the market gapped below the stop's limit and the order rested unfilled for {p['rest_s']} s;"
+            f" cancelling it and selling {_num(p, 'qty')} at market")
+
+
 def _stop_replaced(kind: str, p: Payload) -> str:
     return f"{_stop(p)}: the exchange {str(p['status']).lower()} the stop order; placed it again"
 
@@ -166,6 +171,7 @@ STOP_ALERTS: dict[str, Renderer] = {
     "stop-hard-fallback": _stop_hard_fallback,
     "stop-failed": _stop_failed,
     "stop-replaced": _stop_replaced,
+    "stop-market-fallback": _stop_market_fallback,
     "stop-loss": _stop_sold,
     "take-profit": _stop_sold,
 }

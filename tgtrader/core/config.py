@@ -17,6 +17,7 @@ class CoreConfig:
     chase_max_slippage: Decimal = Decimal("0.005")
     soft_stop_silence_s: float = 60.0
     stop_limit_offset: Decimal = Decimal("0.005")
+    stop_rest_s: float = 30.0  # a hard stop-loss left unfilled below its limit this long is sold at market
     start_mode: str = "market"  # or "chase"
     panic_quote_asset: str | None = None  # default: quote_asset
     risk_pct: Decimal = Decimal("0.01")

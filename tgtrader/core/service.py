@@ -405,7 +405,8 @@ class TradingCore(Kernel):
             now = self.clock_ms()
             stop_id = await self.store.create_stop(rules.symbol, kind, price, qty, now)
             stop = Stop(stop_id, rules.symbol, purpose, mode, qty, price, rules, None, self.config.stop_limit_offset,
-                        int(self.config.soft_stop_silence_s * 1000), self.config.fee_rate)
+                        int(self.config.soft_stop_silence_s * 1000), self.config.fee_rate,
+                        int(self.config.stop_rest_s * 1000))
             self.machines.add(stop)
             await self.react(stop, stop.arm(now))
         await self._subscribe(rules.symbol)

@@ -34,6 +34,7 @@ from tgtrader.types import (
     OrderUpdate,
     PlaceOrder,
     ReadBalance,
+    RejectReason,
     Side,
     Tick,
     dec_or_none,
@@ -76,6 +77,7 @@ class Stop:
     limit_offset: Decimal = Decimal("0.005")  # hard stop-loss limit = trigger x (1 - offset)
     silence_ms: int = 60_000
     fee_rate: Decimal = Decimal("0.001")
+    rest_ms: int = 30_000  # a triggered hard stop-loss resting unfilled below its limit this long: sell at market
 
     state: StopState = StopState.NEW
     hard_fallback: bool = False
@@ -91,6 +93,8 @@ class Stop:
     exec_reported: Decimal | None = None
     trade_ids: list[int] = field(default_factory=list)
     exit: SellUntilFlat = field(default_factory=SellUntilFlat)  # a triggered soft stop sells until flat
+    through_since: int = 0  # when the market first traded below a hard stop-loss's limit (0: it has not)
+    bailing: bool = False  # the hard order is being cancelled so the rest is sold at market
     _events: list[CoreEvent] = field(default_factory=list)
 
     machine_kind = "stop"
@@ -206,9 +210,11 @@ class Stop:
         if tick.symbol != self.symbol:
             return []
         self.last_tick_ts = max(self.last_tick_ts, tick.ts_ms)
-        if self.state != "armed" or self.kind != "soft":
-            return []
         price = tick.price
+        if self.kind == "hard":
+            return self._watch_hard(price, tick.ts_ms)
+        if self.state != "armed":
+            return []
         if price is None or not self._triggered(price):
             return []
         self._to(StopState.SELLING)
@@ -221,8 +227,38 @@ class Stop:
             ),
         ]
 
+    def _watch_hard(self, price: Decimal | None, ts: int) -> list[Intent]:
+        """A hard stop-loss stays watched after its trigger: when the market trades through its limit and the order
+        rests unfilled for `rest_ms`, it is cancelled and the rest sold at market (a gap left it behind)."""
+        if (self.purpose != "stop-loss" or self.state not in (StopState.ARMED, StopState.SELLING) or self.bailing
+                or self.order is None or self.exit.working):
+            return []
+        if price is not None:
+            limit = self.rules.round_price(self.trigger * (1 - self.limit_offset), Side.SELL)
+            if price >= limit:
+                self.through_since = 0
+                return []
+            self.through_since = self.through_since or ts
+        if not self.through_since or ts - self.through_since < self.rest_ms:
+            return []
+        self.bailing = True
+        self.cancel_requested = True
+        return [CancelOrder(self.symbol, self.order, self.owner),
+                self._alert("stop-market-fallback", rest_s=(ts - self.through_since) // 1000,
+                            trigger=str(self.trigger), qty=str(self.remaining))]
+
+    def _sell_now(self, ts: int) -> list[Intent]:
+        """The stop is hit and its resting order cannot do the job: sell the rest at market, until flat."""
+        self.bailing = False
+        if self.state == StopState.ARMED:
+            self._to(StopState.SELLING)
+        self.exit.begin(ts, self.purpose)
+        return self._soft_step(ts)
+
     def on_timer(self, ts: int) -> list[Intent]:
-        if self.state != "armed" or self.kind != "soft" or ts - self.last_tick_ts <= self.silence_ms:
+        if self.kind == "hard":
+            return self._watch_hard(None, ts)
+        if self.state != "armed" or ts - self.last_tick_ts <= self.silence_ms:
             return []
         self.hard_fallback = True
         order = self._hard_order()
@@ -257,6 +293,14 @@ class Stop:
             return self._soft_step(upd.ts_ms) if self._order_done() else []
         if upd.status is OrderStatus.FILLED:
             return self._maybe_done(upd.ts_ms)
+        if upd.status is OrderStatus.REJECTED and upd.reject_reason is RejectReason.WOULD_TRIGGER and (
+                self.purpose == "stop-loss"):
+            # the market already crossed the stop price: the stop is hit, sell now instead of leaving it bare
+            return self._sell_now(upd.ts_ms) + [self._alert(
+                "stop-loss-triggered", purpose=self.purpose, price=str(self.trigger), qty=str(self.remaining),
+                trigger=str(self.trigger))]
+        if self.bailing:  # our cancel of a hard order left behind by a gap: sell the rest once its fills are in
+            return self._sell_now(upd.ts_ms) if self._order_done() else []
         if upd.status is OrderStatus.REJECTED:
             self._to(StopState.FAILED)
             return [self._alert("stop-failed", client_order_id=upd.client_order_id, reject_text=upd.reject_text)]
@@ -296,6 +340,10 @@ class Stop:
         self.fees += fee
         if self.exit.working:
             return self._soft_step(fill.ts_ms) if self._order_done() else []
+        if self.bailing:
+            if self.state == "armed":
+                self._to(StopState.SELLING)
+            return self._sell_now(fill.ts_ms) if self.exec_reported is not None and self._order_done() else []
         if self.state == "armed":
             self._to(StopState.SELLING)  # a hard stop has triggered on the exchange
         if (
@@ -362,7 +410,8 @@ class Stop:
             "cancel_requested": self.cancel_requested, "last_tick_ts": self.last_tick_ts, "filled": str(self.filled),
             "quote": str(self.quote), "fees": str(self.fees), "order_filled": str(self.order_filled),
             "exec_reported": s(self.exec_reported), "trade_ids": list(self.trade_ids),
-            "exit": self.exit.to_dict(),
+            "exit": self.exit.to_dict(), "rest_ms": self.rest_ms, "through_since": self.through_since,
+            "bailing": self.bailing,
         }
 
     @classmethod
@@ -380,4 +429,6 @@ class Stop:
         st.order_filled, st.exec_reported = Decimal(d["order_filled"]), o(d["exec_reported"])
         st.trade_ids = [int(t) for t in d["trade_ids"]]
         st.exit = SellUntilFlat.from_dict(d.get("exit"))
+        st.rest_ms, st.through_since = int(d.get("rest_ms", 30_000)), int(d.get("through_since", 0))
+        st.bailing = bool(d.get("bailing", False))
         return st

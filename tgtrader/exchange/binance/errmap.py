@@ -22,6 +22,7 @@ from tgtrader.errors import (
     RateLimited,
     UnknownOrder,
     WouldMatch,
+    WouldTrigger,
 )
 
 
@@ -57,7 +58,8 @@ _FILTER_TEXT = {
 _WOULD_MATCH = ("immediately match",)
 _INSUFFICIENT = ("insufficient balance",)
 _DUPLICATE = ("duplicate order",)
-_UNFIT = ("would trigger immediately", "market is closed", "not supported for this symbol", "zero or less",
+_WOULD_TRIGGER = ("would trigger immediately",)
+_UNFIT = ("market is closed", "not supported for this symbol", "zero or less",
           "unsupported order combination", "not permitted for this", "restricted for this account",
           "self-trade prevention mode")
 # errors.md, -2011 CANCEL_REJECTED: "Unknown order sent." means gone; "Order was not canceled due to cancel
@@ -103,6 +105,9 @@ def map_api_error(exc: BinanceAPIException, what: str) -> ExchangeError:
             return InsufficientBalance(f"Not enough free balance on Binance to {what}.", code=code, http_status=status)
         if _has(low, _DUPLICATE):
             return DuplicateOrder(f"Binance already has this order open ({what}).", code=code, http_status=status)
+        if _has(low, _WOULD_TRIGGER):
+            return WouldTrigger(f"The stop order ({what}) would trigger immediately: the market already crossed its "
+                                "stop price.", code=code, http_status=status)
         if _has(low, _UNFIT):
             return FilterRejected(f"Binance rejected the order ({what}): {msg}", code=code, http_status=status)
         if _has(low, _UNKNOWN):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tgtrader.errors import ExchangeError, FilterRejected
+from tgtrader.errors import ExchangeError, FilterRejected, WouldTrigger
 from tgtrader.exchange.matching.book import _Book
 from tgtrader.exchange.matching.orders import MSG_NO_PRICE, MSG_STOP_IMMEDIATE
 from tgtrader.types import OrderType, Side
@@ -65,4 +65,4 @@ def check_stop_trigger(book: _Book, side: Side, stop_price: Decimal) -> None:
     if now is not None and (
         (side is Side.SELL and now <= stop_price) or (side is Side.BUY and now >= stop_price)
     ):
-        raise ExchangeError(MSG_STOP_IMMEDIATE, -2010)
+        raise WouldTrigger(MSG_STOP_IMMEDIATE, -2010)
