@@ -180,3 +180,19 @@ async def test_a_day_limit_far_away_is_a_refusal_not_an_hour_long_wait(fake: Fak
         assert sum(1 for o in fake.engine.open_order_records("main", "BTCUSDT") if o.price == D("60000")) == 1
     finally:
         await ex.close()
+
+
+async def test_orders_used_up_by_another_client_wait_for_the_window(fake: FakeBinance) -> None:
+    """The count is per account: another client can use it up. The order gets -1015, waits the Retry-After and
+    goes out in the next window; nothing else is held."""
+    fake.set_order_limits([("SECOND", 2, 50)])
+    ex = make_exchange(fake)
+    await ex.start()
+    try:
+        fake.use_up_order_count()
+        t0 = time.monotonic()
+        placed = await ex.place_order(limit("tg-g1-0B1", Side.BUY, "0.001", "40000"))
+        assert placed.status is OrderStatus.NEW and fake.orders_refused >= 1
+        assert time.monotonic() - t0 < 3.5
+    finally:
+        await ex.close()

@@ -317,7 +317,7 @@ class FakeBinance:
         self._errors_after_execution.extend([(status, code, msg)] * n)
 
     def lag_order_queries(self, seconds: float) -> None:
-        """GET /api/v3/order does not see an order until `seconds` after it was accepted.
+        """GET /api/v3/order (and openOrders, myTrades) do not see an order until `seconds` after it was accepted.
 
         rest-api.md, "Query order (USER_DATA)": Data Source "Memory => Database" (and "Data Sources" in General
         API Information): a query can be answered from a source that does not have a just-accepted order yet.
@@ -502,6 +502,13 @@ class FakeBinance:
         self.order_limits = list(limits)
         self._order_counts.clear()
 
+    def use_up_order_count(self) -> None:
+        """Another client of the account has placed orders up to every ORDERS limit for the current windows
+        (faqs/order_count_decrement.md: "Unfilled order count is shared across all IP addresses, all API keys,
+        and all APIs"): new orders get 429 / -1015 until a window turns."""
+        for key, _header, limit, start, _count in self._order_windows():
+            self._order_counts[key] = (start, limit)
+
     def _order_windows(self) -> list[tuple[tuple[str, int], str, int, int, int]]:
         """[(key, header, limit, window start ms, count in that window)] at the server's current time."""
         now = self.server_ms()
@@ -579,9 +586,13 @@ class FakeBinance:
             o = self.venue.find(ACCOUNT, sym, client_order_id=p["origClientOrderId"])
         else:
             raise ApiError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
-        if o is not None and query and time.monotonic() - o.visible_from < self._query_lag_s:
+        if o is not None and query and not self._visible(o):
             return None  # see lag_order_queries
         return o
+
+    def _visible(self, o: Order) -> bool:
+        """Whether a "Memory => Database" read (query order, open orders, trade list) sees `o` yet."""
+        return time.monotonic() - o.visible_from >= self._query_lag_s
 
     @staticmethod
     def _api_error(err: VenueError) -> ApiError:
@@ -648,7 +659,7 @@ class FakeBinance:
         if request.method == "GET":
             def listing(p: dict[str, str]) -> list[dict[str, Any]]:
                 sym = self._symbol(p) if "symbol" in p else None
-                return [o.rest() for o in self.venue.open_order_records(ACCOUNT, sym)]
+                return [o.rest() for o in self.venue.open_order_records(ACCOUNT, sym) if self._visible(o)]
             return await self._call(request, 6, True, listing)
         if request.method == "DELETE":
             def cancel_all(p: dict[str, str]) -> list[dict[str, Any]]:
@@ -681,6 +692,9 @@ class FakeBinance:
             rows = self.venue.my_trades(ACCOUNT, sym, int(p["fromId"]) if p.get("fromId") else None)
             if p.get("orderId"):
                 rows = [t for t in rows if t.order_id == int(p["orderId"])]
+            if self._query_lag_s:
+                hidden = {o.order_id for o in self.venue.all_orders(ACCOUNT) if not self._visible(o)}
+                rows = [t for t in rows if t.order_id not in hidden]
             rows = rows[:limit] if p.get("fromId") else rows[-limit:]
             return [t.rest() for t in rows]
         return await self._call(request, 20, True, trades)
