@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from tgtrader.chat import parse as p
@@ -76,7 +77,14 @@ async def balance(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
 
 async def orders(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
     assert isinstance(req, p.Orders)
-    return Reply(r.render_orders(await d.api.open_orders(req.symbol), req.symbol))
+    open_orders = await d.api.open_orders(req.symbol)
+    prices: dict[str, Decimal] = {}
+    if open_orders:
+        try:  # the grids know the last price of their symbols: orders are listed nearest to it first
+            prices = {g.symbol: g.last_price for g in await d.api.list_grids() if g.last_price is not None}
+        except Exception:  # the list still renders, measured from the middle of the book instead
+            prices = {}
+    return Reply(r.render_orders(open_orders, req.symbol, prices))
 
 
 async def pnl(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:

@@ -22,7 +22,7 @@ from loguru import logger
 from tgtrader.chat import parse as p
 from tgtrader.chat.actions import BUTTON_ACTIONS
 from tgtrader.chat.commands import BY_NAME, help_handler
-from tgtrader.chat.render import Button, ButtonSpec, Reply, clip
+from tgtrader.chat.render import CAPTION_LIMIT, Button, ButtonSpec, Reply, clip, split_lines
 from tgtrader.core.api import ApiError, TradingApi
 from tgtrader.errors import ExchangeError, TgTraderError
 
@@ -214,10 +214,19 @@ class Dispatcher:
         return text
 
     def _clean(self, reply: Reply) -> Reply:
-        text = clip(self.scrub(reply.text))
-        if text == reply.text:
-            return reply
-        return Reply(text, reply.buttons, reply.keyboard, reply.photo, reply.edit, reply.toast, reply.extra)
+        """Secrets scrubbed; a long answer split at line boundaries into several messages (its buttons on the
+        last one, so they sit under the whole answer)."""
+        text = self.scrub(reply.text)
+        if reply.photo is not None:
+            text = clip(text, CAPTION_LIMIT)
+        parts = [text] if reply.photo is not None else split_lines(text)
+        extra = tuple(self._clean(e) for e in reply.extra)
+        if len(parts) == 1:
+            if text == reply.text and extra == reply.extra:
+                return reply
+            return Reply(text, reply.buttons, reply.keyboard, reply.photo, reply.edit, reply.toast, extra)
+        tail = [Reply(part) for part in parts[1:-1]] + [Reply(parts[-1], reply.buttons, reply.keyboard)]
+        return Reply(parts[0], (), (), None, reply.edit, reply.toast, (*tail, *extra))
 
     def internal_error(self, exc: BaseException | None) -> Reply:
         """Log an unexpected failure with an id and return the one line the user sees."""

@@ -1,7 +1,8 @@
 """Pure functions from core API results to chat text and button specs (alerts: `alerts.py`).
 
 Plain text (sent without parse_mode), so nothing a user or an exchange wrote can break the markup and
-no escaping is needed; every message is clipped to Telegram's 4096-character limit. No Telegram import:
+no escaping is needed. Long answers are split at line boundaries into messages under Telegram's 4096-character
+limit (`split_lines`, applied by the dispatcher); alerts are clipped. No Telegram import:
 the console demo prints exactly these strings and shows buttons as numbered choices.
 """
 
@@ -30,6 +31,7 @@ from tgtrader.core.ports import ExchangeHealth
 from tgtrader.core.rules import fmt_decimal
 
 MAX_MESSAGE = 4096
+CAPTION_LIMIT = 1024  # a photo's caption
 
 
 # ---------------------------------------------------------------- reply model (transport neutral)
@@ -62,10 +64,43 @@ class Reply:
     extra: tuple["Reply", ...] = field(default=())  # follow-up messages
 
 
+MAX_PARTS = 8  # a reply longer than this many messages is cut (with a line saying so)
+
+
 def clip(text: str, limit: int = MAX_MESSAGE) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - 20].rstrip() + "\n... (truncated)"
+
+
+def split_lines(text: str, limit: int = MAX_MESSAGE, max_parts: int = MAX_PARTS) -> list[str]:
+    """`text` as messages of at most `limit` characters, cut between lines (a single longer line is cut
+    inside). Beyond `max_parts` messages the rest is dropped and the last message says how many lines."""
+    pieces: list[str] = []
+    for line in text.split("\n"):
+        while len(line) > limit:
+            pieces.append(line[:limit])
+            line = line[limit:]
+        pieces.append(line)
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for index, piece in enumerate(pieces):
+        extra = len(piece) + (1 if current else 0)
+        if current and size + extra > limit:
+            parts.append("\n".join(current))
+            current, size, extra = [], 0, len(piece)
+            if len(parts) == max_parts:
+                note = f"... ({len(pieces) - index} more lines not shown)"
+                last = parts[-1]
+                while len(last) + len(note) + 1 > limit and "\n" in last:
+                    last = last.rsplit("\n", 1)[0]
+                parts[-1] = last + "\n" + note
+                return parts
+        current.append(piece)
+        size += extra
+    parts.append("\n".join(current))
+    return parts
 
 
 # ---------------------------------------------------------------- numbers
@@ -210,7 +245,7 @@ def _grid_line(grid: GridSummary) -> str:
 def render_grid_list(grids: Sequence[GridSummary]) -> str:
     if not grids:
         return "No grids yet. Create one with /grid new (send '/grid new help')."
-    return clip("Grids:\n" + "\n".join(_grid_line(g) for g in grids))
+    return "Grids:\n" + "\n".join(_grid_line(g) for g in grids)
 
 
 def render_grid(grid: GridSummary, title: str = "", now_ms: int | None = None) -> str:
@@ -285,27 +320,65 @@ def render_balances(view: BalancesView) -> str:
     return clip("\n".join(lines))
 
 
-def render_orders(orders: Sequence[OrderView], symbol: str | None = None) -> str:
+def _reference_price(orders: Sequence[OrderView], last: Decimal | None) -> Decimal | None:
+    """The price to measure distances from: the last trade if known, else the middle of the best bid and ask
+    among the orders (a grid's buys rest below the price and its sells above)."""
+    if last is not None:
+        return last
+    buys = [o.price for o in orders if o.price is not None and o.side.value == "BUY"]
+    sells = [o.price for o in orders if o.price is not None and o.side.value == "SELL"]
+    if buys and sells:
+        return (max(buys) + min(sells)) / 2
+    return max(buys) if buys else (min(sells) if sells else None)
+
+
+def render_orders(orders: Sequence[OrderView], symbol: str | None = None,
+                  prices: dict[str, Decimal] | None = None) -> str:
+    """Totals first (per symbol: buys and sells, their quantity and value), then the orders nearest the price
+    first: when the list is long, what matters is at the top."""
     if not orders:
         return f"No open orders{' on ' + symbol if symbol else ''}."
+    prices = prices or {}
+    by_symbol: dict[str, list[OrderView]] = {}
+    for order in orders:
+        by_symbol.setdefault(order.symbol, []).append(order)
     lines = [f"Open orders ({len(orders)}):"]
-    for order in sorted(orders, key=lambda o: (o.symbol, o.side.value, o.price or Decimal(0))):
-        filled = f" filled {num(order.executed_qty)}" if order.executed_qty else ""
-        lines.append(
-            f"{order.symbol} {order.side.value} {num(order.qty)} @ {num(order.price)} {order.order_type}"
-            f" {order.status}{filled} [{order.owner or 'manual'}]"
-        )
-    return clip("\n".join(lines))
+    for sym, group in sorted(by_symbol.items()):
+        quote, base = _quote_of(sym), _base_of(sym)
+        for side in ("BUY", "SELL"):
+            sided = [o for o in group if o.side.value == side]
+            if not sided:
+                continue
+            qty = sum((o.qty - o.executed_qty for o in sided), Decimal(0))
+            value = sum(((o.qty - o.executed_qty) * (o.price or Decimal(0)) for o in sided), Decimal(0))
+            lines.append(f"{sym} {side}: {len(sided)} order(s), {num(qty)} {base}, {money(value)} {quote}")
+    for sym, group in sorted(by_symbol.items()):
+        ref = _reference_price(group, prices.get(sym))
+        lines.append("")
+        lines.append(f"{sym}, nearest {'to ' + num(ref) if ref is not None else 'first'}:")
+
+        def distance(order: OrderView, ref: Decimal | None = ref) -> Decimal:
+            if ref is None or order.price is None:
+                return Decimal(0)
+            return abs(order.price - ref)
+
+        for order in sorted(group, key=lambda o: (distance(o), o.side.value)):
+            filled = f" filled {num(order.executed_qty)}" if order.executed_qty else ""
+            lines.append(
+                f"{order.symbol} {order.side.value} {num(order.qty)} @ {num(order.price)} {order.order_type}"
+                f" {order.status}{filled} [{order.owner or 'manual'}]"
+            )
+    return "\n".join(lines)
 
 
 def render_pnl(view: PnlView) -> str:
-    lines = ["Realized profit per day (UTC):"]
+    lines = [f"Realized profit per day (UTC): total {signed(view.total)} {view.quote_asset}"]
     if not view.days:
         lines.append("  nothing realized yet")
     for day, profit, trips in view.days:
         lines.append(f"{day}: {signed(profit)} {view.quote_asset} ({trips} round trips)")
     lines.append(f"Total: {signed(view.total)} {view.quote_asset}")
-    return clip("\n".join(lines))
+    return "\n".join(lines)
 
 
 def render_size(result: SizeResult) -> str:
@@ -347,7 +420,7 @@ def render_stop(stop: StopView, title: str = "") -> str:
 def render_stops(stops: Sequence[StopView]) -> str:
     if not stops:
         return "No stops. Add one with /stop SYMBOL PRICE [soft|hard]."
-    return clip("Stops:\n" + "\n".join(render_stop(s) for s in stops))
+    return "Stops:\n" + "\n".join(render_stop(s) for s in stops)
 
 
 # ---------------------------------------------------------------- panic

@@ -26,14 +26,13 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from tgtrader.chat.commands import BY_NAME, is_read_only
 from tgtrader.chat.dispatch import Dispatcher
-from tgtrader.chat.render import Reply
+from tgtrader.chat.render import CAPTION_LIMIT, Reply
 from tgtrader.telegram.access import Access, Role
 
 REFUSAL = "Sorry, this is a private bot."
 NOT_ALLOWED_HERE = "Only the people allowed to use this bot can press its buttons."
 READ_ONLY_ANSWER = "You have read-only access: /status, /balance, /orders, /pnl, /grid list, /stops, /chart."
 REFUSAL_EVERY_S = 3600.0
-CAPTION_LIMIT = 1024
 ANSWER_WITHIN_S = 2.0  # Telegram wants callback queries answered quickly (the spinner, ~15 s expiry)
 ANSWER_TIMEOUT_S = 5.0  # an answerCallbackQuery that takes longer is abandoned; the action's result still shows
 MAX_COMMAND_AGE_S = 60.0
