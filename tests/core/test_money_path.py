@@ -8,9 +8,11 @@ from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.kit import CoreOnPaper, grid_spec
 from tests.waiting import wait_for
-from tgtrader.core.api import GridSpec
+from tgtrader.core.api import ApiError, GridSpec
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.kernel import Timer
 from tgtrader.exchange.paper import PAPER_ACCOUNT
@@ -264,4 +266,23 @@ async def test_a_hard_stop_left_resting_below_a_gap_is_cancelled_and_sold_at_mar
     await kit.trade(*(["48900"] * 25))  # 25 s below the limit
     stop = kit.core.machines.stops[view.id]
     assert await base_free(kit) == 0 and stop.state == "done", stop
+    await kit.close()
+
+
+async def test_start_re_checks_the_preview_at_the_current_price(tmp_path: Path) -> None:
+    """Issue 13 item 12: a grid previewed above its stop-loss was started after the price fell below it, and bought
+    and sold at once."""
+    kit = await CoreOnPaper.open(tmp_path)
+    spec = GridSpec("BTCUSDT", D("40000"), D("60000"), 4, D("1000"), stop_loss=D("48000"), sell_on_stop=True)
+    view = await kit.core.preview_grid(spec)
+    assert view.ok
+    await kit.trade("47000")  # the price falls below the stop-loss before START is pressed
+    with pytest.raises(ApiError, match="stop-loss 48000 is not below the price 47000"):
+        await kit.core.start_grid(view.token)
+    assert not kit.core.machines.grids and not await kit.paper.open_orders()
+    await kit.trade("52000")
+    view = await kit.core.preview_grid(grid_spec())
+    await kit.trade("56000")  # across the 55000 level: the start buy would differ from the preview
+    with pytest.raises(ApiError, match="across a grid level"):
+        await kit.core.start_grid(view.token)
     await kit.close()

@@ -190,8 +190,9 @@ class TradingCore(Kernel):
             raise ApiError("that preview expired; make a new one")
         if pv.view.problems:
             raise ApiError("the preview has problems: " + "; ".join(pv.view.problems))
-        pv.used = True
         config = pv.preview.config
+        await self._check_preview_still_holds(pv)
+        pv.used = True
         async with self._lock:
             extra = self._extra_problems(config)
             if extra:
@@ -209,6 +210,24 @@ class TradingCore(Kernel):
             await self.react(grid, intents)
         await self._subscribe(config.symbol)
         return self._summary(grid)
+
+    async def _check_preview_still_holds(self, pv: _Preview) -> None:
+        """Start re-runs the preview at the current price and balances: a grid started below its own stop-loss
+        (the price fell since the preview) would buy and sell at once; one whose orders changed sides would spend
+        what the trader did not see. Either is refused with the new figures (make a new preview)."""
+        config, old = pv.preview.config, pv.preview
+        price = await self._price(config.symbol)
+        bal = await self._balances()
+        free_q = bal.get(pv.rules.quote_asset, Balance(pv.rules.quote_asset, ZERO, ZERO)).free
+        free_b = bal.get(pv.rules.base_asset, Balance(pv.rules.base_asset, ZERO, ZERO)).free
+        now = preview(config, pv.rules, price, free_q, free_b)
+        if now.problems:
+            raise ApiError(f"at the current price {fmt_decimal(price)} the grid has problems: "
+                           + "; ".join(now.problems) + "; make a new preview")
+        if (now.buy_orders, now.sell_orders) != (old.buy_orders, old.sell_orders):
+            raise ApiError(f"the price moved from {fmt_decimal(old.price)} to {fmt_decimal(price)} across a grid "
+                           f"level since the preview ({now.buy_orders} buys / {now.sell_orders} sells now, "
+                           f"{old.buy_orders} / {old.sell_orders} then); make a new preview")
 
     async def _subscribe(self, symbol: str) -> None:
         try:
