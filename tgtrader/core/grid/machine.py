@@ -29,7 +29,8 @@ from typing import Any
 from tgtrader.core.accounting import Ledger, Position, annualized_return_pct, base_received, fee_in_quote
 from tgtrader.core.chase import Chase
 from tgtrader.core.events import CoreEvent, GridRoundTrip, GridStateChanged, StopTriggered
-from tgtrader.core.exit import SellUntilFlat, Step
+from tgtrader.core.exit import SellUntilFlat
+from tgtrader.core.grid.exiting import exit_alert, exit_step
 from tgtrader.core.grid.plan import GridConfig, compute_levels, quantity_per_order
 from tgtrader.core.grid.state import (
     GRID_TRANSITIONS,
@@ -53,7 +54,6 @@ from tgtrader.types import (
     OrderType,
     OrderUpdate,
     PlaceOrder,
-    ReadBalance,
     Side,
     Tick,
 )
@@ -319,39 +319,11 @@ class Grid:
             iv.base = iv.cost = ZERO
             self._set_interval(iv, WAITING)
 
-    def _sellable(self, qty: Decimal) -> Decimal:
-        q = self.rules.round_qty(qty, market=True)
-        return q if self._tradable(Side.SELL, q, self.last_price, market=True) else ZERO
-
     def _exit_step(self, ts: int) -> list[Intent]:
-        """One step of the exit (core/exit.py): wait for the grid's own orders to end and their fills to arrive,
-        then sell the pool at market, leg after leg, until what is left no longer passes the filters."""
-        if not self.exit.working:
-            return []
-        busy = any(o.role != "exit" for o in self.orders.values()) or (
-            self.chase is not None and not self.chase.done)
-        leg_working = any(o.role == "exit" for o in self.orders.values())
-        act = self.exit.step(self.pool_base, busy, leg_working, ts, self._sellable)
-        if act.step is Step.SELL:
-            cid = self._cid("z", Side.SELL)
-            self.orders[cid] = GridOrder(cid, "exit", None, Side.SELL, None, act.qty)
-            self.exit.placed(cid)
-            return [PlaceOrder(self.config.symbol, cid, Side.SELL, OrderType.MARKET, act.qty, None, None, None,
-                               self.owner)]
-        if act.step is Step.NEED_BALANCE:
-            return [ReadBalance(self.rules.base_asset, self.owner)]
-        if act.step is Step.DONE:
-            return [self._exit_alert()]
-        return []
+        return exit_step(self, ts)  # grid/exiting.py
 
     def _exit_alert(self) -> AlertIntent:
-        ex = self.exit
-        left: dict[str, object] = {}
-        if ex.residue > 0:
-            left = {"residue": str(ex.residue), "why_left": ex.why_left,
-                    "free": None if ex.free is None else str(ex.free)}
-        return self._alert("exit-finished", reason=ex.reason, legs=ex.legs, state=ex.state.value,
-                           base_asset=self.rules.base_asset, **left)
+        return exit_alert(self)
 
     def on_balance(self, asset: str, free: Decimal, ts: int) -> list[Intent]:
         if asset != self.rules.base_asset or not self.exit.working:
