@@ -33,7 +33,7 @@ def test_a_refusal_for_balance_reads_it_and_sells_what_is_free_then_reports_the_
     act = ex.step(D("1"), False, False, 2, sellable)
     assert act.step is Step.SELL and act.qty == D("0.4")
     ex.placed("b")
-    ex.leg_ended("b", OrderStatus.FILLED, None, D("0.6"))
+    ex.leg_ended("b", OrderStatus.FILLED, None, D("0.6"), D("0.4"))
     act = ex.step(D("0.6"), False, False, 3, sellable)  # the balance moved: try the rest
     assert act.step is Step.SELL and act.qty == D("0.6")
     ex.placed("c")
@@ -48,11 +48,11 @@ def test_a_partly_filled_or_expired_leg_is_followed_by_one_for_the_remainder() -
     ex.begin(0, "stop-loss")
     ex.placed("a")
     assert ex.step(D("1"), False, True, 1, sellable).step is Step.WAIT  # the leg is still working
-    ex.leg_ended("a", OrderStatus.EXPIRED, None, D("0.3"))
+    ex.leg_ended("a", OrderStatus.EXPIRED, None, D("0.3"), D("0.7"))
     act = ex.step(D("0.3"), False, False, 2, sellable)
     assert act.step is Step.SELL and act.qty == D("0.3")
     ex.placed("b")
-    ex.leg_ended("b", OrderStatus.FILLED, None, D("0.005"))
+    ex.leg_ended("b", OrderStatus.FILLED, None, D("0.005"), D("0.295"))
     assert ex.step(D("0.005"), False, False, 3, sellable).step is Step.DONE
     assert ex.why_left == "below-filters" and ex.residue == D("0.005")
 
@@ -68,3 +68,13 @@ def test_gives_up_after_repeated_refusals_and_survives_a_restart() -> None:
     again.placed("b")
     assert again.leg_ended("b", OrderStatus.REJECTED, RejectReason.OTHER, D("1"))
     assert again.state is ExitState.GAVE_UP and again.why_left == "refused" and again.residue == D("1")
+
+
+def test_legs_that_expire_unfilled_on_an_empty_book_end_the_exit_instead_of_hammering_the_venue() -> None:
+    ex = SellUntilFlat()
+    ex.begin(0, "panic")
+    for cid in "abc":
+        assert ex.step(D("1"), False, False, 1, sellable).step is Step.SELL
+        ex.placed(cid)
+        gave_up = ex.leg_ended(cid, OrderStatus.EXPIRED, None, D("1"), D("0"))
+    assert gave_up and ex.state is ExitState.GAVE_UP and ex.why_left == "no-liquidity" and ex.residue == D("1")

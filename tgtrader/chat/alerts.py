@@ -111,7 +111,8 @@ def _left(p: Payload) -> str:
         return ""
     why = {"below-filters": "below the symbol's filters",
            "not-free": f"only {_num(p, 'free') if p.get('free') is not None else 'part'} free on the exchange",
-           "refused": "the exchange refused the sell 3 times"}.get(str(p.get("why_left")), str(p.get("why_left")))
+           "refused": "the exchange refused the sell 3 times",
+           "no-liquidity": "3 market sells in a row found no buyers"}.get(str(p.get("why_left")), str(p.get("why_left")))
     return f"; left unsold: {_num(p, 'residue')} {p.get('base_asset', '')} ({why})"
 
 

@@ -53,11 +53,11 @@ class SellUntilFlat:
     started_ts: int = 0
     free: Decimal | None = None  # the exchange's free balance, read after a refusal; None: not known
     wants_balance: bool = False
-    refusals: int = 0
+    refusals: int = 0  # legs in a row that sold nothing
     legs: int = 0
     leg: str | None = None  # the working leg's client order id
     residue: Decimal = ZERO
-    why_left: str = ""  # a code for the front end: "below-filters", "not-free" (see `free`), "refused"
+    why_left: str = ""  # a code for the front end: "below-filters", "not-free" (see `free`), "refused", "no-liquidity"
     wait_ms: int = 15_000
     max_refusals: int = 3
 
@@ -96,21 +96,25 @@ class SellUntilFlat:
     def placed(self, cid: str) -> None:
         self.leg, self.legs = cid, self.legs + 1
 
-    def leg_ended(self, cid: str, status: OrderStatus, reason: RejectReason | None, owed: Decimal) -> bool:
+    def leg_ended(self, cid: str, status: OrderStatus, reason: RejectReason | None, owed: Decimal,
+                  executed: Decimal = ZERO) -> bool:
         """The working leg reached a final status (its fills may still be on their way: the owner's leg
-        bookkeeping decides when it is done). Returns True when the exit gives up."""
+        bookkeeping decides when it is done). Returns True when the exit gives up: after `max_refusals` legs in a
+        row that sold nothing (refused, or expired unfilled on an empty book), so it never hammers the venue."""
         if cid != self.leg:
             return False
         self.leg = None
-        if status is OrderStatus.REJECTED:
+        if executed > 0:
+            self.refusals = 0  # progress
+        else:
             self.refusals += 1
             if self.refusals >= self.max_refusals:
                 self.state, self.residue = ExitState.GAVE_UP, owed
-                self.why_left = "refused"
+                self.why_left = "refused" if status is OrderStatus.REJECTED else "no-liquidity"
                 return True
-            if reason is RejectReason.INSUFFICIENT_BALANCE or reason is None:
-                self.wants_balance = True
-        else:
+        if status is OrderStatus.REJECTED and reason in (RejectReason.INSUFFICIENT_BALANCE, None):
+            self.wants_balance = True
+        elif status is not OrderStatus.REJECTED:
             self.free = None  # the balance moved: sell what is owed, a refusal reads it again
         return False
 

@@ -167,7 +167,7 @@ class Liquidation:
         if leg is None or not upd.status.is_final or leg.executed is not None:
             return []
         leg.executed = upd.executed_qty
-        if self.exit.leg_ended(upd.client_order_id, upd.status, upd.reject_reason, self.owed):
+        if self.exit.leg_ended(upd.client_order_id, upd.status, upd.reject_reason, self.owed, upd.executed_qty):
             return [self._finished()]
         return self._step(upd.ts_ms) if leg.done else []
 

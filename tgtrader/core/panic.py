@@ -210,5 +210,5 @@ class PanicDesk:
         if residue <= 0:
             return "; flat"
         reason = {"below-filters": "below the symbol's filters", "not-free": "not free on the exchange",
-                  "refused": "refused by the exchange"}.get(why, why)
+                  "refused": "refused by the exchange", "no-liquidity": "no buyers on the book"}.get(why, why)
         return f"; left {fmt_decimal(residue)} {asset} ({reason})"

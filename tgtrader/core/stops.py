@@ -288,7 +288,8 @@ class Stop:
             return []
         self.exec_reported = upd.executed_qty
         if self.exit.working:  # a soft stop's market leg: partial, expired or refused, the exit sells on
-            if self.exit.leg_ended(upd.client_order_id, upd.status, upd.reject_reason, self.remaining):
+            if self.exit.leg_ended(upd.client_order_id, upd.status, upd.reject_reason, self.remaining,
+                                   upd.executed_qty):
                 return self._finish(upd.ts_ms)
             return self._soft_step(upd.ts_ms) if self._order_done() else []
         if upd.status is OrderStatus.FILLED:

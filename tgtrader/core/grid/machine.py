@@ -399,7 +399,7 @@ class Grid:
         o.exec_reported = upd.executed_qty
         out = []
         if o.role == "exit":
-            if self.exit.leg_ended(o.cid, upd.status, upd.reject_reason, self.pool_base):
+            if self.exit.leg_ended(o.cid, upd.status, upd.reject_reason, self.pool_base, upd.executed_qty):
                 out.append(self._exit_alert())
         elif upd.status is OrderStatus.REJECTED:
             out.append(self._alert("order-rejected", client_order_id=o.cid, reject_text=upd.reject_text))
