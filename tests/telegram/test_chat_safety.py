@@ -268,3 +268,17 @@ async def test_long_answers_are_split_at_lines_and_orders_put_totals_and_the_nea
     await quiet(stack)
     pnl = [t for t in fake.texts_to(ALICE)[before:] if "round trips" in t or t.startswith("Total")]
     assert pnl[0].startswith("Realized profit per day (UTC): total ") and pnl[-1].splitlines()[-1].startswith("Total:")
+
+
+async def test_resume_all_asks_before_placing_orders_again(private: Stack) -> None:
+    stack, fake = private, private.fake
+    await stack.ask(ALICE, GRID)
+    await stack.press(ALICE, fake.buttons(ALICE)[0]["callback_data"])
+    await stack.ask(ALICE, "/grid pause 1")
+    stack.core.panic_paused.add(1)  # as a /panic that pauses grids leaves it
+    question = await stack.ask(ALICE, "/resume_all")
+    assert question.startswith("Resume the grids /panic paused?") and "#1 BTCUSDT paused" in question
+    assert (await stack.core.grid(1)).state == "paused"  # nothing happens before the confirmation
+    assert [b["text"] for b in fake.buttons(ALICE)] == ["Resume 1 grid(s)", "Keep paused"]
+    assert "Resumed 1 grid(s)" in await stack.press(ALICE, fake.buttons(ALICE)[0]["callback_data"])
+    assert (await stack.core.grid(1)).state == "running"

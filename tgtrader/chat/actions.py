@@ -124,7 +124,13 @@ async def panic(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
 
 
 async def resume_all(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
-    return Reply(r.render_resumed(await d.api.resume_all()))
+    """Asks first: resuming re-places every paused grid's orders at today's prices."""
+    paused = [g for g in await d.api.list_grids() if g.state == "paused"]
+    if not paused:
+        return Reply(r.render_resumed([]))
+    specs = [[ButtonSpec(f"Resume {len(paused)} grid(s)", "resume_all", (), d.confirm_ttl_s),
+              ButtonSpec("Keep paused", "keep", (), d.confirm_ttl_s)]]
+    return Reply(r.render_resume_question(paused), buttons=d.bind(chat_id, specs))
 
 
 async def chart(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
@@ -162,6 +168,10 @@ async def on_panic(d: "Dispatcher", chat_id: int, payload: tuple[object, ...]) -
     return Reply(r.render_panic_report(report), edit=True, toast="Panic executed")
 
 
+async def on_resume_all(d: "Dispatcher", chat_id: int, payload: tuple[object, ...]) -> Reply:
+    return Reply(r.render_resumed(await d.api.resume_all()), edit=True, toast="Resumed")
+
+
 async def on_panic_abort(d: "Dispatcher", chat_id: int, payload: tuple[object, ...]) -> Reply:
     return Reply("Panic cancelled; nothing was done.", edit=True, toast="Cancelled")
 
@@ -173,4 +183,5 @@ BUTTON_ACTIONS: dict[str, ButtonAction] = {
     "keep": on_keep,
     "panic": on_panic,
     "panic_abort": on_panic_abort,
+    "resume_all": on_resume_all,
 }

@@ -466,6 +466,11 @@ def render_panic_report(report: PanicReport) -> str:
     return clip("\n".join(lines))
 
 
+def render_resume_question(paused: Sequence[GridSummary]) -> str:
+    return ("Resume the grids /panic paused? Each places its orders again at today's prices. Paused now:\n"
+            + "\n".join(_grid_line(g) for g in paused))
+
+
 def render_resumed(grids: Sequence[GridSummary]) -> str:
     if not grids:
         return "Nothing to resume."
