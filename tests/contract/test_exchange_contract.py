@@ -13,7 +13,8 @@ from decimal import Decimal as D
 import pytest
 
 from tests.contract.conftest import needs
-from tests.contract.venues import DEPTH, LOST_ANSWERS, STP, SYMBOL, VenueUnderTest
+from tests.contract.venues import DEPTH, LOST_ANSWERS, STP, STREAM_GAP, SYMBOL, VenueUnderTest
+from tgtrader.core.ports import BalanceUpdate, StreamStatus
 from tgtrader.errors import BadSymbol, ExchangeError, OrderStatusUnknown, UnknownOrder
 from tgtrader.types import (
     CancelOrder,
@@ -253,3 +254,25 @@ async def test_lost_answer_with_delayed_visibility_is_never_executed_twice(venue
     assert got is not None and got.status is OrderStatus.FILLED
     assert venue.posts("lost-1") == 1
     await until(lambda: len(fills_of(venue, "lost-1")) == 1)
+
+
+# ---------------------------------------------------------------- stream gaps
+
+
+async def test_fills_during_a_news_gap_arrive_once_and_balances_are_refreshed(venue: VenueUnderTest) -> None:
+    """A fill while the pushed news is cut is recovered by reconciliation exactly once, and the balances the venue
+    pushes afterwards are its true balances."""
+    needs(venue, STREAM_GAP)
+    ex = venue.ex
+    await ex.place_order(limit("gap-1", Side.BUY, "0.01", "49500"))
+    await venue.cut_news()
+    await venue.set_price("49400")  # fills while nobody listens
+    await until(lambda: any(isinstance(e, StreamStatus) and e.stream == "user" and e.up and e.recovered_fills
+                            for e in venue.events), timeout=15)
+    await until(lambda: len(fills_of(venue, "gap-1")) == 1)
+    truth = await ex.balances()
+    pushed = [e for e in venue.events if isinstance(e, BalanceUpdate)]
+    latest = {b.asset: b for u in pushed for b in u.balances}
+    assert latest["USDT"].total == truth["USDT"].total and latest["BTC"].total == truth["BTC"].total
+    await venue.settle()
+    assert len(fills_of(venue, "gap-1")) == 1

@@ -35,6 +35,7 @@ DEPTH = "depth"  # the book can be made thin: takers fill partly
 STP = "stp"  # the venue applies self-trade prevention to the account's own resting orders
 LOST_ANSWERS = "lost-answers"  # an order can execute while its answer is lost / answered 5xx / not yet queryable
 FEE_ASSETS = "fee-assets"  # commission in the received asset, the quote asset or BNB, switchable
+STREAM_GAP = "stream-gap"  # the pushed news can be cut (and must be caught up by reconciliation)
 
 
 @dataclass
@@ -58,6 +59,10 @@ class VenueUnderTest:
         raise NotImplementedError
 
     def set_fee_mode(self, mode: str) -> None:
+        raise NotImplementedError
+
+    async def cut_news(self) -> None:
+        """Drop the pushed news (user-data stream) once; the venue reconnects on its own."""
         raise NotImplementedError
 
     async def settle(self) -> None:
@@ -129,6 +134,10 @@ class BinanceFakeVenue(VenueUnderTest):
     def posts(self, cid: str) -> int:
         return int(self.raw.order_posts[cid])
 
+    async def cut_news(self) -> None:
+        self.raw.refuse_ws_for(0.5)
+        await self.raw.drop_websockets()
+
     def set_fee_mode(self, mode: str) -> None:
         venue = self.raw.venue
         venue.bnb_fees = mode == "bnb"
@@ -148,7 +157,7 @@ async def binance_fake() -> AsyncIterator[VenueUnderTest]:
     await fake.set_price(SYMBOL, START_PRICE)
     ex = BinanceExchange(API_KEY, API_SECRET, rest_url=fake.rest_url, ws_url=fake.ws_url, request_timeout=2.0,
                          backoff_base_s=0.02, lookup_delay_s=0.05, user_check_s=0.5, market_silence_s=10.0)
-    v = BinanceFakeVenue("binance-fake", ex, frozenset({DEPTH, STP, LOST_ANSWERS, FEE_ASSETS}), raw=fake)
+    v = BinanceFakeVenue("binance-fake", ex, frozenset({DEPTH, STP, LOST_ANSWERS, FEE_ASSETS, STREAM_GAP}), raw=fake)
     ex.set_event_sink(v.events.append)
     await ex.start()
     try:
