@@ -185,3 +185,58 @@ async def test_starting_api_refuses_with_the_reason_then_forwards() -> None:
     assert await api.status() == "trading"
     assert is_auth_failure(ExchangeError("Invalid API-key, IP, or permissions for action.", -2015))
     assert not is_auth_failure(ExchangeError("Internal error", -1001))
+
+
+# ---------------------------------------------------------------- the real process and its healthcheck
+
+def _proc_env(tmp: Path, **extra: str) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TGTRADER_", "BINANCE_", "TELEGRAM_"))}
+    env.update({"TGTRADER_DB": str(tmp / "bot.db"), "TGTRADER_LOG_DIR": str(tmp / "logs"),
+                "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **extra})
+    return env
+
+
+async def test_the_real_process_waits_for_the_exchange_and_its_healthcheck_says_so(tmp_path: Path) -> None:
+    import signal
+    import sys
+
+    from tests.fakes.tcp_gate import free_port
+
+    port = free_port()  # nothing listens: Binance unreachable
+    env = _proc_env(tmp_path, BINANCE_REST_URL=f"http://127.0.0.1:{port}/api", BINANCE_WS_URL=f"ws://127.0.0.1:{port}/")
+    err = tmp_path / "stderr.txt"
+    with err.open("wb") as fh:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tgtrader", "run", cwd=tmp_path, env=env,
+                                                    stdin=asyncio.subprocess.DEVNULL, stdout=fh, stderr=fh)
+    try:
+        deadline = time.monotonic() + 30
+        while "not trading yet" not in err.read_text(errors="replace"):
+            assert proc.returncode is None, err.read_text()
+            assert time.monotonic() < deadline, err.read_text()
+            await asyncio.sleep(0.1)
+        check = await asyncio.create_subprocess_exec(sys.executable, "-m", "tgtrader", "health", cwd=tmp_path, env=env,
+                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, _ = await check.communicate()
+        assert check.returncode == 0 and b"alive and trying" in out and b"cannot reach the exchange" in out, out
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0, err.read_text()
+    check = await asyncio.create_subprocess_exec(sys.executable, "-m", "tgtrader", "health", cwd=tmp_path, env=env,
+                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, errout = await check.communicate()
+    assert check.returncode == 1 and b"no heartbeat" in errout  # stopped: nothing alive
+
+
+async def test_bad_settings_still_exit_2_at_once(tmp_path: Path) -> None:
+    import sys
+
+    env = _proc_env(tmp_path, TGTRADER_MODE="lvie", BINANCE_REST_URL="http://127.0.0.1:9/api")
+    t0 = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tgtrader", "run", cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, errout = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2 and b"TGTRADER_MODE" in errout
+    assert time.monotonic() - t0 < 15
