@@ -282,3 +282,20 @@ async def test_resume_all_asks_before_placing_orders_again(private: Stack) -> No
     assert [b["text"] for b in fake.buttons(ALICE)] == ["Resume 1 grid(s)", "Keep paused"]
     assert "Resumed 1 grid(s)" in await stack.press(ALICE, fake.buttons(ALICE)[0]["callback_data"])
     assert (await stack.core.grid(1)).state == "running"
+
+
+async def test_the_webhook_refuses_a_huge_body_before_reading_it(tmp_path: Path, fake: FakeTelegram) -> None:
+    """A stranger's 50 MB POST is answered from its Content-Length; nothing is buffered, no secret needed."""
+    port = _free_port()
+    stack = await make_stack(tmp_path, fake, webhook=Webhook(f"http://127.0.0.1:{port}/tg/hook", port=port))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /tg/hook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 50000000\r\n\r\n{\"update_id\":")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(200), 3)  # the body is never sent: only a limit answers
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer
+        writer.close()
+        assert (await stack.ask(ALICE, "/status")).startswith("Mode: PAPER")  # real updates still arrive
+    finally:
+        await close_stack(stack)

@@ -45,6 +45,7 @@ BOT_DATA_KEY = "tgtrader"
 POLLING_TASK = "Updater:start_polling:polling_task"  # python-telegram-bot 22's name for its polling task
 TOKEN_RETRY_S = 300.0  # a rejected token is retried this slowly (it only comes back if BotFather restores it)
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+MAX_UPDATE_BYTES = 1 << 20  # an update is a few KB; a bigger body is refused from its Content-Length, unread
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,7 @@ class TelegramBot:
             listen=self.webhook.listen, port=self.webhook.port, url_path=self.webhook.path,
             webhook_url=self.webhook.url, secret_token=self.webhook.secret_token,
         )
+        _limit_body(self.app.updater, MAX_UPDATE_BYTES)
         logger.info("Telegram webhook registered; listening on {}:{}", self.webhook.listen, self.webhook.port)
 
     async def _connect_forever(self, poll_timeout: float, poll_interval: float, delay: float) -> None:
@@ -344,6 +346,18 @@ def build_application(
         app.job_queue.run_daily(bot.daily_summary, time=daily_summary_utc.replace(tzinfo=dt.UTC),
                                 name="daily-summary")
     return app
+
+
+def _limit_body(updater: Any, limit: int) -> None:
+    """PTB's tornado server buffers up to 100 MB per request before its secret check answers 403: anyone who
+    finds the URL could make the bot buffer gigabytes. Tornado reads `max_body_size` per connection, so setting
+    it once the server exists covers every request (tornado answers 400 from the Content-Length header)."""
+    server = getattr(getattr(updater, "_httpd", None), "_http_server", None)
+    params = getattr(server, "conn_params", None)
+    if params is None:
+        logger.warning("cannot limit the webhook request size (python-telegram-bot internals changed)")
+        return
+    params.max_body_size = limit
 
 
 def scrub(text: str, secrets_to_hide: Iterable[str]) -> str:
