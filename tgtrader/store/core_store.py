@@ -21,7 +21,7 @@ from tgtrader.types import Fill, OrderStatus
 
 ZERO = Decimal(0)
 # Where each kind of client order id gets its owner number: a `sequences` row or a table's AUTOINCREMENT.
-ID_SEQUENCES = {"chase": "chase", "panic": "panic"}
+ID_SEQUENCES = {"chase": "chase", "panic": "panic", "exit": "exit"}
 ID_TABLES = {"grid": "grids", "stop": "stops"}
 
 
