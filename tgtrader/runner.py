@@ -92,7 +92,12 @@ async def open_exchange(settings: Settings, db: Database, paper: bool) -> tuple[
                        private_key_pass=passphrase.reveal() if passphrase else None)
         return BinanceExchange(key, secret, **endpoints, **signing), None  # type: ignore[arg-type]
     market = BinanceExchange(key, secret, user_stream=False, stream_kinds=("trade",), **endpoints)  # type: ignore[arg-type]
-    await market.start()
+    try:
+        await market.start()
+    except BaseException:
+        with suppress(Exception):
+            await market.close()  # a start retried for hours must not leave a session open per attempt
+        raise
     exchange = PaperExchange(
         db,
         rules=market.all_rules(),
