@@ -240,3 +240,28 @@ async def test_bad_settings_still_exit_2_at_once(tmp_path: Path) -> None:
     _, errout = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2 and b"TGTRADER_MODE" in errout
     assert time.monotonic() - t0 < 15
+
+
+async def test_telegram_and_binance_both_down_at_start(tmp_path: Path) -> None:
+    """Nothing answers at start: the bot waits for both; the chat hears why once Telegram is back, then that
+    trading started once Binance is back."""
+    binance = await FakeBinance().start()
+    gate = TcpGate(binance.port)
+    try:
+        async with FakeTelegram() as telegram:
+            telegram.unreachable = True
+            settings = _settings(tmp_path, gate, telegram)
+            stop = asyncio.Event()
+            bot = asyncio.create_task(serve(settings, paper=False, stop=stop, retry_s=(0.2, 0.5)))
+            await asyncio.sleep(1.5)
+            assert not bot.done() and _verdict(settings)[0] == 0
+            telegram.unreachable = False
+            await telegram.wait_for(lambda: any("Not trading yet" in t for t in telegram.texts_to(CHAT)), timeout=30)
+            await gate.open()
+            await telegram.wait_for(lambda: any("trading started" in t for t in telegram.texts_to(CHAT)), timeout=30)
+            assert sum("Not trading yet" in t for t in telegram.texts_to(CHAT)) == 1  # said once, not per retry
+            stop.set()
+            assert await asyncio.wait_for(bot, 30) == 0
+    finally:
+        await gate.close()
+        await binance.stop()
