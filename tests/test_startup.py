@@ -265,3 +265,20 @@ async def test_telegram_and_binance_both_down_at_start(tmp_path: Path) -> None:
     finally:
         await gate.close()
         await binance.stop()
+
+
+async def test_heartbeat_reports_a_halted_core_as_broken(tmp_path: Path) -> None:
+    from tgtrader.runner import _heartbeat
+
+    class HaltedCore:
+        _halted = True  # a reaction could not be saved: the kernel stopped trading until a restart
+
+    path = tmp_path / "bot.db.health"
+    beat = health.Heartbeat(state=health.TRADING, since_ms=1)
+    task = asyncio.create_task(_heartbeat(path, beat, lambda: HaltedCore()))
+    try:
+        await asyncio.sleep(0.2)
+    finally:
+        task.cancel()
+    code, line = health.verdict(health.read(path), int(time.time() * 1000))
+    assert code == 1 and "halted" in line, line
