@@ -5,7 +5,9 @@ Binance and fake Bot API, under every fault of issue 7 at once, with the invaria
     .venv/bin/python bench/chaos.py --quick    # a 1-minute smoke of the same script
 
 Faults: >= 50 WebSocket drops (most right after a market jump that fills several orders, i.e. during
-fill bursts), refused reconnects (up to 30 s), REST 429/500/502/503, lost and late order answers,
+fill bursts), Binance's serverShutdown (then a close) on every stream connection and eventStreamTerminated
+on the user data subscription (issue 14), refused reconnects (up to 30 s), REST 429/500/502/503 and 429/-1015
+("too many new orders") on order placement, lost and late order answers,
 >= 20 SIGKILLs (some exactly between the exchange executing an order and the bot storing its answer,
 some while fills happen and the bot is dead), Telegram unreachable for minutes then 429, and finally
 /panic during a fault storm (timed). Checked after every restart and at the end: every exchange fill
@@ -53,7 +55,8 @@ class Chaos:
         self.quick = quick
         self.h = Harness(tmp, log_level=os.environ.get("CHAOS_LOG_LEVEL", "INFO"), balances={"USDT": "1000000", "BTC": "2", "ETH": "30"})
         self.counts: dict[str, int] = {k: 0 for k in (
-            "ws_drops", "ws_drops_in_burst", "refused_windows", "refused_s", "rest_429", "rest_5xx",
+            "ws_drops", "ws_drops_in_burst", "server_shutdowns", "stream_terminations", "rest_1015",
+            "refused_windows", "refused_s", "rest_429", "rest_5xx",
             "lost_answers", "late_answers", "sigkill", "sigkill_after_exec", "sigkill_with_fills_while_down",
             "market_moves", "invariant_checks", "telegram_down_s", "telegram_429")}
         self.violations: dict[str, list[str]] = {}
@@ -83,15 +86,25 @@ class Chaos:
         if in_burst:
             await self.jump()
             self.counts["ws_drops_in_burst"] += 1
-        await self.h.binance.drop_websockets()
-        self.counts["ws_drops"] += 1
+        kind = self.rng.random()
+        if kind < 0.15:  # Binance's planned shutdown: serverShutdown on every connection, closed soon after
+            self.h.binance.server_shutdown(close_after_s=self.rng.uniform(0.3, 1.5))
+            self.counts["server_shutdowns"] += 1
+        elif kind < 0.25:  # the user data subscription ends while the connection stays up
+            self.counts["stream_terminations"] += self.h.binance.terminate_user_streams()
+        else:
+            await self.h.binance.drop_websockets()
+            self.counts["ws_drops"] += 1
 
     def rest_fault(self) -> None:
-        kind = self.rng.choice(["429", "500", "502", "503", "lost", "late", "none"])
+        kind = self.rng.choice(["429", "1015", "500", "502", "503", "lost", "late", "none"])
         order = "/api/v3/order"
         if kind == "429":
             self.h.binance.fail_next(429, retry_after=1, path=order)
             self.counts["rest_429"] += 1
+        elif kind == "1015":  # another client of the account used up the ORDERS count: new orders get -1015
+            self.h.binance.use_up_order_count()  # until the 10 s window turns (cancels and reads still work)
+            self.counts["rest_1015"] += 1
         elif kind in ("500", "502", "503"):
             self.h.binance.fail_next(int(kind), path=order)
             self.counts["rest_5xx"] += 1
@@ -286,6 +299,12 @@ def table(res: dict[str, Any]) -> str:
     rows = [
         ("WebSocket drops (market + user data)", f"{c['ws_drops']} ({c['ws_drops_in_burst']} right after a fill burst)",
          "every exchange fill stored exactly once", ok("fills_exactly_once")),
+        ("serverShutdown, then close (market + WS-API)", f"{c['server_shutdowns']}",
+         "every exchange fill stored exactly once", ok("fills_exactly_once")),
+        ("eventStreamTerminated (user data)", f"{c['stream_terminations']}",
+         "every exchange fill stored exactly once", ok("fills_exactly_once")),
+        ("429 / -1015 on orders (too many new orders)", f"{c['rest_1015']}", "no client order id POSTed twice",
+         ok("no_double_post")),
         ("Refused reconnects", f"{c['refused_windows']} windows, {c['refused_s']} s total",
          f"caught up after refusal in {res['timings'].get('catch_up_after_refusal_s')} s", ok("settle_after_refusal")),
         ("REST 429 / 5xx on orders", f"{c['rest_429']} / {c['rest_5xx']}", "no client order id POSTed twice",

@@ -503,10 +503,13 @@ class FakeBinance:
         self._order_counts.clear()
 
     def use_up_order_count(self) -> None:
-        """Another client of the account has placed orders up to every ORDERS limit for the current windows
+        """Another client of the account has placed orders up to the shortest ORDERS limit in its current window
         (faqs/order_count_decrement.md: "Unfilled order count is shared across all IP addresses, all API keys,
-        and all APIs"): new orders get 429 / -1015 until a window turns."""
-        for key, _header, limit, start, _count in self._order_windows():
+        and all APIs"): new orders get 429 / -1015 until that window turns (the day's count is left alone)."""
+        windows = self._order_windows()
+        if windows:
+            key, _header, limit, start, _count = min(
+                windows, key=lambda w: self._LETTER[w[0][0]][1] * w[0][1])
             self._order_counts[key] = (start, limit)
 
     def _order_windows(self) -> list[tuple[tuple[str, int], str, int, int, int]]:

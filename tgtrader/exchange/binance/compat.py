@@ -198,7 +198,8 @@ def harden_ws_api(client: AsyncClient, on_shutdown: Callable[[], None] | None = 
     def handle(msg: Any) -> Any:
         try:
             if on_shutdown is not None and _is_server_shutdown(msg):
-                on_shutdown()
+                if client.ws_api is ws_api:  # a replaced connection's late notice changes nothing
+                    on_shutdown()
                 return None
             return original(msg)
         except Exception as exc:  # noqa: BLE001 - see docstring
