@@ -18,6 +18,7 @@ from tgtrader.core.accounting import base_received
 from tgtrader.core.events import CoreEvent
 from tgtrader.core.exit import SellUntilFlat, Step
 from tgtrader.core.ids import exit_order_id, parse_client_order_id
+from tgtrader.core.legs import Leg
 from tgtrader.core.ports import MachineSnapshot
 from tgtrader.core.rules import SymbolRules
 from tgtrader.types import (
@@ -53,17 +54,6 @@ def owned_outside_grids(fills: Iterable[Fill], base_asset: str) -> Decimal:
 
 
 @dataclass
-class ExitLeg:
-    qty: Decimal
-    filled: Decimal = ZERO
-    executed: Decimal | None = None  # reported with the final status
-
-    @property
-    def done(self) -> bool:
-        return self.filled >= self.qty or (self.executed is not None and self.filled >= self.executed)
-
-
-@dataclass
 class Liquidation:
     id: int
     symbol: str
@@ -74,8 +64,7 @@ class Liquidation:
     sold: Decimal = ZERO
     proceeds: Decimal = ZERO
     last_price: Decimal | None = None
-    legs: dict[str, ExitLeg] = field(default_factory=dict)
-    trade_ids: list[int] = field(default_factory=list)
+    legs: dict[str, Leg] = field(default_factory=dict)
     exit: SellUntilFlat = field(default_factory=SellUntilFlat)
     _events: list[CoreEvent] = field(default_factory=list)
 
@@ -116,7 +105,7 @@ class Liquidation:
         if act.step is Step.SELL:
             self.seq += 1
             cid = exit_order_id(self.id, self.seq)
-            self.legs[cid] = ExitLeg(act.qty)
+            self.legs[cid] = Leg(cid, act.qty)
             self.exit.placed(cid)
             return [PlaceOrder(self.symbol, cid, Side.SELL, OrderType.MARKET, act.qty, None, None, None, self.owner)]
         if act.step is Step.NEED_BALANCE:
@@ -152,10 +141,8 @@ class Liquidation:
 
     def on_fill(self, fill: Fill, fee_quote: Decimal | None = None) -> list[Intent]:
         leg = self.legs.get(fill.client_order_id)
-        if leg is None or fill.trade_id in self.trade_ids:
+        if leg is None or not leg.add_fill(fill):
             return []
-        self.trade_ids.append(fill.trade_id)
-        leg.filled += fill.qty
         self.owed = max(ZERO, self.owed - fill.qty)
         self.sold += fill.qty
         self.proceeds += fill.notional - (fee_quote or ZERO)
@@ -164,9 +151,8 @@ class Liquidation:
 
     def on_order_update(self, upd: OrderUpdate) -> list[Intent]:
         leg = self.legs.get(upd.client_order_id)
-        if leg is None or not upd.status.is_final or leg.executed is not None:
+        if leg is None or not upd.status.is_final or not leg.end(upd.status, upd.executed_qty):
             return []
-        leg.executed = upd.executed_qty
         if self.exit.leg_ended(upd.client_order_id, upd.status, upd.reject_reason, self.owed, upd.executed_qty):
             return [self._finished()]
         return self._step(upd.ts_ms) if leg.done else []
@@ -175,17 +161,13 @@ class Liquidation:
         return {"id": self.id, "symbol": self.symbol, "owed": str(self.owed), "reason": self.reason, "seq": self.seq,
                 "sold": str(self.sold), "proceeds": str(self.proceeds),
                 "last_price": None if self.last_price is None else str(self.last_price),
-                "legs": {cid: [str(leg.qty), str(leg.filled), None if leg.executed is None else str(leg.executed)]
-                         for cid, leg in self.legs.items()},
-                "trade_ids": list(self.trade_ids), "exit": self.exit.to_dict()}
+                "legs": [leg.to_list() for leg in self.legs.values()], "exit": self.exit.to_dict()}
 
     @classmethod
     def from_state(cls, d: dict[str, Any], rules: SymbolRules) -> "Liquidation":
         liq = cls(int(d["id"]), d["symbol"], rules, Decimal(d["owed"]), d["reason"], int(d["seq"]),
                   Decimal(d["sold"]), Decimal(d["proceeds"]),
                   None if d["last_price"] is None else Decimal(d["last_price"]))
-        liq.legs = {cid: ExitLeg(Decimal(q), Decimal(f), None if e is None else Decimal(e))
-                    for cid, (q, f, e) in d["legs"].items()}
-        liq.trade_ids = [int(t) for t in d["trade_ids"]]
+        liq.legs = {leg.cid: leg for leg in map(Leg.from_list, d["legs"])}
         liq.exit = SellUntilFlat.from_dict(d["exit"])
         return liq

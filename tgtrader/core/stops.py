@@ -21,6 +21,7 @@ from tgtrader.core.accounting import fee_in_quote
 from tgtrader.core.events import CoreEvent, StopTriggered
 from tgtrader.core.exit import SellUntilFlat, Step
 from tgtrader.core.ids import stop_order_id
+from tgtrader.core.legs import Leg
 from tgtrader.core.ports import MachineSnapshot
 from tgtrader.core.rules import SymbolRules
 from tgtrader.core.states import Transitions
@@ -82,16 +83,12 @@ class Stop:
     state: StopState = StopState.NEW
     hard_fallback: bool = False
     seq: int = 0
-    order: str | None = None
-    order_qty: Decimal = ZERO
+    leg: Leg | None = None  # the working (or last) order: core/legs.py
     cancel_requested: bool = False
     last_tick_ts: int = 0
     filled: Decimal = ZERO
     quote: Decimal = ZERO
     fees: Decimal = ZERO
-    order_filled: Decimal = ZERO
-    exec_reported: Decimal | None = None
-    trade_ids: list[int] = field(default_factory=list)
     exit: SellUntilFlat = field(default_factory=SellUntilFlat)  # a triggered soft stop sells until flat
     through_since: int = 0  # when the market first traded below a hard stop-loss's limit (0: it has not)
     bailing: bool = False  # the hard order is being cancelled so the rest is sold at market
@@ -107,6 +104,11 @@ class Stop:
     @property
     def owner(self) -> str:
         return f"stop:{self.id}"
+
+    @property
+    def order(self) -> str | None:
+        """The client order id of the working (or last) order."""
+        return None if self.leg is None else self.leg.cid
 
     @property
     def active(self) -> bool:
@@ -144,7 +146,7 @@ class Stop:
     def _hard_order(self) -> PlaceOrder:
         qty = self.rules.round_qty(self.remaining)
         cid = self._cid()
-        self.order, self.order_qty, self.order_filled, self.exec_reported = cid, qty, ZERO, None
+        self.leg = Leg(cid, qty)
         self.cancel_requested = False
         if self.purpose == "stop-loss":
             limit = self.rules.round_price(self.trigger * (1 - self.limit_offset), Side.SELL)
@@ -155,7 +157,7 @@ class Stop:
 
     def _market_order(self, qty: Decimal) -> PlaceOrder:
         cid = self._cid()
-        self.order, self.order_qty, self.order_filled, self.exec_reported = cid, qty, ZERO, None
+        self.leg = Leg(cid, qty)
         self.exit.placed(cid)
         return PlaceOrder(self.symbol, cid, Side.SELL, OrderType.MARKET, qty, None, None, None, self.owner)
 
@@ -166,8 +168,7 @@ class Stop:
 
     def _order_done(self) -> bool:
         """The working leg is final and its fills caught up with what the exchange says it executed."""
-        return self.order is None or self.order_filled >= self.order_qty > 0 or (
-            self.exec_reported is not None and self.order_filled >= self.exec_reported)
+        return self.leg is None or self.leg.done
 
     def _soft_step(self, ts: int) -> list[Intent]:
         """A triggered soft stop sells min(remaining, free) at market until flat (core/exit.py)."""
@@ -284,9 +285,11 @@ class Stop:
         return []
 
     def on_order_update(self, upd: OrderUpdate) -> list[Intent]:
-        if upd.client_order_id != self.order or not upd.status.is_final:
+        leg = self.leg
+        if leg is None or upd.client_order_id != leg.cid or not upd.status.is_final:
             return []
-        self.exec_reported = upd.executed_qty
+        if not leg.end(upd.status, upd.executed_qty):
+            return []  # a repeated final update
         if self.exit.working:  # a soft stop's market leg: partial, expired or refused, the exit sells on
             if self.exit.leg_ended(upd.client_order_id, upd.status, upd.reject_reason, self.remaining,
                                    upd.executed_qty):
@@ -309,7 +312,7 @@ class Stop:
         if self.cancel_requested or self.state in ("cancelled", "done"):
             return self._maybe_done(upd.ts_ms)
         if self.state in ("armed", "selling") and self.kind == "hard" and self.order_type_is_resting():
-            if self.order_filled < upd.executed_qty:
+            if leg.filled < upd.executed_qty:
                 return []  # wait for the fills, then re-place the remainder (see on_fill)
             self._to(StopState.ARMED)
             return self._replace_after_exchange_cancel(upd)
@@ -329,14 +332,13 @@ class Stop:
         ]
 
     def on_fill(self, fill: Fill, fee_quote: Decimal | None = None) -> list[Intent]:
-        if fill.client_order_id != self.order or fill.trade_id in self.trade_ids:
+        leg = self.leg
+        if leg is None or fill.client_order_id != leg.cid or not leg.add_fill(fill):
             return []
-        self.trade_ids.append(fill.trade_id)
         fee = fee_quote if fee_quote is not None else fee_in_quote(
             fill, self.rules.base_asset, self.rules.quote_asset, fee_rate=self.fee_rate
         )
         self.filled += fill.qty
-        self.order_filled += fill.qty
         self.quote += fill.notional
         self.fees += fee
         if self.exit.working:
@@ -344,13 +346,13 @@ class Stop:
         if self.bailing:
             if self.state == "armed":
                 self._to(StopState.SELLING)
-            return self._sell_now(fill.ts_ms) if self.exec_reported is not None and self._order_done() else []
+            return self._sell_now(fill.ts_ms) if leg.final and leg.done else []
         if self.state == "armed":
             self._to(StopState.SELLING)  # a hard stop has triggered on the exchange
         if (
-            self.exec_reported is not None
-            and self.order_filled >= self.exec_reported
-            and self.order_filled < self.order_qty
+            leg.final
+            and leg.done
+            and leg.filled < leg.qty
             and not self.cancel_requested
             and self.state == "selling"
             and self.kind == "hard"
@@ -358,14 +360,12 @@ class Stop:
             self._to(StopState.ARMED)
             return self._replace_after_exchange_cancel(
                 OrderUpdate(fill.symbol, fill.client_order_id, Side.SELL, OrderType.STOP_LOSS_LIMIT,
-                            OrderStatus.CANCELED, ZERO, self.order_qty, self.order_filled, ts_ms=fill.ts_ms)
+                            OrderStatus.CANCELED, ZERO, leg.qty, leg.filled, ts_ms=fill.ts_ms)
             )
         return self._maybe_done(fill.ts_ms)
 
     def _maybe_done(self, ts: int) -> list[Intent]:
-        order_done = self.order_filled >= self.order_qty > 0 or (
-            self.exec_reported is not None and self.order_filled >= self.exec_reported
-        )
+        order_done = self.leg is not None and self.leg.done and (self.leg.final or self.leg.qty > 0)
         if not order_done or self.state == "done":
             return []
         return self._finish(ts)
@@ -407,10 +407,9 @@ class Stop:
             "id": self.id, "symbol": self.symbol, "purpose": self.purpose, "mode": self.mode, "qty": str(self.qty),
             "trigger": str(self.trigger), "entry_price": s(self.entry_price), "limit_offset": str(self.limit_offset),
             "silence_ms": self.silence_ms, "fee_rate": str(self.fee_rate), "state": self.state.value,
-            "hard_fallback": self.hard_fallback, "seq": self.seq, "order": self.order, "order_qty": str(self.order_qty),
+            "hard_fallback": self.hard_fallback, "seq": self.seq, "leg": None if self.leg is None else self.leg.to_list(),
             "cancel_requested": self.cancel_requested, "last_tick_ts": self.last_tick_ts, "filled": str(self.filled),
-            "quote": str(self.quote), "fees": str(self.fees), "order_filled": str(self.order_filled),
-            "exec_reported": s(self.exec_reported), "trade_ids": list(self.trade_ids),
+            "quote": str(self.quote), "fees": str(self.fees),
             "exit": self.exit.to_dict(), "rest_ms": self.rest_ms, "through_since": self.through_since,
             "bailing": self.bailing,
         }
@@ -423,12 +422,16 @@ class Stop:
             o(d["entry_price"]), Decimal(d["limit_offset"]), int(d["silence_ms"]), Decimal(d["fee_rate"]),
         )
         st.state = StopState(d["state"])  # restored as saved, not a transition
-        st.hard_fallback, st.seq, st.order = bool(d["hard_fallback"]), int(d["seq"]), d["order"]
-        st.order_qty, st.cancel_requested = Decimal(d["order_qty"]), bool(d["cancel_requested"])
+        st.hard_fallback, st.seq = bool(d["hard_fallback"]), int(d["seq"])
+        st.cancel_requested = bool(d["cancel_requested"])
         st.last_tick_ts = int(d["last_tick_ts"])
         st.filled, st.quote, st.fees = Decimal(d["filled"]), Decimal(d["quote"]), Decimal(d["fees"])
-        st.order_filled, st.exec_reported = Decimal(d["order_filled"]), o(d["exec_reported"])
-        st.trade_ids = [int(t) for t in d["trade_ids"]]
+        if "leg" in d:
+            st.leg = None if d["leg"] is None else Leg.from_list(d["leg"])
+        elif d.get("order"):  # a row saved before legs: the same facts under their old names
+            executed = o(d["exec_reported"])
+            st.leg = Leg(d["order"], Decimal(d["order_qty"]), Decimal(d["order_filled"]), ZERO, executed,
+                         None if executed is None else OrderStatus.CANCELED.value, [int(t) for t in d["trade_ids"]])
         st.exit = SellUntilFlat.from_dict(d.get("exit"))
         st.rest_ms, st.through_since = int(d.get("rest_ms", 30_000)), int(d.get("through_since", 0))
         st.bailing = bool(d.get("bailing", False))
