@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from tgtrader.errors import ConfigError
+from tgtrader.keys import KeyType, key_type_of, pem_text, private_key_problem
 
 MASK = "********"
 DEFAULT_ENV_FILE = Path(".env")
@@ -25,7 +26,6 @@ _USE_DEFAULT_ENV_FILE: Any = object()
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 Mode = Literal["paper", "live"]
-KeyType = Literal["hmac", "ed25519", "rsa"]
 
 
 class Secret:
@@ -314,38 +314,8 @@ def _secret(kind: str, pattern: str | None = None) -> Callable[[str], Secret]:
     return convert
 
 
-def _key_type(value: str) -> KeyType:
-    lowered = value.lower()
-    if lowered not in ("hmac", "ed25519", "rsa"):
-        raise ValueError(f"must be hmac, ed25519 or rsa, got {value!r}")
-    return lowered  # type: ignore[return-value]
-
-
 def _pem(value: str) -> Secret:
-    """A private key in PEM (the value is never quoted back in a problem line)."""
-    if "-----BEGIN" not in value or "PRIVATE KEY-----" not in value:
-        raise ValueError("must be a PEM private key (-----BEGIN PRIVATE KEY----- ...); in .env write the line "
-                         "breaks as \\n inside double quotes, or use BINANCE_PRIVATE_KEY_PATH")
-    return Secret(value.replace("\\n", "\n"))
-
-
-def private_key_problem(kind: str, pem: str, passphrase: str | None) -> str | None:
-    """Why `pem` is not a usable `kind` private key, or None (the key is never quoted)."""
-    from Crypto.PublicKey import ECC, RSA
-
-    try:
-        if kind == "ed25519":
-            key = ECC.import_key(pem, passphrase=passphrase)
-            if key.curve != "Ed25519":
-                return f"is an ECC key on {key.curve}, not Ed25519"
-        else:
-            key = RSA.import_key(pem, passphrase=passphrase)
-    except (ValueError, IndexError, TypeError):
-        name = "Ed25519" if kind == "ed25519" else "RSA"
-        return f"is not a readable {name} private key (PEM, PKCS#8; check the passphrase if it is encrypted)"
-    if not key.has_private():
-        return "is a public key; the private key is needed (Binance keeps the public one)"
-    return None
+    return Secret(pem_text(value))
 
 
 def _level(value: str) -> str:
@@ -471,7 +441,7 @@ def load_settings(
                              _secret("webhook secret (1-256 of A-Z a-z 0-9 _ -)", r"[A-Za-z0-9_-]{1,256}"))
     api_key = r.field("BINANCE_API_KEY", None, _secret("API key"))
     api_secret = r.field("BINANCE_API_SECRET", None, _secret("API secret"))
-    key_type = r.field("BINANCE_KEY_TYPE", d.binance_key_type, _key_type)
+    key_type = r.field("BINANCE_KEY_TYPE", d.binance_key_type, key_type_of)
     private_key = r.field("BINANCE_PRIVATE_KEY", None, _pem)
     private_key_path = r.field("BINANCE_PRIVATE_KEY_PATH", None, _path)
     passphrase = r.field("BINANCE_PRIVATE_KEY_PASSPHRASE", None, Secret)
