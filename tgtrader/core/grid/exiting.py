@@ -33,7 +33,7 @@ def exit_step(g: Grid, ts: int) -> list[Intent]:
     act = g.exit.step(g.pool_base, busy, leg_working, ts, lambda q: sellable(g, q))
     if act.step is Step.SELL:
         cid = g._cid("z", Side.SELL)
-        g.orders[cid] = GridOrder(cid, "exit", None, Side.SELL, None, act.qty)
+        g.orders[cid] = GridOrder(cid, act.qty, role="exit", side=Side.SELL)
         g.exit.placed(cid)
         return [PlaceOrder(g.config.symbol, cid, Side.SELL, OrderType.MARKET, act.qty, None, None, None,
                            g.owner)]

@@ -156,7 +156,7 @@ class Grid:
         return not self.rules.check_order(side, otype, qty, None if market else price, reference_price=price)
 
     def open_order_ids(self) -> list[str]:
-        return [cid for cid, o in self.orders.items() if o.final_status is None]
+        return [cid for cid, o in self.orders.items() if not o.final]
 
     def _alert(self, kind: str, **payload: object) -> AlertIntent:
         return AlertIntent(kind, {"grid_id": self.id, "symbol": self.config.symbol, **payload})
@@ -190,7 +190,7 @@ class Grid:
 
     def _new_order(self, iv: Interval, side: Side, price: Decimal, qty: Decimal) -> PlaceOrder:
         cid = self._cid(iv.index, side)
-        self.orders[cid] = GridOrder(cid, "level", iv.index, side, price, qty)
+        self.orders[cid] = GridOrder(cid, qty, role="level", interval=iv.index, side=side, price=price)
         iv.order = cid
         return PlaceOrder(self.config.symbol, cid, side, OrderType.LIMIT, qty, price, None, "GTC", self.owner)
 
@@ -265,7 +265,7 @@ class Grid:
     def _start_market(self, qty: Decimal) -> PlaceOrder:
         qty = self.rules.round_qty(qty, market=True)
         cid = self._cid("x", Side.BUY)
-        self.orders[cid] = GridOrder(cid, "start", None, Side.BUY, None, qty)
+        self.orders[cid] = GridOrder(cid, qty, role="start", side=Side.BUY)
         return PlaceOrder(self.config.symbol, cid, Side.BUY, OrderType.MARKET, qty, None, None, None, self.owner)
 
     def pause(self, ts: int, reason: str = "user") -> list[Intent]:
@@ -393,10 +393,8 @@ class Grid:
                 out += self._after_chase(upd.ts_ms)
             return out
         o = self.orders.get(upd.client_order_id)
-        if o is None or o.final_status is not None or not upd.status.is_final:
+        if o is None or not upd.status.is_final or not o.end(upd.status, upd.executed_qty):
             return []
-        o.final_status = upd.status.value
-        o.exec_reported = upd.executed_qty
         out = []
         if o.role == "exit":
             if self.exit.leg_ended(o.cid, upd.status, upd.reject_reason, self.pool_base, upd.executed_qty):
@@ -422,11 +420,8 @@ class Grid:
                 out += self._after_chase(fill.ts_ms)
             return out
         o = self.orders.get(fill.client_order_id)
-        if o is None or fill.trade_id in o.trade_ids:
+        if o is None or not o.add_fill(fill):
             return []
-        o.trade_ids.append(fill.trade_id)
-        o.filled += fill.qty
-        o.quote += fill.notional
         o.fee += fee
         self.ledger.record(fill.side, fill.qty, fill.price, fee)
         iv = self.intervals[o.interval] if o.interval is not None else None
@@ -455,17 +450,17 @@ class Grid:
 
     def _maybe_complete(self, o: GridOrder, ts: int) -> list[Intent]:
         full = o.filled >= o.qty
-        ended = o.final_status is not None and o.filled >= o.exec_reported
+        ended = o.final and o.done
         if not (full or ended):
             return []
-        if o.final_status is None:
-            o.final_status = OrderStatus.FILLED.value
+        if not o.final:
+            o.end(OrderStatus.FILLED, o.filled)
         del self.orders[o.cid]
         out: list[Intent] = []
         if o.role == "start":
             if o.filled < o.qty and self.state == RUNNING:
                 # the start buy was refused or cut short: pause with the reason; resume retries the rest
-                why = o.final_status or "ended"
+                why = o.status or "ended"
                 out.append(self._alert("grid-start-failed", status=why, filled=str(o.filled), qty=str(o.qty)))
                 return out + self.pause(ts, "start buy failed")
             return out + self._after_start(ts)
@@ -494,7 +489,7 @@ class Grid:
                     self.ledger.grid_profit += o.profit
                     self._events.append(GridRoundTrip(
                         self.id, self.config.symbol, iv.last_buy_price, o.quote / o.filled, o.filled, o.profit, ts))
-        if o.final_status == OrderStatus.REJECTED.value and not full:
+        if o.status == OrderStatus.REJECTED.value and not full:
             # a refused order leaves the interval without one (no retry loop); resume re-places it
             return out
         if self.state == RUNNING and not iv.awaiting_start:
@@ -581,7 +576,7 @@ class Grid:
     def open_orders_per_interval(self) -> dict[int, int]:
         counts: dict[int, int] = {}
         for o in self.orders.values():
-            if o.final_status is None and o.interval is not None:
+            if not o.final and o.interval is not None:
                 counts[o.interval] = counts.get(o.interval, 0) + 1
         return counts
 

@@ -8,13 +8,14 @@ The state values are the strings the store has always kept ("running", "holding"
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tgtrader.core.accounting import Ledger
 from tgtrader.core.chase import Chase
 from tgtrader.core.exit import SellUntilFlat
+from tgtrader.core.legs import Leg
 from tgtrader.core.rules import SymbolRules
 from tgtrader.core.states import Transitions
 from tgtrader.types import Side
@@ -66,21 +67,16 @@ class Interval:
 
 
 @dataclass
-class GridOrder:
-    cid: str
-    role: str  # level, start, exit
-    interval: int | None
-    side: Side
-    price: Decimal | None
-    qty: Decimal
-    filled: Decimal = ZERO
-    quote: Decimal = ZERO
+class GridOrder(Leg):
+    """One of the grid's orders: the order-leg primitive (core/legs.py) plus its place in the grid."""
+
+    role: str = "level"  # level, start, exit
+    interval: int | None = None
+    side: Side = Side.BUY
+    price: Decimal | None = None
     fee: Decimal = ZERO
     profit: Decimal = ZERO  # realized by this sell order's fills so far
-    final_status: str | None = None
-    exec_reported: Decimal = ZERO
     cancel_requested: bool = False
-    trade_ids: list[int] = field(default_factory=list)
 
 
 # ================================================================ stored form
@@ -104,7 +100,7 @@ def grid_to_state(g: Grid) -> dict[str, Any]:
         "orders": [
             {"cid": o.cid, "role": o.role, "interval": o.interval, "side": o.side.value, "price": s(o.price),
              "qty": str(o.qty), "filled": str(o.filled), "quote": str(o.quote), "fee": str(o.fee),
-             "profit": str(o.profit), "final_status": o.final_status, "exec_reported": str(o.exec_reported),
+             "profit": str(o.profit), "final_status": o.status, "exec_reported": str(o.executed or ZERO),
              "cancel_requested": o.cancel_requested, "trade_ids": list(o.trade_ids)}
             for o in g.orders.values()
         ],
@@ -134,11 +130,12 @@ def load_grid_state(g: Grid, d: dict[str, Any], rules: SymbolRules) -> None:
         for i, lo, hi, st, b, c, order, lb, aw in d["intervals"]
     ]
     for od in d["orders"]:
+        status = od["final_status"]
         g.orders[od["cid"]] = GridOrder(
-            od["cid"], od["role"], od["interval"], Side(od["side"]),
-            None if od["price"] is None else Decimal(od["price"]), Decimal(od["qty"]), Decimal(od["filled"]),
-            Decimal(od["quote"]), Decimal(od["fee"]), Decimal(od["profit"]), od["final_status"],
-            Decimal(od["exec_reported"]), bool(od["cancel_requested"]), [int(t) for t in od["trade_ids"]],
+            od["cid"], Decimal(od["qty"]), Decimal(od["filled"]), Decimal(od["quote"]),
+            None if status is None else Decimal(od["exec_reported"]), status, [int(t) for t in od["trade_ids"]],
+            od["role"], od["interval"], Side(od["side"]), None if od["price"] is None else Decimal(od["price"]),
+            Decimal(od["fee"]), Decimal(od["profit"]), bool(od["cancel_requested"]),
         )
     g.seq = int(d["seq"])
     g.ledger = Ledger.from_dict(d["ledger"])
