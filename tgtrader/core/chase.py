@@ -21,6 +21,7 @@ from typing import Any
 
 from tgtrader.core.accounting import fee_in_quote
 from tgtrader.core.events import CoreEvent
+from tgtrader.core.legs import Leg
 from tgtrader.core.ports import MachineSnapshot
 from tgtrader.core.rules import SymbolRules
 from tgtrader.core.states import Transitions
@@ -76,19 +77,12 @@ class ChaseReport:
 
 
 @dataclass
-class _Leg:
-    qty: Decimal
-    price: Decimal | None
-    order_type: str
-    filled: Decimal = ZERO
-    final: bool = False
-    book_seq: int = 0  # the chase's book_seq when the leg was placed
-    executed: Decimal | None = None  # what the exchange says it executed, with its final status
+class ChaseLeg(Leg):
+    """One leg of the chase: the order-leg primitive (core/legs.py) plus its price and kind."""
 
-    @property
-    def unseen(self) -> Decimal:
-        """Executed on the exchange but not yet seen as fills (a next leg waits for them)."""
-        return max(ZERO, self.executed - self.filled) if self.executed is not None else ZERO
+    price: Decimal | None = None
+    order_type: str = OrderType.LIMIT_MAKER.value
+    book_seq: int = 0  # the chase's book_seq when the leg was placed
 
 
 @dataclass
@@ -114,7 +108,7 @@ class Chase:
     placed_ts: int = 0
     bid: Decimal | None = None
     ask: Decimal | None = None
-    legs: dict[str, _Leg] = field(default_factory=dict)
+    legs: dict[str, ChaseLeg] = field(default_factory=dict)
     filled: Decimal = ZERO
     filled_quote: Decimal = ZERO
     maker_qty: Decimal = ZERO
@@ -206,7 +200,7 @@ class Chase:
     def _place(self, price: Decimal, ts: int) -> PlaceOrder:
         cid = self._next_cid()
         qty = self.remaining
-        self.legs[cid] = _Leg(qty, price, OrderType.LIMIT_MAKER.value, book_seq=self.book_seq)
+        self.legs[cid] = ChaseLeg(cid, qty, price=price, book_seq=self.book_seq)
         self.current = cid
         self.placed_ts = ts
         return PlaceOrder(self.symbol, cid, self.side, OrderType.LIMIT_MAKER, qty, price, None, None, self.owner)
@@ -223,7 +217,7 @@ class Chase:
             self._finish("partial" if self.filled > 0 else "cancelled", "limit reached, remainder not sent")
             return []
         cid = self._next_cid()
-        self.legs[cid] = _Leg(qty, None, OrderType.MARKET.value)
+        self.legs[cid] = ChaseLeg(cid, qty, order_type=OrderType.MARKET.value)
         self.current = cid
         self._to(ChaseState.MARKET)
         return [PlaceOrder(self.symbol, cid, self.side, OrderType.MARKET, qty, None, None, None, self.owner)]
@@ -315,12 +309,11 @@ class Chase:
         leg = self.legs.get(upd.client_order_id)
         if leg is None or leg.final or self.done and upd.status.is_final:
             if leg is not None and upd.status.is_final:
-                leg.final = True
+                leg.end(upd.status, upd.executed_qty)
             return []
         if not upd.status.is_final:
             return []
-        leg.final = True
-        leg.executed = upd.executed_qty
+        leg.end(upd.status, upd.executed_qty)
         self.ended = upd.status.value
         if upd.status is OrderStatus.FILLED:
             return []  # quantities come with the fills
@@ -385,9 +378,10 @@ class Chase:
         fee = fee_quote if fee_quote is not None else fee_in_quote(
             fill, self.rules.base_asset, self.rules.quote_asset, fee_rate=self.fee_rate
         )
-        leg.filled += fill.qty
-        if leg.filled >= leg.qty:
-            leg.final = True
+        if not leg.add_fill(fill):
+            return []
+        if leg.filled >= leg.qty and not leg.final:
+            leg.end(OrderStatus.FILLED, leg.filled)
         self.filled += fill.qty
         self.filled_quote += fill.notional
         self.fees_quote += fee
@@ -398,8 +392,8 @@ class Chase:
         if self.filled >= self.qty or self.remaining <= 0:
             live = [cid for cid in self._live()]
             self._finish("filled")
-            for cid in live:
-                self.legs[cid].final = True
+            for cid in live:  # cancelled below: nothing more is expected of them
+                self.legs[cid].end(OrderStatus.CANCELED, self.legs[cid].filled)
             return [CancelOrder(self.symbol, cid, self.owner) for cid in live]
         # a late fill on an old leg: cancel the resting order; the next leg is sized from what is still owed
         if self.current and fill.client_order_id != self.current and self.state == "working":
@@ -429,7 +423,8 @@ class Chase:
             "state": self.state.value, "status": self.status, "message": self.message, "seq": self.seq,
             "steps": self.steps, "current": self.current, "placed_ts": self.placed_ts,
             "bid": s(self.bid), "ask": s(self.ask),
-            "legs": {k: [str(v.qty), s(v.price), v.order_type, str(v.filled), v.final, v.book_seq, s(v.executed)]
+            "legs": {k: [str(v.qty), s(v.price), v.order_type, str(v.filled), v.final, v.book_seq, s(v.executed),
+                         v.status, str(v.quote), list(v.trade_ids)]
                      for k, v in self.legs.items()},
             "reprice_to": s(self.reprice_to), "ended": self.ended,
             "last": s(self.last), "book_seq": self.book_seq, "waiting_book": self.waiting_book,
@@ -449,9 +444,7 @@ class Chase:
         c.status, c.message = d["status"], d["message"]
         c.seq, c.steps, c.current, c.placed_ts = int(d["seq"]), int(d["steps"]), d["current"], int(d["placed_ts"])
         c.bid, c.ask = o(d["bid"]), o(d["ask"])
-        c.legs = {k: _Leg(Decimal(v[0]), o(v[1]), v[2], Decimal(v[3]), bool(v[4]), int(v[5]) if len(v) > 5 else 0,
-                          o(v[6]) if len(v) > 6 else None)
-                  for k, v in d["legs"].items()}
+        c.legs = {k: _leg_from_list(k, v) for k, v in d["legs"].items()}
         c.reprice_to, c.ended = o(d.get("reprice_to")), str(d.get("ended", ""))
         c.last, c.book_seq, c.waiting_book = o(d.get("last")), int(d.get("book_seq", 0)), bool(d.get("waiting_book"))
         c.blind_reprices = int(d.get("blind_reprices", 0))
@@ -459,3 +452,13 @@ class Chase:
             setattr(c, name, Decimal(d[name]))
         c.user_cancel = bool(d["user_cancel"])
         return c
+
+
+def _leg_from_list(cid: str, v: list[Any]) -> ChaseLeg:
+    """A saved leg; rows from before the order-leg primitive lack status, quote and trade ids."""
+    o = dec_or_none
+    final = bool(v[4])
+    status = v[7] if len(v) > 7 else (OrderStatus.CANCELED.value if final else None)
+    return ChaseLeg(cid, Decimal(v[0]), Decimal(v[3]), Decimal(v[8]) if len(v) > 8 else ZERO,
+                    o(v[6]) if len(v) > 6 else None, status, [int(t) for t in v[9]] if len(v) > 9 else [],
+                    o(v[1]), v[2], int(v[5]) if len(v) > 5 else 0)
