@@ -342,3 +342,26 @@ async def test_an_order_still_absent_after_the_venues_bound_is_sent_again_with_t
     assert len([o for o in paper.engine.all_orders(PAPER_ACCOUNT) if o.client_order_id == start]) == 1
     assert (await core.grid(1)).state == "running"
     await core.stop()
+
+
+async def test_panic_stops_pending_resends_of_lost_answers() -> None:
+    """Issue 13: /panic stops every order generator first, pending resends included: an order whose answer was
+    lost is still looked up, but never sent again after the panic."""
+    core, paper, events, now = await make()
+
+    async def lost_with_bound(order: PlaceOrder):  # type: ignore[no-untyped-def]
+        paper.calls.append(order.client_order_id)
+        if len(paper.calls) == 1:
+            raise OrderStatusUnknown("timeout", settle_after_s=0.4)  # it never reached the exchange
+        return await PaperExchange.place_order(paper, order)
+
+    paper.place_order = lost_with_bound  # type: ignore[method-assign]
+    await core.start_grid((await core.preview_grid(SPEC)).token)
+    start = paper.calls[0]
+    plan = await core.panic_plan()
+    report = await core.panic(plan.token)
+    await core.idle()
+    assert "no lost order will be sent again" in report.succeeded
+    assert paper.calls.count(start) == 1  # looked up until provably absent, then not sent again
+    assert await paper.open_orders() == []
+    await core.stop()

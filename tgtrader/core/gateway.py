@@ -56,6 +56,7 @@ class OrderGateway:
         self.banned_until = 0
         self.deferred: list[PlaceOrder] = []  # held back by an IP ban, sent when it ends
         self.unsettled: dict[str, asyncio.Task[None]] = {}  # client order id -> lookups until its fate is known
+        self.no_resend: set[str] = set()  # lost answers that are not sent again even once proven absent (panic)
         # Set while recovery replays what was missed: the store may have lost its last reactions (power loss,
         # a restored backup) while the exchange kept their orders, and the replay emits the same intents with
         # the same client order ids. Each is looked up first and adopted if the exchange has it (issue 19).
@@ -135,6 +136,12 @@ class OrderGateway:
         self.post(found)
         return True
 
+    def drop_resends(self) -> int:
+        """/panic: the orders whose answers were lost are still looked up (found ones are reported, so they can
+        be cancelled), but none is sent again. Returns how many were pending."""
+        self.no_resend.update(self.unsettled)
+        return len(self.unsettled)
+
     def settle(self, p: PlaceOrder, settle_after_s: float, resend: bool) -> None:
         """Look `p` up until its fate is known (see _look_up_until_known); one lookup task per client order id."""
         if p.client_order_id not in self.unsettled:
@@ -177,7 +184,7 @@ class OrderGateway:
                 break
         finally:
             self.unsettled.pop(cid, None)
-        if resend:
+        if resend and cid not in self.no_resend:
             logger.warning("core: {} provably never reached the exchange; sending it again (same id)", cid)
             await self.place(p)
         else:

@@ -150,6 +150,8 @@ class PanicDesk:
                               f"{chase.symbol}, filled {fmt_decimal(chase.filled)})")
             c.panic_paused.clear()
             await c.store.set_panic_paused(set(), now)
+            if c.gateway.drop_resends():
+                ok.append("no lost order will be sent again")
         await self._cancel_own_orders(ok, failed)
         await self._wait(lambda: not [o for o in c.tracker.open_orders() if o.cancel_requested], 5.0)
         exits: list[Liquidation] = []
