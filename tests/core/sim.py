@@ -1,5 +1,6 @@
 """A tiny touch-fill venue for core tests: resting limits fill AT THEIR LIMIT when the price path
-touches them (PLAN.md fill model), market orders fill at the current price, fee in quote.
+touches them (PLAN.md fill model), market orders fill at the current price, fee in quote (or, with
+`buy_fee_in_base`, a buy's fee in base as Binance charges by default).
 
 Not a Binance simulator (that is tgtrader/exchange/paper.py); it exists so the pure core can be
 driven through whole price paths without any I/O, and it checks every order against real filters.
@@ -36,6 +37,7 @@ class Sim:
     rules: SymbolRules
     price: Decimal
     fee_rate: Decimal = Decimal("0.001")
+    buy_fee_in_base: bool = False
     quote: Decimal = ZERO
     base: Decimal = ZERO
     fees: Decimal = ZERO
@@ -49,15 +51,21 @@ class Sim:
     next_trade: int = 1
 
     def _fill(self, o: PlaceOrder, qty: Decimal, price: Decimal, maker: bool) -> list[Event]:
-        fee = qty * price * self.fee_rate
-        self.fees += fee
-        if o.side is Side.BUY:
+        fee, fee_asset = qty * price * self.fee_rate, self.rules.quote_asset
+        if o.side is Side.BUY and self.buy_fee_in_base:  # Binance's default: a buy's commission in the base asset
+            fee, fee_asset = qty * self.fee_rate, self.rules.base_asset
+            self.fees += fee * price
+            self.base += qty - fee
+            self.quote -= qty * price
+        elif o.side is Side.BUY:
+            self.fees += fee
             self.base += qty
             self.quote -= qty * price + fee
         else:
+            self.fees += fee
             self.base -= qty
             self.quote += qty * price - fee
-        f = Fill(o.symbol, self.next_trade, o.client_order_id, o.side, price, qty, fee, self.rules.quote_asset, maker, self.ts)
+        f = Fill(o.symbol, self.next_trade, o.client_order_id, o.side, price, qty, fee, fee_asset, maker, self.ts)
         self.next_trade += 1
         self.trades.append(f)
         self.filled[o.client_order_id] = self.filled.get(o.client_order_id, ZERO) + qty

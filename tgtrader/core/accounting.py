@@ -44,6 +44,12 @@ def base_received(fill: Fill, base_asset: str) -> Decimal:
     return fill.qty
 
 
+def buy_cost(fill: Fill, fee_quote: Decimal, base_asset: str) -> Decimal:
+    """What a buy fill's base cost, fees included once: a fee taken in base already shrank the base received
+    (`base_received`), so only a fee paid in another asset (quote, BNB) adds to the cost."""
+    return fill.notional + (ZERO if fill.fee_asset == base_asset else fee_quote)
+
+
 def quote_received(fill: Fill, quote_asset: str) -> Decimal:
     """Quote a sell fill adds, or (negative) a buy fill spends, after a fee taken in quote."""
     fee = fill.fee if fill.fee_asset == quote_asset else ZERO

@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tgtrader.core.accounting import Ledger, Position, annualized_return_pct, base_received, fee_in_quote
+from tgtrader.core.accounting import (
+    Ledger,
+    Position,
+    annualized_return_pct,
+    base_received,
+    buy_cost,
+    fee_in_quote,
+)
 from tgtrader.core.chase import Chase
 from tgtrader.core.events import CoreEvent, GridRoundTrip, GridStateChanged, StopTriggered
 from tgtrader.core.exit import SellUntilFlat
@@ -415,7 +422,7 @@ class Grid:
             out = self.chase.on_fill(fill, fee)
             self.ledger.record(Side.BUY, fill.qty, fill.price, fee)
             self.pool_base += recv
-            self.pool_cost += fill.notional + fee
+            self.pool_cost += buy_cost(fill, fee, self.rules.base_asset)
             if self.chase.done and not was_done:
                 out += self._after_chase(fill.ts_ms)
             return out
@@ -428,11 +435,11 @@ class Grid:
         if fill.side is Side.BUY:
             if iv is not None and self.state != STOPPED:
                 iv.base += recv
-                iv.cost += fill.notional + fee
+                iv.cost += buy_cost(fill, fee, self.rules.base_asset)
                 iv.last_buy_price = fill.price
             else:
                 self.pool_base += recv
-                self.pool_cost += fill.notional + fee
+                self.pool_cost += buy_cost(fill, fee, self.rules.base_asset)
         else:
             holder_base, holder_cost = (iv.base, iv.cost) if iv is not None and self.state != STOPPED else (
                 self.pool_base, self.pool_cost)
