@@ -88,11 +88,11 @@ def test_stops_exits_and_panic_sells_are_priority_orders() -> None:
 async def test_a_200_level_grid_start_goes_out_within_the_orders_limits(fake: FakeBinance) -> None:
     """Before: the adapter ignored ORDERS and the order-count headers and ran into -1015 (then every request
     waited). Now: paced from exchangeInfo, no order is refused."""
-    fake.set_order_limits([("SECOND", 1, 50), ("DAY", 1, 100_000)])
+    fake.set_order_limits([("SECOND", 2, 60), ("DAY", 1, 100_000)])  # 2 s windows: slow machines still pace
     ex = make_exchange(fake)
     await ex.start()
     try:
-        assert ex.order_pacer.counts()["x-mbx-order-count-1s"] == (0, 50)
+        assert ex.order_pacer.counts()["x-mbx-order-count-2s"] == (0, 60)
         t0 = time.monotonic()
         for i in range(100):  # one after the other, as the core's gateway sends a grid's orders
             await ex.place_order(limit(f"tg-g1-{i}B1", Side.BUY, "0.001", str(40000 - i)))
@@ -100,7 +100,7 @@ async def test_a_200_level_grid_start_goes_out_within_the_orders_limits(fake: Fa
         elapsed = time.monotonic() - t0
         assert fake.orders_refused == 0
         assert len(fake.engine.open_order_records("main", "BTCUSDT")) == 200
-        assert ex.order_pacer.waits >= 1 and elapsed >= 3.0  # 45 per 1 s window: at least 4 window turns
+        assert ex.order_pacer.waits >= 1 and elapsed >= 4.0  # 54 per 2 s window: at least 3 window turns
         assert ex.order_pacer.counts()["x-mbx-order-count-1d"][0] >= 200  # Binance's count, from the headers
     finally:
         await ex.close()
