@@ -71,3 +71,31 @@ async def test_ids_seen_on_the_exchange_move_the_sequences_on(tmp_path: Path) ->
         assert await again.next_seq("chase") == 7
     finally:
         await db.close()
+
+
+async def test_a_cancelled_transaction_never_leaves_the_connection_in_a_transaction(tmp_path: Path) -> None:
+    """A task cancelled while its BEGIN or COMMIT is in flight: aiosqlite's thread still runs the statement. The old
+    code left the BEGIN's transaction open (every later write failed: 'cannot start a transaction within a
+    transaction', which halts trading) or rolled back after the COMMIT had run ('cannot rollback')."""
+    import asyncio
+
+    db = await Database.open(tmp_path / "t.db")
+    try:
+        for i in range(120):
+            async def writer(n: int = i) -> None:
+                async with db.transaction(durable=n % 2 == 0):
+                    await db.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('k', ?)", (str(n),))
+
+            task = asyncio.create_task(writer())
+            for _ in range(i % 6):  # cancel at every await point in turn
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            await db.kv.set("after", str(i))  # the next writer is not refused
+            assert not db.conn.in_transaction
+            assert await _synchronous(db) == 2
+    finally:
+        await db.close()

@@ -183,12 +183,14 @@ class Database:
                     await self.conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as exc:
                     raise StoreError(_describe(self.path, exc)) from None
+                except BaseException:  # cancelled while BEGIN was in flight: the thread may still open it
+                    await self._end_open_transaction()
+                    raise
                 try:
                     yield self.conn
                     await self.conn.execute("COMMIT")
                 except BaseException as exc:
-                    if self.conn.in_transaction:
-                        await self.conn.execute("ROLLBACK")
+                    await self._end_open_transaction()
                     if isinstance(exc, sqlite3.OperationalError):
                         raise StoreError(_describe(self.path, exc)) from None
                     raise
@@ -196,6 +198,27 @@ class Database:
                 self._tx_owner = None
                 if relaxed:
                     await self.conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+
+    async def _end_open_transaction(self) -> None:
+        """After an error or a cancellation inside a transaction: roll back whatever is still open.
+
+        A cancelled `await conn.execute(...)` does not stop the statement: aiosqlite's thread still runs it (a
+        BEGIN then opens a transaction nobody ends, and every later write fails with "cannot start a transaction
+        within a transaction"; a COMMIT still commits, and a ROLLBACK after it fails). So first a no-op queued
+        behind whatever is in flight, then ROLLBACK only if a transaction is really open. Runs to the end even if
+        cancelled again: the lock must not be released over an open transaction."""
+        async def settle() -> None:
+            await self.conn.execute("SELECT 1")
+            if self.conn.in_transaction:
+                await self.conn.execute("ROLLBACK")
+
+        cleanup = asyncio.ensure_future(settle())
+        while not cleanup.done():
+            try:
+                await asyncio.shield(cleanup)
+            except asyncio.CancelledError:
+                continue
+        cleanup.result()
 
     # ------------------------------------------------------------------ helpers
 
