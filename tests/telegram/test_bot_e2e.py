@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.fake_telegram import FakeTelegram
+from tests.fakes.fake_telegram import Call, FakeTelegram
 from tests.reliability.harness import fills_reported
 from tests.waiting import wait_for
 from tgtrader.chat import render
@@ -49,11 +50,15 @@ class Stack:
             self.paper.feed_trade("BTCUSDT", D(price), self.now_ms)
             await self.core.idle()
 
+    def answers(self, chat: int, before: int) -> list[Call]:
+        """What the bot sent to `chat` since `before`, alerts left out (they arrive whenever they are due)."""
+        return [c for c in self.fake.sent_to(chat)[before:] if not is_alert(c)]
+
     async def ask(self, chat: int, text: str, method: str | tuple[str, ...] = ("sendMessage", "sendPhoto")) -> str:
         before = len(self.fake.sent_to(chat))
         self.fake.push_command(chat, text)
-        await self.fake.wait_for(lambda: len(self.fake.sent_to(chat)) > before, timeout=5)
-        call = self.fake.sent_to(chat)[before]
+        await self.fake.wait_for(lambda: self.answers(chat, before), timeout=5)
+        call = self.answers(chat, before)[0]
         assert call.method in ((method,) if isinstance(method, str) else method), call
         return str(call.params.get("text", call.params.get("caption", "")))
 
@@ -62,8 +67,17 @@ class Stack:
         target = as_chat if as_chat is not None else chat
         before = len(self.fake.sent_to(target))
         self.fake.push_callback(target, data, message_id=message_id if as_chat is None else None)
-        await self.fake.wait_for(lambda: len(self.fake.sent_to(target)) > before, timeout=5)
-        return str(self.fake.sent_to(target)[before].params.get("text", ""))
+        await self.fake.wait_for(lambda: self.answers(target, before), timeout=5)
+        return str(self.answers(target, before)[0].params.get("text", ""))
+
+
+ALERT_STARTS = ("FILL ", "GRID #", "ROUND TRIP", "STREAM ", "ORDER REJECTED", "ERROR in", "✅", "🛑", "🎯", "[",
+                "While alerts", "stop ", "grid ", "Daily summary", "This group was upgraded")
+
+
+def is_alert(call: Call) -> bool:
+    text = str(call.params.get("text", ""))
+    return call.method == "sendMessage" and (text.startswith(ALERT_STARTS) or bool(re.match(r"\d+ FILLS", text)))
 
 
 async def make_stack(tmp_path: Path, fake: FakeTelegram, **kw: object) -> Stack:

@@ -16,7 +16,7 @@ from tests.fakes.fake_telegram import FakeTelegram
 from tests.kit import old_database
 from tests.waiting import wait_for
 from tgtrader.chat.alerts import events_payload
-from tgtrader.core.events import EventBus, OrderFilled, StreamDown, StreamUp
+from tgtrader.core.events import EventBus, GridRoundTrip, OrderFilled, StreamDown, StreamUp
 from tgtrader.store.db import Database
 from tgtrader.telegram.notify import Notifier
 from tgtrader.types import Side
@@ -201,7 +201,8 @@ async def test_short_stream_outage_is_silent_long_one_is_reported(fake: FakeTele
     bus.publish(StreamDown("user", "connection reset", 3))
     await fake.wait_for(lambda: any("STREAM DOWN (user)" in t for t in fake.texts_to(777)), timeout=3)
     bus.publish(StreamUp("user", 40.0, 2, 4))
-    await fake.wait_for(lambda: any("STREAM BACK (user)" in t for t in fake.texts_to(777)), timeout=3)
+    for chat in CHATS:
+        await fake.wait_for(lambda: any("STREAM BACK (user)" in t for t in fake.texts_to(chat)), timeout=3)
     await notifier.stop()
     assert any("2 fill(s) recovered" in t for t in fake.texts_to(888))
 
@@ -318,3 +319,22 @@ async def test_delivered_alerts_are_purged_after_the_retention(fake: FakeTelegra
     await notifier.stop()
     rows = await db.fetchall("SELECT id FROM outbox")
     assert [r[0] for r in rows] == [kept + 1]  # the 40-day-old delivered row is gone; the fresh one stays
+
+
+async def test_alerts_about_money_start_with_what_happened_and_how_much(fake: FakeTelegram, db: Database,
+                                                                        bot: ExtBot) -> None:
+    trip = GridRoundTrip(1, "BTCUSDT", Decimal("50000"), Decimal("55000"), Decimal("0.001"), Decimal("0.8123"), 1)
+    await db.outbox.enqueue("events", chat_id=777, payload=events_payload([fill(1), trip]))
+    await db.outbox.enqueue("stop-loss", chat_id=888, payload={
+        "grid_id": 1, "symbol": "BTCUSDT", "price": "38000", "trigger": "39000", "sell_on_stop": True,
+        "qty": "0.1", "base_asset": "BTC", "realized": "-162.5712", "quote_asset": "USDT"})
+    notifier = make_notifier(db, bot)
+    await notifier.start()
+    await wait_for(lambda: _pending_is(db, 0), 10, "every outbox row sent")
+    await notifier.stop()
+    [gain] = fake.texts_to(777)
+    assert gain.splitlines()[0] == "✅ +0.81 USDT round trip · BTCUSDT grid #1", gain
+    assert "ROUND TRIP grid #1 BTCUSDT: bought 50000 sold 55000" in gain  # the details follow unchanged
+    [loss] = fake.texts_to(888)
+    assert loss.splitlines()[0] == "🛑 STOP-LOSS −162.57 USDT · BTCUSDT grid #1", loss
+    assert loss.splitlines()[1].startswith("grid 1 BTCUSDT: stop-loss at 38000")

@@ -25,6 +25,7 @@ from typing import Any
 from loguru import logger
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError
 
+from tgtrader.chat import headline
 from tgtrader.chat.alerts import EVENTS, events_from_payload, events_payload, outbox_text, render_alerts
 from tgtrader.chat.render import MAX_MESSAGE, clip, when
 from tgtrader.core.events import CoreEvent, EventBus, OrderRejected, StopTriggered, StreamDown, StreamUp
@@ -206,6 +207,8 @@ class Notifier:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._flush_tasks:  # short writes: let them finish (a write cancelled mid-transaction can leave the
+            await asyncio.wait(set(self._flush_tasks), timeout=2.0)  # connection inside BEGIN for everyone)
         try:
             await self.flush()
         except Exception:
@@ -392,9 +395,18 @@ def _events_text(rows: list[OutboxRow]) -> str:
     """Several `events` rows worded as one alert (their events together, in order)."""
     try:
         events = [event for row in rows for event in events_from_payload(row.payload or {})]
-        return render_alerts(events) or ""
+        text = render_alerts(events) or ""
+        head = headline.for_events(events)
+        return f"{head}\n{text}" if head and text else text
     except Exception:  # a payload this version can't read: each row on its own, as its facts
         return "\n\n".join(outbox_text(row.kind, row.text, row.payload) for row in rows)
+
+
+def _row_text(row: OutboxRow) -> str:
+    """One row's alert, with a headline when it is about money (a stop-loss's result...)."""
+    text = outbox_text(row.kind, row.text, row.payload)
+    head = headline.for_alert(row.kind, row.payload)
+    return f"{head}\n{text}" if head and text else text
 
 
 def _units(rows: list[OutboxRow]) -> list[tuple[list[OutboxRow], str]]:
@@ -414,7 +426,7 @@ def _units(rows: list[OutboxRow]) -> list[tuple[list[OutboxRow], str]]:
         if run:
             units.append((run, text))
             run = []
-        units.append(([row], outbox_text(row.kind, row.text, row.payload)))
+        units.append(([row], _row_text(row)))
     if run:
         units.append((run, text))
     return units
@@ -474,8 +486,7 @@ def _digest(rows: list[OutboxRow], now_ms: int) -> tuple[list[OutboxRow], str]:
         parts.append(summary)
         size += len(summary)
     for row in others:
-        body = outbox_text(row.kind, row.text, row.payload)
-        body = f"[{when(row.created_ms)}] {body}"
+        body = f"[{when(row.created_ms)}] {_row_text(row)}"
         if batch and size + len(body) + 2 > MAX_MESSAGE:
             break
         batch.append(row)
