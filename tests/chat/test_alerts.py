@@ -107,10 +107,10 @@ WORDING = [
     "grid 1: order tg-g1-xB1 rejected: no price",
     "grid 1 TESTUSDT: the start buy rejected (0 of 4.544 filled); grid paused",
     "grid 2: order tg-g2-1B3 rejected: insufficient balance",
-    "grid 3 TESTUSDT: exit (user) finished after 0 sell(s); no TEST left",
-    "grid 4 TESTUSDT: stop-loss at 89 (trigger 90); orders cancelled, selling 9.088 TEST; realized 0 USDT",
-    "grid 4 TESTUSDT: exit (stop-loss) finished after 1 sell(s); no TEST left",
-    "grid 5 TESTUSDT: take-profit at 151 (trigger 150); orders cancelled, keeping 0 TEST; realized 89.744 USDT",
+    "grid 3 TESTUSDT: exit (user) finished after 0 sell(s); no TEST left; grid realized 0 USDT",
+    "grid 4 TESTUSDT: stop-loss at 89 (trigger 90); orders cancelled, selling 9.088 TEST; realized before the exit 0 USDT",
+    "grid 4 TESTUSDT: exit (stop-loss) finished after 1 sell(s); no TEST left; grid realized -192.6565 USDT",
+    "grid 5 TESTUSDT: take-profit at 151 (trigger 150); orders cancelled, keeping 0 TEST; realized before the exit 89.744 USDT",
 ]
 
 

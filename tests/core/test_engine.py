@@ -198,7 +198,7 @@ async def test_pause_resume_stop_sell_and_panic(tmp_path: Path) -> None:
     assert not report.failed, report.failed
     assert await paper.open_orders() == []
     bal = await paper.balances()
-    assert bal.get("BTC") is None or bal["BTC"].total == 0
+    assert bal.get("BTC") is None or bal["BTC"].total < D("0.00001")  # at most dust below the step (base fees)
     g = await core.grid(gid)
     assert g.state == "stopped" and g.stop_reason == "panic"  # panic ends grids, books closed
     assert any(isinstance(e, OrderFilled) and e.owner == f"grid:{gid}" and e.side is Side.SELL for e in events)
@@ -237,7 +237,7 @@ async def test_sizing_and_stops_and_chase(tmp_path: Path) -> None:
     stops = await core.list_stops()
     assert stops[0].state == "done"
     bal = await paper.balances()
-    assert bal.get("BTC") is None or bal["BTC"].total == 0
+    assert bal.get("BTC") is None or bal["BTC"].total < D("0.00001")  # at most dust below the step (base fees)
     await core.stop()
     await db.close()
 

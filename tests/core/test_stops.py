@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal as D
 
-from tgtrader.core.events import StopTriggered
+from tgtrader.core.events import SaleRealized, StopTriggered
 from tgtrader.core.rules import SymbolRules
 from tgtrader.core.stops import Stop
 from tgtrader.types import AlertIntent, Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, Side, Tick
@@ -39,7 +39,8 @@ def test_soft_stop_loss_triggers_market_sell_and_reports(btc_rules: SymbolRules)
     [alert] = out
     realized = D("0.01") * D("44980") * (1 - D("0.001")) - D("500")
     assert alert.payload["realized"] == str(realized) and alert.payload["qty"] == "0.01"  # type: ignore[union-attr]
-    [ev] = s.drain_events()
+    sale, ev = s.drain_events()
+    assert isinstance(sale, SaleRealized) and sale.realized == realized  # booked to the day (issue 15)
     assert isinstance(ev, StopTriggered) and ev.kind == "stop-loss" and ev.realized == realized and ev.price == D("44980")
     assert s.state == "done"
 

@@ -71,14 +71,15 @@ async def test_one_reaction_is_one_transaction(tmp_path: Path) -> None:
         snap = MachineSnapshot("stop", stop_id, "BTCUSDT", "selling", {"id": stop_id}, "tg-s1-1")
         alert = AlertIntent("stop-failed", {"stop_id": stop_id, "symbol": "BTCUSDT", "reject_text": "no"})
         await store.save_reaction(Reaction(2, machine=snap, new_orders=[order], alerts=[alert],
-                                           realized=[(2, D("2")), (3, D("0.5"))]))
+                                           realized=[(2, D("2")), (3, D("0.5"))], round_trips=[3, 4]))
         [queued] = await db.outbox.due(2)  # the alert as facts, for every chat, worded at delivery
         assert (queued.kind, queued.payload, queued.text, queued.chat_id) == (alert.kind, alert.payload, "", None)
         row = await db.orders.get("tg-s1-1")
         assert row is not None and row.status is OrderStatus.PENDING_NEW
         assert (await db.stops.get(stop_id)).state == "selling"  # type: ignore[union-attr]
         (day,) = await store.day_results(["1970-01-01"])
-        assert (day.profit, day.round_trips) == (D("2.5"), 2)
+        assert (day.profit, day.round_trips) == (D("2.5"), 2)  # every sale's realized; the round trips counted
+        assert await store.realized_total() == D("2.5")
     finally:
         await db.close()
 

@@ -140,8 +140,9 @@ def _stop_sold(kind: str, p: Payload) -> str:
 
 def _exit_finished(kind: str, p: Payload) -> str:
     left = _left(p)
+    realized = f"; grid realized {_to_4dp(_dec(p, 'realized'))} {p['quote_asset']}" if "realized" in p else ""
     return (f"grid {p['grid_id']} {p['symbol']}: exit ({p['reason']}) finished after {p['legs']} sell(s)"
-            + (left if left else f"; no {p['base_asset']} left"))
+            + (left if left else f"; no {p['base_asset']} left") + realized)
 
 
 def _grid_residue(kind: str, p: Payload) -> str:
@@ -152,7 +153,7 @@ def _grid_stopped_out(kind: str, p: Payload) -> str:
     action = "selling" if p["sell_on_stop"] else "keeping"
     return (f"grid {p['grid_id']} {p['symbol']}: {kind} at {_num(p, 'price')} (trigger {_num(p, 'trigger')});"
             f" orders cancelled, {action} {_num(p, 'qty')} {p['base_asset']};"
-            f" realized {_to_4dp(_dec(p, 'realized'))} {p['quote_asset']}")
+            f" realized before the exit {_to_4dp(_dec(p, 'realized'))} {p['quote_asset']}")
 
 
 def _grid_order_rejected(kind: str, p: Payload) -> str:

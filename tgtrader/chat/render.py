@@ -296,8 +296,9 @@ def render_status(status: StatusView) -> str:
     lines = [
         f"Mode: {status.mode.upper()}" + ("  | PAUSED BY PANIC (/resume_all)" if status.paused_by_panic else ""),
         f"Grids: {running} running of {len(status.grids)}, open orders {status.open_orders}",
-        f"Realized today {signed(status.realized_today)} {quote}, total {signed(status.realized_total)} {quote}",
-        f"Unrealized {signed(status.unrealized)} {quote}",
+        f"Total PnL {signed(status.total_pnl)} {quote} = realized {signed(status.realized_total)}"
+        f" + unrealized {signed(status.unrealized)}",
+        f"Realized today {signed(status.realized_today)} {quote} | grid profit {signed(status.grid_profit)} {quote}",
     ]
     lines += render_health(status.health)
     for grid in status.grids:
@@ -372,12 +373,16 @@ def render_orders(orders: Sequence[OrderView], symbol: str | None = None,
 
 
 def render_pnl(view: PnlView) -> str:
-    lines = [f"Realized profit per day (UTC): total {signed(view.total)} {view.quote_asset}"]
+    q = view.quote_asset
+    lines = [f"Realized profit per day (UTC): total {signed(view.total)} {q} (every sale, fees included)",
+             f"All time: realized {signed(view.realized_all_time)} + unrealized {signed(view.unrealized)}"
+             f" = total PnL {signed(view.realized_all_time + view.unrealized)} {q}; grid profit"
+             f" {signed(view.grid_profit)} {q}"]
     if not view.days:
         lines.append("  nothing realized yet")
     for day, profit, trips in view.days:
-        lines.append(f"{day}: {signed(profit)} {view.quote_asset} ({trips} round trips)")
-    lines.append(f"Total: {signed(view.total)} {view.quote_asset}")
+        lines.append(f"{day}: {signed(profit)} {q} ({trips} round trips)")
+    lines.append(f"Total: {signed(view.total)} {q}")
     return "\n".join(lines)
 
 

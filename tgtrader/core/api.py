@@ -103,13 +103,22 @@ class StatusView:
     health: ExchangeHealth
     quote_asset: str = "USDT"
     paused_by_panic: bool = False
+    grid_profit: Decimal = Decimal(0)  # completed round trips only (Binance's "grid profit")
+
+    @property
+    def total_pnl(self) -> Decimal:
+        """Realized (every sale, fees once) + unrealized (at the last price): Binance's "total PnL"."""
+        return self.realized_total + self.unrealized
 
 
 @dataclass(frozen=True, slots=True)
 class PnlView:
-    days: tuple[tuple[str, Decimal, int], ...]  # (YYYY-MM-DD UTC, realized profit, round trips), oldest first
-    total: Decimal
+    days: tuple[tuple[str, Decimal, int], ...]  # (YYYY-MM-DD UTC, realized of every sale, round trips), oldest first
+    total: Decimal  # realized over the days shown
     quote_asset: str = "USDT"
+    realized_all_time: Decimal = Decimal(0)
+    unrealized: Decimal = Decimal(0)
+    grid_profit: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)

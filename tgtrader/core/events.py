@@ -41,6 +41,20 @@ class GridRoundTrip:
 
 
 @dataclass(frozen=True, slots=True)
+class SaleRealized:
+    """One sale's realized result against what the sold base cost, fees included once (core/pnl.py's
+    definition). Owners that know the cost emit it: grids on every sale (round trips, start base, exits, panic),
+    stops that know their entry price, panic's exits of base the bot bought. The kernel books it to the day;
+    it is not an alert."""
+
+    owner: str
+    symbol: str
+    qty: Decimal
+    realized: Decimal
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class StopTriggered:
     stop_id: str  # "stop:7" or "grid:3:sl" / "grid:3:tp"
     symbol: str
@@ -98,6 +112,7 @@ class ErrorEvent:
 
 CoreEvent = (
     OrderFilled | GridRoundTrip | StopTriggered | GridStateChanged | StreamDown | StreamUp | OrderRejected | ErrorEvent
+    | SaleRealized
 )
 Subscriber = Callable[[CoreEvent], None]
 

@@ -31,6 +31,7 @@ from tgtrader.core.events import (
     EventBus,
     GridRoundTrip,
     OrderFilled,
+    SaleRealized,
     StreamDown,
     StreamUp,
 )
@@ -371,10 +372,12 @@ class Kernel:
         extra_events: list[CoreEvent] | None = None,
     ) -> None:
         """Persist the reaction to one event in one transaction, publish its events, then send its intents."""
-        events = list(extra_events or []) + (machine.drain_events() if machine is not None else [])
+        drained = list(extra_events or []) + (machine.drain_events() if machine is not None else [])
+        sales = [ev for ev in drained if isinstance(ev, SaleRealized)]
+        events = [ev for ev in drained if not isinstance(ev, SaleRealized)]  # booked, not announced
         ts = self.clock_ms()
         always = machine is not None and machine.machine_kind == "chase"  # a chase's callers wait on its state
-        if fill is None and not updated and not intents and not events and not always:
+        if fill is None and not updated and not intents and not drained and not always:
             return
         places = [i for i in intents if isinstance(i, PlaceOrder)] + [
             i.place for i in intents if isinstance(i, ReplaceOrder)
@@ -387,7 +390,8 @@ class Kernel:
             ts, fill, self.tracker.get(fill.client_order_id) if fill is not None else None,
             machine.snapshot() if machine is not None else None, new_orders, list(updated or []), cancels,
             [a for a in intents if isinstance(a, AlertIntent)],
-            [(ev.ts_ms, ev.profit) for ev in events if isinstance(ev, GridRoundTrip)],
+            [(ev.ts_ms, ev.realized) for ev in sales],
+            [ev.ts_ms for ev in events if isinstance(ev, GridRoundTrip)],
         )
         try:
             await self.store.save_reaction(reaction)

@@ -155,7 +155,8 @@ class Reaction:
     updated_orders: list[TrackedOrder] = field(default_factory=list)
     cancel_requested: list[str] = field(default_factory=list)  # client order ids: PENDING_CANCEL
     alerts: list[AlertIntent] = field(default_factory=list)
-    realized: list[tuple[int, Decimal]] = field(default_factory=list)  # (ts_ms, quote profit) of round trips
+    realized: list[tuple[int, Decimal]] = field(default_factory=list)  # (ts_ms, realized) of every sale
+    round_trips: list[int] = field(default_factory=list)  # ts_ms of each completed grid round trip
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +197,6 @@ class Store(Protocol):
     async def fills(self, symbol: str) -> list[Fill]: ...
 
     async def day_results(self, days: list[str]) -> list[DayResult]: ...
+
+    async def realized_total(self) -> Decimal:
+        """The realized result of every sale ever booked (the sum of all days)."""

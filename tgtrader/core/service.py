@@ -291,11 +291,11 @@ class TradingCore(Kernel):
         grids = tuple(await self.list_grids())
         today = datetime.fromtimestamp(self.clock_ms() / 1000, tz=UTC).strftime("%Y-%m-%d")
         (result,) = await self.store.day_results([today])
-        realized_today = result.profit
+        # one definition (core/pnl.py): realized = every sale against its cost, booked per day by the kernel
         return StatusView(
-            self.mode, grids, len(self.tracker.open_orders()), realized_today,
-            sum((g.realized_profit for g in grids), ZERO), sum((g.unrealized_pnl for g in grids), ZERO),
-            self._health(), self.config.quote_asset, bool(self.panic_paused),
+            self.mode, grids, len(self.tracker.open_orders()), result.profit, await self.store.realized_total(),
+            sum((g.unrealized_pnl for g in grids), ZERO), self._health(), self.config.quote_asset,
+            bool(self.panic_paused), sum((g.grid_profit for g in grids), ZERO),
         )
 
     def _health(self) -> ExchangeHealth:
@@ -336,7 +336,10 @@ class TradingCore(Kernel):
         names = [datetime.fromtimestamp(now / 1000 - k * 86400, tz=UTC).strftime("%Y-%m-%d")
                  for k in range(days - 1, -1, -1)]
         out = [(r.day, r.profit, r.round_trips) for r in await self.store.day_results(names)]
-        return PnlView(tuple(out), sum((p for _, p, _ in out), ZERO), self.config.quote_asset)
+        grids = await self.list_grids()
+        return PnlView(tuple(out), sum((p for _, p, _ in out), ZERO), self.config.quote_asset,
+                       await self.store.realized_total(), sum((g.unrealized_pnl for g in grids), ZERO),
+                       sum((g.grid_profit for g in grids), ZERO))
 
     # ================================================================ API: sizing
 

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from tgtrader.core.accounting import fee_in_quote
-from tgtrader.core.events import CoreEvent, StopTriggered
+from tgtrader.core.events import CoreEvent, SaleRealized, StopTriggered
 from tgtrader.core.exit import SellUntilFlat, Step
 from tgtrader.core.ids import stop_order_id
 from tgtrader.core.legs import Leg
@@ -341,6 +341,9 @@ class Stop:
         self.filled += fill.qty
         self.quote += fill.notional
         self.fees += fee
+        if self.entry_price is not None:  # the cost is known: the sale's realized result is booked to the day
+            self._events.append(SaleRealized(self.owner, self.symbol, fill.qty,
+                                             fill.notional - fee - self.entry_price * fill.qty, fill.ts_ms))
         if self.exit.working:
             return self._soft_step(fill.ts_ms) if self._order_done() else []
         if self.bailing:

@@ -94,7 +94,9 @@ class CoreStore:
             for a in r.alerts:
                 await self.db.outbox.enqueue(a.kind, payload=a.payload, now=ts)
             for when, profit in r.realized:
-                await self._add_day_result(day_of(when), profit)
+                await self._add_day_result(day_of(when), profit, 0)
+            for when in r.round_trips:
+                await self._add_day_result(day_of(when), ZERO, 1)
 
     async def _taken(self, client_order_ids: list[str]) -> None:
         """Move the id sequences past every owner number seen on the exchange (issue 19).
@@ -130,11 +132,17 @@ class CoreStore:
             row = await self.db.fetchone("SELECT seq FROM sqlite_sequence WHERE name = ?", (ID_TABLES[kind],))
         return int(row[0]) if row and row[0] is not None else 0
 
-    async def _add_day_result(self, day: str, profit: Decimal) -> None:
-        """Decimal sums in Python: the column is TEXT (SQLite arithmetic would go through float)."""
+    async def _add_day_result(self, day: str, profit: Decimal, round_trips: int) -> None:
+        """Decimal sums in Python: the column is TEXT (SQLite arithmetic would go through float). `profit` is the
+        realized result of every sale that day (issue 15; rows before it summed round trips only)."""
         (old,) = await self.day_results([day])
         await self.db.execute("INSERT OR REPLACE INTO day_results(day, profit, round_trips) VALUES (?, ?, ?)",
-                              (day, str(old.profit + profit), old.round_trips + 1))
+                              (day, str(old.profit + profit), old.round_trips + round_trips))
+
+    async def realized_total(self) -> Decimal:
+        """Every day's realized result, summed in Decimal."""
+        rows = await self.db.fetchall("SELECT profit FROM day_results")
+        return sum((Decimal(r[0]) for r in rows), ZERO)
 
     async def save_machine(self, m: MachineSnapshot, ts_ms: int) -> None:
         runtime = json_to_db(m.runtime)

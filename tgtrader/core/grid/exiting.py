@@ -50,4 +50,5 @@ def exit_alert(g: Grid) -> AlertIntent:
         left = {"residue": str(ex.residue), "why_left": ex.why_left,
                 "free": None if ex.free is None else str(ex.free)}
     return g._alert("exit-finished", reason=ex.reason, legs=ex.legs, state=ex.state.value,
-                       base_asset=g.rules.base_asset, **left)
+                    base_asset=g.rules.base_asset, realized=str(g.ledger.realized),
+                    quote_asset=g.rules.quote_asset, **left)

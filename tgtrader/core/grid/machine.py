@@ -35,7 +35,7 @@ from tgtrader.core.accounting import (
     fee_in_quote,
 )
 from tgtrader.core.chase import Chase
-from tgtrader.core.events import CoreEvent, GridRoundTrip, GridStateChanged, StopTriggered
+from tgtrader.core.events import CoreEvent, GridRoundTrip, GridStateChanged, SaleRealized, StopTriggered
 from tgtrader.core.exit import SellUntilFlat
 from tgtrader.core.grid.exiting import exit_alert, exit_step
 from tgtrader.core.grid.plan import GridConfig, compute_levels, quantity_per_order
@@ -447,6 +447,8 @@ class Grid:
             part = min(part, holder_cost)
             o.profit += fill.notional - fee - part
             self.ledger.realized += fill.notional - fee - part  # realized per fill; the round trip counts on completion
+            self._events.append(SaleRealized(self.owner, self.config.symbol, fill.qty, fill.notional - fee - part,
+                                             fill.ts_ms))
             if iv is not None and self.state != STOPPED:
                 iv.base -= fill.qty
                 iv.cost -= part
