@@ -18,7 +18,6 @@ from tgtrader.core.kernel import Timer
 from tgtrader.exchange.paper import PAPER_ACCOUNT
 from tgtrader.types import Fill, OrderType, OrderUpdate, PlaceOrder, Side, Tick
 
-
 STEP = D("0.00001")  # BTCUSDT's step size
 
 
