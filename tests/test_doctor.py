@@ -56,3 +56,22 @@ async def test_a_revoked_token_fails(tmp_path: Path, fake: FakeTelegram) -> None
     path = _env_file(tmp_path, 0o600, TELEGRAM_ALLOWED_USER_IDS="888", TELEGRAM_API_BASE=fake.base_url)
     assert await diagnose(env_file=str(path), env={}, out=out) == 1
     assert "FAIL  telegram     the Bot API refused the token: Unauthorized" in out.getvalue()
+
+
+def test_files_a_run_creates_are_private(tmp_path: Path) -> None:
+    """The database and the logs hold trades and ids: created 0600 (umask 077 for the run)."""
+    from tgtrader.cli import main
+
+    env = {"TGTRADER_DB": str(tmp_path / "db" / "t.db"), "TGTRADER_LOG_DIR": str(tmp_path / "logs")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        assert main(["doctor", "--quick", "--env-file", str(_env_file(tmp_path, 0o600))]) == 0
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    created = [p for p in (tmp_path / "db").iterdir()]
+    assert created and all(p.stat().st_mode & 0o077 == 0 for p in created), [oct(p.stat().st_mode) for p in created]

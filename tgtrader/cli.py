@@ -102,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if module is None:
         print(f"tgtrader {args.command}: not implemented yet in this version", file=sys.stderr)
         return EXIT_NOT_IMPLEMENTED
+    previous_umask = os.umask(0o077)  # files this run creates (database, logs, .env) are the owner's only (issue 16)
     try:
         code = module.run(args)
     except ConfigError as exc:
@@ -123,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("(set TGTRADER_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 1
+    finally:
+        os.umask(previous_umask)
     return int(code or 0)
 
 
