@@ -37,3 +37,25 @@ def test_reported_realized_plus_unrealized_equals_the_wallets_gain(moves: list[i
     reported = st_.realized + st_.unrealized
     assert abs(reported - wallet_gain) <= D("0.000001") * price + D("0.01"), (reported, wallet_gain)
     assert g.base_held() == sim.base  # the grid's base is what the wallet holds
+
+
+def test_a_round_trip_whose_sell_was_cut_and_placed_again_books_every_part() -> None:
+    """Issue 15: a sell partly filled, cancelled (pause) and placed again booked only the last order's profit
+    (9.47 of 23.68 in the review's probe)."""
+    sim = Sim(RULES, D("50000"), quote=D("2000"))
+    g = Grid(1, grid_config(), RULES)
+    drive(g, sim, g.start(sim.price, 0))
+    drive(g, sim, [], sim.move(D("47400")))  # the 47500 buy fills: its sell rests at 50000
+    sim.ts += 1000
+    drive(g, sim, [], sim.move(D("50000"), partial=D("0.4")))  # the sell fills 40 %
+    sim.ts += 1000
+    drive(g, sim, g.pause(sim.ts))  # cancelled with 60 % left
+    drive(g, sim, g.resume(D("49900"), sim.ts))  # placed again for what is left
+    before = g.ledger.realized
+    sim.ts += 1000
+    drive(g, sim, [], sim.move(D("50100")))
+    trips = [e for e in g.drain_events() if type(e).__name__ == "GridRoundTrip"]
+    trip = [t for t in trips if t.buy_price == D("47500")][-1]
+    sells = [f for f in sim.trades if f.side.value == "SELL" and f.price == D("50000")]
+    assert trip.qty == sum((f.qty for f in sells), D(0))  # both parts
+    assert g.ledger.grid_profit >= trip.profit > g.ledger.realized - before  # more than the last order's part

@@ -493,11 +493,18 @@ class Grid:
                 self._set_interval(iv, WAITING)
                 # Only a grid buy followed by its sell is a round trip (grid profit), as in the backtest and
                 # Binance's grid bot; selling base bought at start realizes position profit, not grid profit.
+                # A round trip whose sell ended part-filled and was placed again counts every part (issue 15).
+                profit, qty, quote = o.profit + iv.trip_profit, o.filled + iv.trip_qty, o.quote + iv.trip_quote
+                iv.trip_profit = iv.trip_qty = iv.trip_quote = ZERO
                 if iv.last_buy_price > 0:
                     self.ledger.round_trips += 1
-                    self.ledger.grid_profit += o.profit
+                    self.ledger.grid_profit += profit
                     self._events.append(GridRoundTrip(
-                        self.id, self.config.symbol, iv.last_buy_price, o.quote / o.filled, o.filled, o.profit, ts))
+                        self.id, self.config.symbol, iv.last_buy_price, quote / qty, qty, profit, ts))
+        elif o.side is Side.SELL and o.filled > 0:  # ended part-filled: its part belongs to this round trip
+            iv.trip_profit += o.profit
+            iv.trip_qty += o.filled
+            iv.trip_quote += o.quote
         if o.status == OrderStatus.REJECTED.value and not full:
             # a refused order leaves the interval without one (no retry loop); resume re-places it
             return out

@@ -64,6 +64,10 @@ class Interval:
     order: str | None = None  # client order id of its one open order
     last_buy_price: Decimal = ZERO
     awaiting_start: bool = False  # holding at start, its base comes with the start buy
+    # sells of this round trip that ended part-filled (paused, expired): counted when the round trip completes
+    trip_profit: Decimal = ZERO
+    trip_qty: Decimal = ZERO
+    trip_quote: Decimal = ZERO
 
 
 @dataclass
@@ -94,7 +98,7 @@ def grid_to_state(g: Grid) -> dict[str, Any]:
         "q": str(g.q),
         "intervals": [
             [iv.index, str(iv.lower), str(iv.upper), iv.state.value, str(iv.base), str(iv.cost), iv.order,
-             str(iv.last_buy_price), iv.awaiting_start]
+             str(iv.last_buy_price), iv.awaiting_start, str(iv.trip_profit), str(iv.trip_qty), str(iv.trip_quote)]
             for iv in g.intervals
         ],
         "orders": [
@@ -125,9 +129,9 @@ def load_grid_state(g: Grid, d: dict[str, Any], rules: SymbolRules) -> None:
     g.levels = [Decimal(x) for x in d["levels"]]
     g.q = Decimal(d["q"])
     g.intervals = [
-        Interval(int(i), Decimal(lo), Decimal(hi), IntervalState(st), Decimal(b), Decimal(c), order, Decimal(lb),
-                 bool(aw))
-        for i, lo, hi, st, b, c, order, lb, aw in d["intervals"]
+        Interval(int(v[0]), Decimal(v[1]), Decimal(v[2]), IntervalState(v[3]), Decimal(v[4]), Decimal(v[5]), v[6],
+                 Decimal(v[7]), bool(v[8]), *(Decimal(x) for x in v[9:12]))  # rows before issue 15 have 9 fields
+        for v in d["intervals"]
     ]
     for od in d["orders"]:
         status = od["final_status"]
