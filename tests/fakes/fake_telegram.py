@@ -41,7 +41,8 @@ class FakeTelegram:
         self.calls: list[Call] = []  # every call, including getUpdates
         self.sent: asyncio.Queue[Call] = asyncio.Queue()  # every call except polling
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat, message_id) -> message the bot sent
-        self.commands: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []  # the last list set (any scope)
+        self.command_scopes: dict[str, list[dict[str, Any]]] = {}  # scope as sorted JSON -> its commands
         self.unreachable = False
         self.revoked = False  # True: the bot's token is refused (401), as after /revoke in @BotFather
         self._updates: list[dict[str, Any]] = []
@@ -327,6 +328,11 @@ class FakeTelegram:
 
     def _m_setMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         self.commands = list(params.get("commands", []))
+        self.command_scopes[json.dumps(params.get("scope") or {"type": "default"}, sort_keys=True)] = self.commands
+        return True
+
+    def _m_deleteMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        self.command_scopes.pop(json.dumps(params.get("scope") or {"type": "default"}, sort_keys=True), None)
         return True
 
     def _m_getMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:

@@ -283,19 +283,24 @@ async def test_flood_control_on_a_reply_is_waited_out(stack: Stack) -> None:
     assert time.monotonic() - t0 >= 1.0
 
 
-async def test_burst_of_fills_is_coalesced_into_few_messages(stack: Stack) -> None:
-    fake = stack.fake
-    await stack.ask(ALICE, "/grid new BTCUSDT 40000 60000 40 4000")
-    await stack.press(ALICE, fake.buttons(ALICE)[0]["callback_data"])
-    before = len(fake.texts_to(BOB))
-    await stack.price("40100", "59900", "40100")  # sweeps: dozens of fills within a second
-    fills = await stack.db.fetchall("SELECT COUNT(*) FROM fills")
-    await wait_for(lambda: sum(map(fills_reported, fake.texts_to(BOB)[before:])) >= fills[0][0], 15,
-                   f"all {fills[0][0]} fills reported to Bob")
-    messages = fake.texts_to(BOB)[before:]
-    assert fills[0][0] >= 50
-    assert len(messages) <= fills[0][0] // 10, messages  # a handful of messages, not one per fill
-    assert all(len(m) <= 4096 for m in messages)
+async def test_burst_of_fills_is_coalesced_into_few_messages(tmp_path: Path, fake: FakeTelegram) -> None:
+    """Each event reaches the outbox at once; coalescing happens at delivery, paced per chat (0.5 s here; the
+    default is 1 s), so a sweep of dozens of fills arrives as a handful of messages."""
+    stack = await make_stack(tmp_path, fake, per_chat_interval_s=0.5)
+    try:
+        await stack.ask(ALICE, "/grid new BTCUSDT 40000 60000 40 4000")
+        await stack.press(ALICE, fake.buttons(ALICE)[0]["callback_data"])
+        before = len(fake.texts_to(BOB))
+        await stack.price("40100", "59900", "40100")  # sweeps: dozens of fills within a second
+        fills = await stack.db.fetchall("SELECT COUNT(*) FROM fills")
+        await wait_for(lambda: sum(map(fills_reported, fake.texts_to(BOB)[before:])) >= fills[0][0], 15,
+                       f"all {fills[0][0]} fills reported to Bob")
+        messages = fake.texts_to(BOB)[before:]
+        assert fills[0][0] >= 50
+        assert len(messages) <= fills[0][0] // 10, messages  # a handful of messages, not one per fill
+        assert all(len(m) <= 4096 for m in messages)
+    finally:
+        await close_stack(stack)
 
 
 async def test_account_sizing_stops_and_chase_commands(stack: Stack) -> None:

@@ -4,6 +4,7 @@ the real python-telegram-bot Application against the fake Bot API, on the real c
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -300,3 +301,10 @@ async def test_the_webhook_refuses_a_huge_body_before_reading_it(tmp_path: Path,
         assert (await stack.ask(ALICE, "/status")).startswith("Mode: PAPER")  # real updates still arrive
     finally:
         await close_stack(stack)
+
+
+async def test_the_command_menu_is_set_for_the_allowed_chats_only(private: Stack) -> None:
+    scopes = private.fake.command_scopes
+    chats = sorted(json.loads(scope).get("chat_id") for scope in scopes)
+    assert chats == [ALICE, BOB] and all(json.loads(scope)["type"] == "chat" for scope in scopes), scopes
+    assert all(any(c["command"] == "panic" for c in commands) for commands in scopes.values())

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from loguru import logger
-from telegram import BotCommand, Update
+from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError
 from telegram.ext import (
     AIORateLimiter,
@@ -106,8 +106,19 @@ class TelegramBot:
 
     async def post_init(self, app: Application) -> None:
         """Also run by `app.run_polling()`: the command menu, then alert delivery."""
-        await app.bot.set_my_commands([BotCommand(name, description) for name, description in menu()])
+        await self._set_menu()
         await self._start_notifier()
+
+    async def _set_menu(self) -> None:
+        """The command menu (which advertises /panic) for the allowed chats only; none for everyone else. The
+        first call also proves the token works (it raises InvalidToken otherwise)."""
+        commands = [BotCommand(name, description) for name, description in menu()]
+        await self.app.bot.delete_my_commands()  # the default scope: what a stranger's client shows
+        for chat_id in self.access.recipients():
+            try:
+                await self.app.bot.set_my_commands(commands, scope=BotCommandScopeChat(chat_id))
+            except (BadRequest, Forbidden) as exc:  # a chat the bot is not in (yet): its menu comes later
+                logger.info("no command menu for chat {}: {}", chat_id, exc)
 
     async def post_stop(self, app: Application) -> None:
         if self.notifier is not None and self._notifier_started:
@@ -196,7 +207,7 @@ class TelegramBot:
 
     async def _connect(self, poll_timeout: float, poll_interval: float) -> None:
         await self.app.initialize()  # getMe; safe to call again after a failure
-        await self.app.bot.set_my_commands([BotCommand(name, description) for name, description in menu()])
+        await self._set_menu()
         if not self.app.running:
             await self.app.start()
         assert self.app.updater is not None
