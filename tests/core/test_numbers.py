@@ -59,3 +59,19 @@ def test_a_round_trip_whose_sell_was_cut_and_placed_again_books_every_part() -> 
     sells = [f for f in sim.trades if f.side.value == "SELL" and f.price == D("50000")]
     assert trip.qty == sum((f.qty for f in sells), D(0))  # both parts
     assert g.ledger.grid_profit >= trip.profit > g.ledger.realized - before  # more than the last order's part
+
+
+def test_annualized_return_waits_a_week_and_freezes_when_the_grid_stops() -> None:
+    """Issue 15: an APR extrapolated from a day was shown as if it meant something, and a stopped grid's APR kept
+    changing with the wall clock."""
+    day = 86_400_000
+    sim = Sim(RULES, D("50000"), quote=D("2000"))
+    g = Grid(1, grid_config(), RULES)
+    drive(g, sim, g.start(sim.price, 0))
+    drive(g, sim, [], sim.move(D("47400")))
+    drive(g, sim, [], sim.move(D("50100")))  # one round trip
+    assert g.stats(now_ts=3 * day).annualized_return_pct is None
+    assert g.stats(now_ts=8 * day).annualized_return_pct is not None
+    g.stop(False, 8 * day)
+    frozen = g.stats(now_ts=8 * day).annualized_return_pct
+    assert frozen is not None and g.stats(now_ts=300 * day).annualized_return_pct == frozen

@@ -56,10 +56,14 @@ def quote_received(fill: Fill, quote_asset: str) -> Decimal:
     return (fill.notional if fill.side is Side.SELL else -fill.notional) - fee
 
 
-def annualized_return_pct(pnl: Decimal, capital: Decimal, start_ts: int, now_ts: int) -> Decimal | None:
-    """Simple (not compounded) annualized return in percent; None before any time has passed."""
+MIN_APR_MS = 7 * 24 * 3600 * 1000  # an APR extrapolated from less than a week means nothing
+
+
+def annualized_return_pct(pnl: Decimal, capital: Decimal, start_ts: int, now_ts: int,
+                          min_ms: int = MIN_APR_MS) -> Decimal | None:
+    """Simple (not compounded) annualized return in percent; None before `min_ms` (a week) has passed."""
     elapsed = now_ts - start_ts
-    if capital <= 0 or elapsed <= 0:
+    if capital <= 0 or elapsed <= 0 or elapsed < min_ms:
         return None
     return pnl / capital * (YEAR_MS / Decimal(elapsed)) * 100
 

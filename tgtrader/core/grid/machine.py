@@ -102,6 +102,7 @@ class Grid:
         self.seq = 0
         self.ledger = Ledger()
         self.start_ts = 0
+        self.stopped_ts = 0
         self.start_price = ZERO
         self.last_price: Decimal | None = None
         self.last_ts = 0
@@ -312,6 +313,7 @@ class Grid:
             return []
         self._set_state(STOPPED, reason, ts)
         self.stop_reason = reason
+        self.stopped_ts = ts
         out = self._cancel_all()
         self._pool_all()
         if sell:
@@ -581,6 +583,8 @@ class Grid:
     def stats(self, now_ts: int | None = None) -> GridStats:
         pos = self.position()
         now = self.last_ts if now_ts is None else now_ts
+        if self.state == STOPPED and self.stopped_ts:
+            now = self.stopped_ts  # a stopped grid's return is frozen at its stop, not diluted by the wall clock
         pnl = self.ledger.realized + pos.unrealized
         return GridStats(
             self.ledger.realized, self.ledger.fees, self.ledger.round_trips, pos.base, pos.avg_cost,

@@ -111,6 +111,7 @@ def grid_to_state(g: Grid) -> dict[str, Any]:
         "seq": g.seq,
         "ledger": g.ledger.to_dict(),
         "start_ts": g.start_ts,
+        "stopped_ts": g.stopped_ts,
         "start_price": str(g.start_price),
         "last_price": s(g.last_price),
         "last_ts": g.last_ts,
@@ -144,6 +145,7 @@ def load_grid_state(g: Grid, d: dict[str, Any], rules: SymbolRules) -> None:
     g.seq = int(d["seq"])
     g.ledger = Ledger.from_dict(d["ledger"])
     g.start_ts, g.start_price = int(d["start_ts"]), Decimal(d["start_price"])
+    g.stopped_ts = int(d.get("stopped_ts", 0))
     g.last_price = None if d["last_price"] is None else Decimal(d["last_price"])
     g.last_ts = int(d["last_ts"])
     g.pool_base, g.pool_cost = Decimal(d["pool_base"]), Decimal(d["pool_cost"])
