@@ -49,6 +49,7 @@ async def test_restart_on_a_database_that_lost_its_last_transactions(harness: Ha
         assert await h.move("BTCUSDT", price) > 0
         assert await h.settle(quiet_s=0.5)
     await h.command("/buy BTCUSDT 0.001", want=lambda t: "BTCUSDT" in t)  # chase 2: lost with the sequence row
+    assert await h.create_grid("ETHUSDT", "2900", "3100", 4, "400") == 2  # grid 2: lost with its row
     assert await h.settle(quiet_s=0.5)
     lost = _our_ids_on_exchange(h) - {r[0] for r in h.db_rows("SELECT client_order_id FROM orders")}
     assert not lost  # the DB knew them all before the power loss
@@ -64,12 +65,15 @@ async def test_restart_on_a_database_that_lost_its_last_transactions(harness: Ha
     assert resting <= known, f"resting orders not adopted: {sorted(resting - known)}"
     assert not h.check_no_double_post()
     assert not h.check_grid_orders()
-    # new intents after the restart get ids never used before (the rolled-back sequence would say chase 2 again)
+    # new intents after the restart get ids never used before (the rolled-back sequences would say chase 2 and
+    # grid 2 again: grid 2's orders still rest on the exchange, adopted)
     await h.command("/buy BTCUSDT 0.001", want=lambda t: "BTCUSDT" in t)
+    assert await h.create_grid("ETHUSDT", "2950", "3150", 4, "400") == 3
     for price in ("50100", "49400"):
         await h.move("BTCUSDT", price)
         assert await h.settle(quiet_s=0.5)
     assert not h.check_no_double_post()
     result = {k: v for k, v in h.check_all(include_outbox=False).items() if v}
     assert not result, result
+    assert any(o.client_order_id.startswith("tg-g2-") for o in h.resting())  # the lost grid's orders: not touched
     assert gid == 1

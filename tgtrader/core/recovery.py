@@ -160,10 +160,22 @@ class Recovery:
         k = self.k
         return {s: k.tracker.last_trade_id.get(s) for s in k.machines.watched_symbols()}
 
+    async def _symbols_with_our_orders(self) -> set[str]:
+        """Symbols where the exchange holds open orders with our ids: a store that lost its last transactions (power
+        loss, a restored backup) may not know them, or their symbol, while the exchange kept them (issue 19)."""
+        k = self.k
+        try:
+            resting = await k.exchange.open_orders()
+        except ExchangeError as exc:
+            k.bus.publish(ErrorEvent("reconcile", f"open orders of all symbols: {exc}", k.clock_ms()))
+            return set()
+        return {o.symbol for o in resting if parse_client_order_id(o.client_order_id) is not None}
+
     async def reconcile(self) -> int:
         """Fetch what was missed and apply it as if it had streamed in; returns the number of fills recovered."""
         k = self.k
         symbols = k.machines.watched_symbols() | {o.symbol for o in k.tracker.open_orders()}
+        symbols |= await self._symbols_with_our_orders()
         last: dict[str, int | None] = {}
         for s in symbols:
             tid = await k.store.trade_watermark(s)
