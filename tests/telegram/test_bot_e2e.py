@@ -175,7 +175,8 @@ async def test_full_grid_flow_alerts_status_and_panic(stack: Stack) -> None:
     await stack.core.idle()
     assert (await stack.core.list_grids())[0].state == "stopped"
     assert not await stack.core.open_orders()
-    assert "BTC" not in {b.asset for b in (await stack.core.balances()).balances if b.total > 0}
+    # sold until flat: at most sub-step dust (a buy's fee taken in base)
+    assert all(b.total < D("0.00001") for b in (await stack.core.balances()).balances if b.asset == "BTC")
     await wait_for(lambda: any("exit (panic) finished" in t for t in fake.texts_to(ALICE)), 10, "the exit alert")
     assert "Nothing to resume" in await stack.ask(ALICE, "/resume_all")  # panic ended the grid
 
@@ -414,7 +415,7 @@ async def test_stop_loss_alert_written_by_the_core_reaches_every_chat_once(stack
     grid = await stack.core.grid(1)
     assert grid.state == "stopped"
     # the one tick 52000 -> 38000 filled the buys at 50000..40000 on its way down: sell_on_stop sold that base too
-    assert grid.base_held == 0, grid
+    assert grid.base_held < D("0.00001"), grid  # sold until flat (sub-step dust from a fee taken in base)
 
 
 def _free_port() -> int:

@@ -122,6 +122,15 @@ def money(value: Decimal | None, places: int = 2) -> str:
     return "0.00" if text in {"-0.00", "-0.000000"} else text
 
 
+FIAT_LIKE = frozenset({"USDT", "FDUSD", "USDC", "BUSD", "TUSD", "DAI", "EUR", "TRY", "BRL", "GBP", "USD", "quote"})
+
+
+def places_for(quote: str) -> int:
+    """Decimals for amounts of `quote`: 2 for dollars and other fiat-like assets, 8 for BTC, ETH, BNB... (a
+    0.0149 BTC profit must not read as +0.01)."""
+    return 2 if quote in FIAT_LIKE else 8
+
+
 def signed(value: Decimal | None, places: int = 2) -> str:
     if value is None:
         return "-"
@@ -207,8 +216,9 @@ def render_preview(preview: GridPreviewView) -> str:
         f"Qty per order: {num(preview.qty_per_order)} {_base_of(spec.symbol)}",
         f"Profit per grid after fees: {pct(preview.profit_pct_min)} - {pct(preview.profit_pct_max)}",
         f"Orders: {preview.buy_orders} buy, {preview.sell_orders} sell",
-        f"Required: {money(preview.required_quote)} {quote}"
-        + (f" + {num(preview.required_base)} {_base_of(spec.symbol)}" if preview.required_base else ""),
+        f"Invest {money(preview.required_quote, places_for(quote))} {quote}"
+        + (f" (of which about {money(preview.required_base * preview.price, places_for(quote))} {quote} buys"
+           f" {num(preview.required_base)} {_base_of(spec.symbol)} at the start)" if preview.required_base else ""),
     ]
     if spec.stop_loss is not None:
         lines.append(f"Stop-loss: {num(spec.stop_loss)}")
@@ -234,11 +244,12 @@ def preview_buttons(preview: GridPreviewView, ttl_s: float) -> list[list[ButtonS
 
 
 def _grid_line(grid: GridSummary) -> str:
+    p = places_for(_quote_of(grid.symbol))
     return (
         f"#{grid.id} {grid.symbol} {grid.state} {num(grid.lower)}-{num(grid.upper)} x{grid.grids}"
-        f" | grid profit {signed(grid.grid_profit)} | {grid.round_trips} trips"
-        f" | realized {signed(grid.realized_profit)}"
-        f" | unrealized {signed(grid.unrealized_pnl)}"
+        f" | grid profit {signed(grid.grid_profit, p)} | {grid.round_trips} trips"
+        f" | realized {signed(grid.realized_profit, p)}"
+        f" | unrealized {signed(grid.unrealized_pnl, p)}"
     )
 
 
@@ -249,14 +260,17 @@ def render_grid_list(grids: Sequence[GridSummary]) -> str:
 
 
 def render_grid(grid: GridSummary, title: str = "", now_ms: int | None = None) -> str:
+    q = _quote_of(grid.symbol)
+    p = places_for(q)
     lines = [
         title or f"Grid #{grid.id} {grid.symbol}",
         f"State: {grid.state}" + (f" ({grid.stop_reason})" if grid.stop_reason else ""),
         f"Range {num(grid.lower)} - {num(grid.upper)}, {grid.grids} grids, {grid.spacing}",
-        f"Investment {money(grid.investment)}, qty per order {num(grid.qty_per_order)}",
-        f"Grid profit {signed(grid.grid_profit)} from {grid.round_trips} round trips (after fees)",
-        f"Realized {signed(grid.realized_profit)} incl. sales of the start position, fees {money(grid.fees)}",
-        f"Holding {num(grid.base_held)} at avg {num(grid.avg_cost)}, unrealized {signed(grid.unrealized_pnl)}",
+        f"Investment {money(grid.investment, p)} {q}, qty per order {num(grid.qty_per_order)}",
+        f"Grid profit {signed(grid.grid_profit, p)} {q} from {grid.round_trips} round trips (after fees)",
+        f"Realized {signed(grid.realized_profit, p)} {q} (every sale, fees once), fees {money(grid.fees, p)} {q}",
+        f"Holding {num(grid.base_held)} at avg {num(grid.avg_cost)}, unrealized {signed(grid.unrealized_pnl, p)} {q}",
+        f"Total PnL {signed(grid.realized_profit + grid.unrealized_pnl, p)} {q} (realized + unrealized)",
         f"Last price {num(grid.last_price)}, open orders {grid.open_orders}",
     ]
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
