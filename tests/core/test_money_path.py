@@ -14,6 +14,7 @@ from tests.kit import CoreOnPaper, grid_spec
 from tests.waiting import wait_for
 from tgtrader.core.api import ApiError, GridSpec
 from tgtrader.core.config import CoreConfig
+from tgtrader.core.events import OrderFilled
 from tgtrader.core.kernel import Timer
 from tgtrader.exchange.paper import PAPER_ACCOUNT
 from tgtrader.types import Fill, OrderType, OrderUpdate, PlaceOrder, Side, Tick
@@ -290,4 +291,22 @@ async def test_start_re_checks_the_preview_at_the_current_price(tmp_path: Path) 
     await kit.trade("56000")  # across the 55000 level: the start buy would differ from the preview
     with pytest.raises(ApiError, match="across a grid level"):
         await kit.core.start_grid(view.token)
+    await kit.close()
+
+
+async def test_a_fee_paid_in_bnb_is_valued_at_bnbs_price_even_when_bnb_is_not_streamed(tmp_path: Path) -> None:
+    """Issue 15: a BNB fee was estimated from the configured fee rate unless BNBUSDT was streamed (2.00 booked
+    against 1.50 paid)."""
+    kit = await CoreOnPaper.open(tmp_path)
+    kit.paper.feed_trade("BNBUSDT", D("300"), kit.clock.advance())  # the venue knows BNB's price...
+    await kit.core.idle()
+    kit.core.last_prices.pop("BNBUSDT", None)  # ...the core streams only BTCUSDT
+    await kit.core.rules_for("BTCUSDT")
+    # a trade of ours whose commission was paid in BNB: 0.005 BNB = 1.50 USDT (the fee-rate guess: 0.1 % of 2000)
+    fill = Fill("BTCUSDT", 900001, "tg-m1", Side.BUY, D("50000"), D("0.04"), D("0.005"), "BNB", False,
+                kit.clock.advance())
+    kit.core.post(fill)
+    await kit.core.idle()
+    [ev] = [e for e in kit.recorder.of(OrderFilled) if e.trade_id == 900001]
+    assert ev.fee_quote == D("1.5")
     await kit.close()

@@ -120,6 +120,7 @@ class Kernel:
         self.last_prices: dict[str, Decimal] = {}
         self.books: dict[str, tuple[Decimal | None, Decimal | None]] = {}
         self.balances_cache: dict[str, Balance] = {}
+        self._fee_prices: dict[str, tuple[Decimal, int]] = {}  # fee assets' prices read from the venue, with time
         self.price_history: dict[str, PriceHistory] = {}  # symbols with a grid only: /chart draws grids
         self.panic_paused: set[int] = set()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -293,7 +294,8 @@ class Kernel:
             return fill.fee if fill.fee_asset == self.config.quote_asset else ZERO
         prices = {}
         if fill.fee_asset not in (rules.base_asset, rules.quote_asset):
-            p = self.last_prices.get(fill.fee_asset + rules.quote_asset)
+            sym = fill.fee_asset + rules.quote_asset
+            p = self.last_prices.get(sym) or (self._fee_prices.get(sym) or (None, 0))[0]
             if p is not None:
                 prices[fill.fee_asset] = p
         return fee_in_quote(fill, rules.base_asset, rules.quote_asset, prices, self.config.fee_rate)
@@ -308,6 +310,7 @@ class Kernel:
             self.tracker.prune(keep_final=5_000)  # final orders live on in the database
         self.tracker.on_fill(fill)
         machine = self.machines.owner_of(fill.client_order_id)
+        await self._price_fee_asset(fill)
         fee = self._fee_quote(fill)
         intents = machine.on_fill(fill, fee) if machine is not None else []
         owner = parse_client_order_id(fill.client_order_id)
@@ -318,6 +321,22 @@ class Kernel:
         ev = OrderFilled(fill.symbol, fill.side, fill.price, fill.qty, fee, fill.client_order_id,
                          owner_name, fill.trade_id, fill.ts_ms, recovered=recovering)
         await self.react(machine, intents, fill=fill, extra_events=[ev])
+
+    async def _price_fee_asset(self, fill: Fill) -> None:
+        """A fee paid in a third asset (BNB) is valued at that asset's price: streamed if it is, else read from the
+        venue (cached a minute), never estimated from the configured fee rate while a price can be had."""
+        rules = self.rules.get(fill.symbol)
+        if rules is None or fill.fee <= 0 or fill.fee_asset in (rules.base_asset, rules.quote_asset):
+            return
+        sym = fill.fee_asset + rules.quote_asset
+        now = self.clock_ms()
+        cached = self._fee_prices.get(sym)
+        if sym in self.last_prices or (cached is not None and now - cached[1] < 60_000):
+            return
+        try:
+            self._fee_prices[sym] = (await self.exchange.ticker_price(sym), now)
+        except ExchangeError as exc:
+            logger.warning("core: no {} price to value a {} fee ({}); estimating it", sym, fill.fee_asset, exc)
 
     async def apply_update(self, upd: OrderUpdate) -> None:
         result = self.tracker.on_update(upd)
