@@ -1,5 +1,6 @@
 """The unattended demo: the real core + paper exchange on the shipped candles, driven through the console
-chat, must make exactly the fills the vectorized backtester makes on the same candles."""
+chat, must make exactly the fills the vectorized backtester makes on the same candles, and book the same
+grid profit, realized profit, fees and round trips under each commission mode (issue 15)."""
 
 from __future__ import annotations
 
@@ -17,25 +18,27 @@ from tgtrader.backtest.vector import run_backtest
 from tgtrader.core.api import GridSpec
 from tgtrader.demo import SAMPLE, Demo, grid_words, read_script
 from tgtrader.exchange.paper import load_exchange_info
+from tgtrader.fees import FEE_ASSETS, FeeAsset
 from tgtrader.store.db import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def test_unattended_demo_fills_equal_the_backtest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fee_asset", FEE_ASSETS)
+async def test_unattended_demo_fills_equal_the_backtest(tmp_path: Path, fee_asset: FeeAsset) -> None:
     candles = load_candles(SAMPLE)
     script = tmp_path / "script.txt"
     script.write_text("@25% /status\n@50% /orders\n@75% /pnl\n/size BTCUSDT 20000 19000\n")
     out: list[str] = []
     grid = grid_words(None, float(candles.open[0]))
     demo = Demo(candles, "BTCUSDT", speed=None, grid=grid, script=read_script(script), db_path=tmp_path / "d.db",
-                out_dir=tmp_path / "charts", interactive=False, write=out.append)
+                out_dir=tmp_path / "charts", interactive=False, write=out.append, fee_asset=fee_asset)
     summary = await demo.run()
     text = "\n".join(out)
 
     lower, upper, n, investment = grid.split()
     spec = GridSpec("BTCUSDT", Decimal(lower), Decimal(upper), int(n), Decimal(investment))
-    vec = run_backtest(candles, spec, load_exchange_info()["BTCUSDT"], fee=0.001)
+    vec = run_backtest(candles, spec, load_exchange_info()["BTCUSDT"], fee=0.001, fee_asset=fee_asset)
 
     db = await Database.open(tmp_path / "d.db")
     try:
@@ -48,7 +51,10 @@ async def test_unattended_demo_fills_equal_the_backtest(tmp_path: Path) -> None:
     ]
     assert len(grid_fills) == vec.buys + vec.sells > 20
     assert summary.round_trips == vec.round_trips
-    assert Decimal(summary.grid_profit) == pytest.approx(Decimal(str(round(vec.grid_profit, 2))), abs=Decimal("0.011"))
+    cent = Decimal("0.011")
+    assert Decimal(summary.grid_profit) == pytest.approx(Decimal(str(round(vec.grid_profit, 2))), abs=cent)
+    assert Decimal(summary.realized) == pytest.approx(Decimal(str(round(vec.realized, 2))), abs=cent)
+    assert Decimal(summary.fees) == pytest.approx(Decimal(str(round(vec.fees, 2))), abs=cent)
     assert Decimal(summary.final_equity) - Decimal(summary.start_equity) == pytest.approx(
         Decimal(str(round(vec.final_equity - float(spec.investment), 2))), abs=Decimal("0.01"))
     # what a trader sees: the scripted commands answered, alerts, the summary and the chart

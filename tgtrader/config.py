@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from tgtrader.errors import ConfigError
+from tgtrader.fees import DEFAULT_FEE_ASSET, FeeAsset, fee_asset_of
 from tgtrader.keys import KeyType, key_type_of, pem_text, private_key_problem
 
 MASK = "********"
@@ -102,6 +103,7 @@ class Settings:
     paper_maker_fee: Decimal = Decimal("0.001")
     paper_taker_fee: Decimal = Decimal("0.001")
     paper_balances: dict[str, Decimal] = field(default_factory=lambda: {"USDT": Decimal("10000")})
+    paper_fee_asset: FeeAsset = DEFAULT_FEE_ASSET  # who pays paper commissions (tgtrader/fees.py)
     max_grid_quote: Decimal = Decimal("5000")
     max_total_quote: Decimal = Decimal("10000")
     max_open_orders: int = 200
@@ -458,6 +460,7 @@ def load_settings(
     maker_fee = r.field("TGTRADER_PAPER_MAKER_FEE", d.paper_maker_fee, _decimal(Decimal(0), Decimal("0.1")))
     taker_fee = r.field("TGTRADER_PAPER_TAKER_FEE", d.paper_taker_fee, _decimal(Decimal(0), Decimal("0.1")))
     balances = r.field("TGTRADER_PAPER_BALANCES", d.paper_balances, _balances)
+    fee_asset = r.field("TGTRADER_PAPER_FEE_ASSET", d.paper_fee_asset, fee_asset_of)
     max_grid = r.field("TGTRADER_MAX_GRID_QUOTE", d.max_grid_quote, _decimal(Decimal(0), low_inclusive=False))
     max_total = r.field("TGTRADER_MAX_TOTAL_QUOTE", d.max_total_quote, _decimal(Decimal(0), low_inclusive=False))
     max_orders = r.field("TGTRADER_MAX_OPEN_ORDERS", d.max_open_orders, _int(1, 10_000))
@@ -517,6 +520,7 @@ def load_settings(
         paper_maker_fee=maker_fee,
         paper_taker_fee=taker_fee,
         paper_balances=balances,
+        paper_fee_asset=fee_asset,
         max_grid_quote=max_grid,
         max_total_quote=max_total,
         max_open_orders=max_orders,
@@ -588,6 +592,7 @@ ENV_VARS: tuple[str, ...] = (
     "TGTRADER_PAPER_MAKER_FEE",
     "TGTRADER_PAPER_TAKER_FEE",
     "TGTRADER_PAPER_BALANCES",
+    "TGTRADER_PAPER_FEE_ASSET",
     "TGTRADER_MAX_GRID_QUOTE",
     "TGTRADER_MAX_TOTAL_QUOTE",
     "TGTRADER_MAX_OPEN_ORDERS",

@@ -37,6 +37,7 @@ from tgtrader.core.events import EventBus
 from tgtrader.core.rules import fmt_decimal
 from tgtrader.core.service import TradingCore
 from tgtrader.exchange.paper import PaperExchange
+from tgtrader.fees import BNB, DEFAULT_FEE_ASSET, FeeAsset
 from tgtrader.store.core_store import CoreStore
 from tgtrader.store.db import Database
 
@@ -47,6 +48,8 @@ DEFAULT_SECONDS = 60.0  # the whole replay takes about this long at the default 
 QUOTE = "USDT"
 START_QUOTE = Decimal("10000")
 FEE = Decimal("0.001")
+START_BNB = Decimal("10")  # the fee float when TGTRADER_PAPER_FEE_ASSET=bnb
+BNB_PRICE = Decimal("300")  # what 1 BNB is worth in the demo (no BNB market is replayed)
 _SCRIPT_LINE = re.compile(r"^@\s*(\d+(?:\.\d+)?)\s*%\s*(.+)$")
 
 
@@ -113,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     token = settings.telegram_bot_token.reveal() if settings.telegram_bot_token else None
     demo = Demo(candles, args.symbol.upper(), speed=speed, grid=grid, script=script, db_path=args.db,
-                out_dir=args.out, interactive=interactive, telegram=(token, settings) if token else None)
+                out_dir=args.out, interactive=interactive, telegram=(token, settings) if token else None,
+                fee_asset=settings.paper_fee_asset)
     try:
         summary = asyncio.run(demo.run())
     except KeyboardInterrupt:
@@ -174,8 +178,12 @@ def read_script(path: Path) -> list[tuple[float, str]]:
 class Demo:
     def __init__(self, candles: Candles, symbol: str, *, speed: float | None, grid: str | None,
                  script: list[tuple[float, str]], db_path: Path | None, out_dir: Path, interactive: bool,
-                 telegram: tuple[str, Any] | None = None, write: Callable[[str], None] | None = None) -> None:
+                 telegram: tuple[str, Any] | None = None, write: Callable[[str], None] | None = None,
+                 fee_asset: FeeAsset = DEFAULT_FEE_ASSET) -> None:
+        """`fee_asset`: who pays the paper commissions (tgtrader/fees.py); "bnb" funds the account with BNB."""
         self.candles = candles
+        self.fee_asset = fee_asset
+        self.start_balances = {QUOTE: START_QUOTE, **({BNB: START_BNB} if fee_asset == "bnb" else {})}
         self.symbol = symbol
         self.speed = speed
         self.grid = grid
@@ -224,7 +232,8 @@ class Demo:
         else:
             db_path = self.db_path
         db = await Database.open(db_path)
-        paper = PaperExchange(db, maker_fee=FEE, taker_fee=FEE, initial_balances={QUOTE: START_QUOTE})
+        paper = PaperExchange(db, maker_fee=FEE, taker_fee=FEE, initial_balances=self.start_balances,
+                              fee_asset=self.fee_asset, bnb_prices={QUOTE: BNB_PRICE})
         core = TradingCore(paper, CoreStore(db), EventBus(), config=CoreConfig(timer_interval_s=0), mode="demo",
                            clock_ms=lambda: self._now_ms)
         replay = CandleReplay(paper, self.symbol, self.candles, on_step=core.idle, speed=self.speed,
@@ -361,7 +370,8 @@ class Demo:
             "━" * 72 + "\n"
             f" tgtrader demo — paper exchange, no keys, no network\n"
             f" replaying {len(c):,} real {self.symbol} 1m candles {first} → {last} UTC (speed {speed})\n"
-            f" balance {START_QUOTE} {QUOTE}, fee {FEE * 100}% maker/taker. Type /help for commands.\n"
+            f" balance {START_QUOTE} {QUOTE}, fee {FEE * 100}% maker/taker paid in {self.fee_asset}. "
+            "Type /help for commands.\n"
             + "━" * 72
         )
 
@@ -376,11 +386,14 @@ class Demo:
         base = sum((b.total for b in balances if b.asset == base_asset), Decimal(0))
         first = Decimal(repr(float(self.candles.open[0])))
         last = Decimal(repr(float(self.candles.close[-1])))
-        equity = quote + base * last
+        bnb = sum((b.total for b in balances if b.asset == BNB and base_asset != BNB), Decimal(0))
+        start_equity = START_QUOTE + (self.start_balances.get(BNB, Decimal(0)) if base_asset != BNB else 0) * BNB_PRICE
+        equity = quote + base * last + bnb * BNB_PRICE
         chart: str | None = None
         if grids:
             chart = self._write_chart(await core.chart_data(grids[0].id))
-        fees = sum((f.fee if f.fee_asset == QUOTE else f.fee * f.price for f in fills), Decimal(0))
+        fees = sum((f.fee if f.fee_asset == QUOTE else f.fee * (BNB_PRICE if f.fee_asset == BNB else f.price)
+                    for f in fills), Decimal(0))
         return DemoSummary(
             symbol=self.symbol,
             candles=len(self.candles),
@@ -392,9 +405,9 @@ class Demo:
             grid_profit=f"{sum((g.grid_profit for g in grids), Decimal(0)):.2f}",
             realized=f"{sum((g.realized_profit for g in grids), Decimal(0)):.2f}",
             fees=f"{fees:.2f}",
-            start_equity=f"{START_QUOTE:.2f}",
+            start_equity=f"{start_equity:.2f}",
             final_equity=f"{equity:.2f}",
-            return_pct=f"{(equity / START_QUOTE - 1) * 100:.2f}",
+            return_pct=f"{(equity / start_equity - 1) * 100:.2f}",
             hold_return_pct=f"{(last / first - 1) * 100:.2f}",
             chart=chart,
             elapsed_s=round(elapsed, 2),

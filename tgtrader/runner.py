@@ -104,6 +104,7 @@ async def open_exchange(settings: Settings, db: Database, paper: bool) -> tuple[
         maker_fee=settings.paper_maker_fee,
         taker_fee=settings.paper_taker_fee,
         initial_balances=settings.paper_balances,
+        fee_asset=settings.paper_fee_asset,
         on_subscribe=market.subscribe,
         on_unsubscribe=market.unsubscribe,
         price_source=market.ticker_price,

@@ -3,7 +3,9 @@
 Written independently of the vectorized engine (no crossing arithmetic): every vertex is a "trade"; a
 resting buy fills when the new price is at or below its limit, a resting sell when it is at or above;
 fills of one move go in path order and their counter orders rest from the next vertex on, like the
-paper exchange in candle replay. Triggers split the move at the trigger price.
+paper exchange in candle replay. A trigger reached at a vertex ends the run there: that move's fills first,
+then all base sold at the vertex's price (less the slippage), never at the trigger price itself. Commission
+in quote, in base on buys (Binance's default) or in BNB (valued in quote), without symbol rules.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class RefResult:
     base: float = 0.0
     fees: float = 0.0
     grid_profit: float = 0.0
+    realized: float = 0.0
+    bnb_fees: float = 0.0
     final_equity: float = 0.0
     max_drawdown_pct: float = 0.0
     equity: list[float] = field(default_factory=list)
@@ -58,6 +62,8 @@ def reference_backtest(
     stop_loss: float | None = None,
     take_profit: float | None = None,
     qty: float | None = None,
+    fee_asset: str = "quote",
+    slippage_bps: float = 0.0,
 ) -> RefResult:
     n_int = len(levels) - 1
     path: list[float] = []
@@ -69,10 +75,17 @@ def reference_backtest(
     if qty is None:
         qty = investment / (sum(levels[i] for i in range(n_int) if not holding[i]) + p0 * nh)
     q = qty
+    fb = fee if fee_asset == "base" else 0.0  # share of a buy's base that pays its fee
+    fq = fee if fee_asset == "quote" else 0.0  # share of a buy's notional paid in quote
+    fs = 0.0 if fee_asset == "bnb" else fee  # share of a sell's proceeds paid in quote
+    fc = 0.0 if fee_asset == "base" else fee  # share of a buy's notional added to its cost
+    got = q * (1 - fb)
     r = RefResult()
-    r.quote = investment - q * nh * p0 - q * nh * p0 * fee
-    r.base = q * nh
+    r.quote = investment - q * nh * p0 * (1 + fq)
+    r.base = got * nh
     r.fees = q * nh * p0 * fee
+    r.bnb_fees = r.fees if fee_asset == "bnb" else 0.0
+    cost = [q * p0 * (1 + fc) if holding[i] else 0.0 for i in range(n_int)]
     bought = [False] * n_int  # holding because of a grid buy (its sell is a round trip)
     # orders: interval -> (side, level index)
     book = {i: ("SELL", i + 1) if holding[i] else ("BUY", i) for i in range(n_int)}
@@ -83,9 +96,9 @@ def reference_backtest(
         candle = v // 4
         trigger = None
         if not stopped and stop_loss is not None and cur <= stop_loss:
-            trigger, cur = "stop_loss", stop_loss
+            trigger = "stop_loss"
         elif not stopped and take_profit is not None and cur >= take_profit:
-            trigger, cur = "take_profit", take_profit
+            trigger = "take_profit"
         if not stopped:
             buys = sorted(
                 (lv for i, (s, lv) in book.items() if s == "BUY" and cur <= levels[lv]), reverse=True
@@ -93,9 +106,11 @@ def reference_backtest(
             sells = sorted(lv for i, (s, lv) in book.items() if s == "SELL" and cur >= levels[lv])
             for lv in buys:
                 px = levels[lv]
-                r.quote -= q * px * (1 + fee)
+                r.quote -= q * px * (1 + fq)
                 r.fees += q * px * fee
-                r.base += q
+                r.bnb_fees += q * px * fee if fee_asset == "bnb" else 0.0
+                r.base += got
+                cost[lv] = q * px * (1 + fc)
                 r.buys += 1
                 bought[lv] = True
                 book[lv] = ("SELL", lv + 1)
@@ -103,29 +118,34 @@ def reference_backtest(
             for lv in sells:
                 px = levels[lv]
                 i = lv - 1
-                r.quote += q * px * (1 - fee)
-                r.fees += q * px * fee
-                r.base -= q
+                r.quote += got * px * (1 - fs)
+                r.fees += got * px * fee
+                r.bnb_fees += got * px * fee if fee_asset == "bnb" else 0.0
+                r.base -= got
                 r.sells += 1
+                profit = got * px * (1 - fee) - cost[i]
+                r.realized += profit
+                cost[i] = 0.0
                 if bought[i]:
                     r.round_trips += 1
-                    lo_px = levels[i]
-                    r.grid_profit += q * (px - lo_px) - fee * q * (px + lo_px)
+                    r.grid_profit += profit
                 bought[i] = False
                 book[i] = ("BUY", i)
-                r.fills.append((candle, "SELL", lv, px, q))
+                r.fills.append((candle, "SELL", lv, px, got))
             if trigger is not None:
-                proceeds = r.base * cur
-                r.quote += proceeds * (1 - fee)
+                proceeds = r.base * cur * (1 - slippage_bps / 10_000)
+                r.quote += proceeds * (1 - fs)
                 r.fees += proceeds * fee
+                r.bnb_fees += proceeds * fee if fee_asset == "bnb" else 0.0
+                r.realized += proceeds * (1 - fee) - sum(cost)
                 r.base = 0.0
                 r.stop, r.stop_candle = trigger, candle
                 stopped = True
                 book = {}
         if v % 4 == 3:
-            eq = r.quote + r.base * path[v]
+            eq = r.quote + r.base * path[v] - r.bnb_fees
             r.equity.append(eq)
             peak = max(peak, eq)
             r.max_drawdown_pct = max(r.max_drawdown_pct, (peak - eq) / peak * 100)
-    r.final_equity = r.quote + r.base * path[-1]
+    r.final_equity = r.quote + r.base * path[-1] - r.bnb_fees
     return r

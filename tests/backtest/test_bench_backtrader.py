@@ -28,7 +28,7 @@ def test_backtrader_grid_reconciles_with_vectorized() -> None:
     sys.modules["bench_backtest"] = bench
     spec_.loader.exec_module(bench)
     c = load_candles(SAMPLE).slice(0, 1500)
-    r = run_backtest(c, spec(19500, 20500, 20, 1000))
+    r = run_backtest(c, spec(19500, 20500, 20, 1000), fee_asset="quote")  # backtrader charges in cash
     bt = bench.run_backtrader(c, r.levels, r.qty, 0.001, 1000.0)
     rec = bench.reconcile(r, bt.pop("fills"), 0.001)
     # the models differ only in same-candle counter fills and fills at a gapped open: most fills are identical
@@ -56,7 +56,7 @@ def test_backtrader_grid_equals_vectorized_without_gaps_or_same_candle_counters(
     from tgtrader.backtest.candles import Candles
 
     g = Candles.from_arrays(o, h, lo, c.close, c.open_time)
-    r = run_backtest(g, spec(19500, 22500, 20, 1000))
+    r = run_backtest(g, spec(19500, 22500, 20, 1000), fee_asset="quote")
     assert bench.same_candle_counter_fills(r) == 0
     bt = bench.run_backtrader(g, r.levels, r.qty, 0.001, 1000.0)
     rec = bench.reconcile(r, bt.pop("fills"), 0.001)

@@ -64,8 +64,25 @@ def test_json_with_symbol_rules_and_stop(capsys: pytest.CaptureFixture[str]) -> 
     code, out, err = run(capsys, *GRID, "--symbol", "btcusdt", "--stop-loss", "19700", "--json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["stop"] == "stop_loss" and data["stop_price"] == 19700 and data["base"] == 0
+    # issue 15: sold at the first path price beyond the trigger (the price jumped past 19700), not at 19700
+    assert data["stop"] == "stop_loss" and data["stop_trigger"] == 19700 and data["stop_price"] < 19700
+    assert data["fee_asset"] == "base" and 0 <= data["base"] < 0.00001  # base fees leave dust below the step
     assert data["qty"] == 0.00247  # rounded down to the BTCUSDT step 0.00001
+
+
+def test_fee_asset_and_slippage_options(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, *GRID, "--stop-loss", "19700", "--json")
+    plain = json.loads(out)
+    code, out, err = run(capsys, *GRID, "--stop-loss", "19700", "--slippage-bps", "20", "--fee-asset", "quote",
+                         "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["fee_asset"], data["slippage_bps"]) == ("quote", 20.0)
+    assert data["stop_price"] == pytest.approx(plain["stop_price"] * 0.998)
+    code, out, err = run(capsys, *GRID, "--stop-loss", "19700")
+    assert code == 0 and "sold" in out and "triggered at 19,700" in out
+    code, out, err = run(capsys, *GRID, "--slippage-bps", "-5")
+    assert code == 2 and err.strip() == "tgtrader backtest: error: --slippage-bps must be in [0, 1000), got '-5'"
 
 
 def test_plot_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

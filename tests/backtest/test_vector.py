@@ -45,7 +45,7 @@ def test_path_order() -> None:
 def test_hand_checked_two_waiting_intervals() -> None:
     # levels 10, 11, 12; P0 = 11.5 -> both intervals waiting (buys at 10 and 11); q = 100 / (10 + 11)
     c = make([(11.5, 11.6, 10.9, 11.0), (11.0, 12.2, 9.8, 12.1)])
-    r = run_backtest(c, spec(10, 12, 2, 100), fee=0.001)
+    r = run_backtest(c, spec(10, 12, 2, 100), fee=0.001, fee_asset="quote")
     q = 100 / 21
     assert r.qty == approx(q) and r.holding_start == 0
     # candle 0: 11.5 -> 11.6 -> 10.9 (buy at 11) -> 11.0
@@ -69,7 +69,7 @@ def test_hand_checked_holding_start_counter_fill_and_gap() -> None:
     # levels 100..130 step 10, P0 = 105: interval 0 waits (buy 100), intervals 1, 2 hold (sell 120, 130)
     # q = 310 / (100 + 2 * 105) = 1; start buy 2 at 105 paying 0.21 fee
     c = make([(105, 125, 99, 101), (131, 132, 131, 132)])
-    r = run_backtest(c, spec(100, 130, 3, 310), fee=0.001)
+    r = run_backtest(c, spec(100, 130, 3, 310), fee=0.001, fee_asset="quote")
     assert r.qty == approx(1.0) and r.holding_start == 2
     # c0: 105 -> 125 (sell 120: no round trip) -> 99 (buy 110, buy 100: higher first) -> 101
     # join 101 -> 131 (sells 110, 120 are round trips; 130 was start base) -> 131 -> 132 -> 132
@@ -86,33 +86,81 @@ def test_hand_checked_holding_start_counter_fill_and_gap() -> None:
     assert r.max_drawdown_pct == 0.0
 
 
-def test_hand_checked_stop_loss_sells_all_at_trigger() -> None:
+def test_hand_checked_stop_loss_sells_all_at_the_path_price_beyond_the_trigger() -> None:
+    """Issue 15: the path fell from 11.5 to 9.0 in one move; no market sells at the 9.5 trigger then."""
     c = make([(11.5, 11.5, 9.0, 9.2), (9.2, 12.5, 9.0, 12.4)])
-    r = run_backtest(c, spec(10, 12, 2, 100, stop_loss=9.5))
+    r = run_backtest(c, spec(10, 12, 2, 100, stop_loss=9.5), fee_asset="quote")
     q = 100 / 21
     assert [(cd, s, lv) for cd, s, lv, _, _ in r.fills.records()] == [(0, "BUY", 1), (0, "BUY", 0)]
-    assert (r.stop, r.stop_candle, r.stop_price) == ("stop_loss", 0, 9.5)
+    assert (r.stop, r.stop_candle, r.stop_price, r.stop_trigger) == ("stop_loss", 0, 9.0, 9.5)
     assert r.stop_qty == approx(2 * q)
-    assert r.quote == approx(100 - 21 * q * 1.001 + 2 * q * 9.5 * 0.999)
+    assert r.quote == approx(100 - 21 * q * 1.001 + 2 * q * 9.0 * 0.999)
+    assert r.realized == approx(2 * q * 9.0 * 0.999 - 21 * q * 1.001)
     assert r.base == 0.0 and r.final_equity == approx(r.quote)
     assert r.equity.tolist() == [approx(r.quote), approx(r.quote)]
+
+
+def test_stop_loss_slippage_sells_below_the_path_price() -> None:
+    c = make([(11.5, 11.5, 9.0, 9.2)])
+    r = run_backtest(c, spec(10, 12, 2, 100, stop_loss=9.5), fee_asset="quote", slippage_bps=50)
+    assert r.stop_price == approx(9.0 * 0.995)
+    assert r.quote == approx(100 - 21 * (100 / 21) * 1.001 + 2 * (100 / 21) * 9.0 * 0.995 * 0.999)
+    with pytest.raises(BacktestInputError, match="slippage"):
+        run_backtest(c, spec(10, 12, 2, 100, stop_loss=9.5), slippage_bps=-1)
 
 
 def test_stop_at_a_level_fills_the_level_first() -> None:
     c = make([(11.5, 11.5, 9.0, 9.2)])
     r = run_backtest(c, spec(10, 12, 2, 100, stop_loss=10.0))
     assert [s for _, s, _, _, _ in r.fills.records()] == ["BUY", "BUY"]
-    assert r.stop_qty == approx(2 * 100 / 21)
+    assert r.stop_qty == approx(2 * 100 / 21 * 0.999)  # a buy's fee came out of its base
 
 
 def test_take_profit() -> None:
     # levels 10, 11, 12, P0 = 10.5: interval 1 holds (sell 12), interval 0 waits (buy 10)
     c = make([(10.5, 12.5, 10.4, 12.4), (12.4, 13, 12, 12.5)])
-    r = run_backtest(c, spec(10, 12, 2, 100, take_profit=12.0))
+    r = run_backtest(c, spec(10, 12, 2, 100, take_profit=12.0), fee_asset="quote")
     q = 100 / (10 + 10.5)
     assert [(cd, s, lv) for cd, s, lv, _, _ in r.fills.records()] == [(0, "SELL", 2)]
-    assert r.stop == "take_profit" and r.stop_qty == approx(0.0)
+    assert r.stop == "take_profit" and r.stop_qty == approx(0.0) and r.stop_price == 12.5
     assert r.quote == approx(100 - q * 10.5 * 1.001 + q * 12 * 0.999)
+
+
+def test_hand_checked_commission_in_base_and_in_bnb() -> None:
+    """Binance's default: a buy's fee is taken from the base it receives (not added to its cost), a sell's
+    from the quote; in BNB both are paid outside the quote balance and valued in quote."""
+    c = make([(11.5, 11.6, 10.9, 11.0), (11.0, 12.2, 9.8, 12.1)])
+    q = 100 / 21
+    base = run_backtest(c, spec(10, 12, 2, 100), fee=0.001)
+    assert base.fee_asset == "base"
+    got = q * 0.999
+    assert base.fills.qty.tolist() == [approx(q), approx(q), approx(got), approx(got)]
+    assert base.grid_profit == approx(got * 11 * 0.999 - q * 10 + got * 12 * 0.999 - q * 11)
+    assert base.realized == approx(base.grid_profit)
+    assert base.fees == approx(0.001 * q * (11 + 10) + 0.001 * got * (11 + 12))
+    assert base.quote == approx(100 - q * 21 + got * 23 * 0.999) and base.base == approx(0.0)
+    bnb = run_backtest(c, spec(10, 12, 2, 100), fee=0.001, fee_asset="bnb")
+    quote = run_backtest(c, spec(10, 12, 2, 100), fee=0.001, fee_asset="quote")
+    assert (bnb.grid_profit, bnb.fees, bnb.final_equity) == (approx(quote.grid_profit), approx(quote.fees),
+                                                           approx(quote.final_equity))
+    assert bnb.quote == approx(100 + q * 2) and bnb.bnb_fees == approx(bnb.fees)
+    with pytest.raises(BacktestInputError, match="fee asset"):
+        run_backtest(c, spec(10, 12, 2, 100), fee_asset="usdt")  # type: ignore[arg-type]
+
+
+def test_base_fees_with_step_rounding_carry_the_dust_like_the_core() -> None:
+    """With a step, an interval sells round_down(what it holds): the dust stays and its next buy is
+    round_down(q - dust), as the core's grid does (checked against the core itself in test_engine_replay)."""
+    from tgtrader.core.rules import SymbolRules
+
+    rules = SymbolRules("XUSDT", "X", "USDT", tick_size=Decimal("0.1"), step_size=Decimal("0.01"))
+    # levels 10, 11, 12; P0 11.5: both intervals wait; q = round_down(100 / 21) = 4.76
+    c = make([(11.5, 11.6, 10.9, 11.0), (11.0, 12.2, 10.9, 12.1), (12.1, 12.1, 10.9, 11.0), (11.0, 12.2, 11.0, 12.1)])
+    r = run_backtest(c, spec(10, 12, 2, 100), rules=rules, fee=0.001)
+    # interval 1: buy 4.76 at 11 (gets 4.75524), sell 4.75 at 12 (dust 0.00524), buy 4.75, sell 4.75 (dust 0.0005)
+    assert [(s, q) for _, s, _, _, q in r.fills.records()] == [
+        ("BUY", 4.76), ("SELL", 4.75), ("BUY", 4.75), ("SELL", 4.75)]
+    assert r.base == approx(4.76 * 0.999 - 4.75 + 4.75 * 0.999 - 4.75)
 
 
 def test_rejects_bad_settings() -> None:
@@ -173,20 +221,24 @@ def scenarios(draw: st.DrawFn) -> tuple:
     sl = sl if sl is not None and sl < p0 else None
     tp = tp if tp is not None and tp > p0 else None
     fee = draw(st.sampled_from([0.0, 0.001, 0.00075]))
-    return spec(lower, upper, n_grids, 1000.0, spacing, sl, tp), fee, rows
+    fee_asset = draw(st.sampled_from(["base", "quote", "bnb"]))
+    slippage = draw(st.sampled_from([0.0, 25.0]))
+    return spec(lower, upper, n_grids, 1000.0, spacing, sl, tp), fee, rows, fee_asset, slippage
 
 
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_vectorized_equals_reference(scenario: tuple) -> None:
-    grid, fee, rows = scenario
-    r = run_backtest(make(rows), grid, fee=fee)
-    ref = reference_backtest(rows, r.levels.tolist(), 1000.0, fee, *triggers(grid))
-    got = [(cd, s, lv, px) for cd, s, lv, px, _ in r.fills.records()]
-    assert got == [(cd, s, lv, px) for cd, s, lv, px, _ in ref.fills]
+    grid, fee, rows, fee_asset, slippage = scenario
+    r = run_backtest(make(rows), grid, fee=fee, fee_asset=fee_asset, slippage_bps=slippage)
+    ref = reference_backtest(rows, r.levels.tolist(), 1000.0, fee, *triggers(grid), fee_asset=fee_asset,
+                             slippage_bps=slippage)
+    got = [(cd, s, lv, px, q) for cd, s, lv, px, q in r.fills.records()]
+    assert got == [(cd, s, lv, px, approx(q)) for cd, s, lv, px, q in ref.fills]
     assert (r.buys, r.sells, r.round_trips) == (ref.buys, ref.sells, ref.round_trips)
     assert (r.stop, r.stop_candle) == (ref.stop, ref.stop_candle)
-    for name in ("quote", "base", "fees", "grid_profit", "final_equity", "max_drawdown_pct"):
+    for name in ("quote", "base", "fees", "bnb_fees", "grid_profit", "realized", "final_equity",
+                 "max_drawdown_pct"):
         assert getattr(r, name) == approx(getattr(ref, name)), name
     assert r.equity.tolist() == [approx(e) for e in ref.equity]
 
@@ -205,15 +257,17 @@ def test_real_sample_equals_reference(grid: GridSpec, fee: float) -> None:
     from tgtrader.backtest.command import SAMPLE
 
     c = load_candles(SAMPLE)
-    r = run_backtest(c, grid, fee=fee)
-    rows = list(zip(c.open.tolist(), c.high.tolist(), c.low.tolist(), c.close.tolist()))
-    ref = reference_backtest(rows, r.levels.tolist(), float(grid.investment), fee, *triggers(grid))
-    assert r.fills.records() == [(cd, s, lv, px, approx(q)) for cd, s, lv, px, q in ref.fills]
-    assert (r.buys, r.sells, r.round_trips, r.stop, r.stop_candle) == (
-        ref.buys, ref.sells, ref.round_trips, ref.stop, ref.stop_candle
-    )
-    for name in ("quote", "base", "fees", "grid_profit", "final_equity", "max_drawdown_pct"):
-        assert getattr(r, name) == approx(getattr(ref, name)), name
+    for fee_asset in ("base", "quote", "bnb"):
+        r = run_backtest(c, grid, fee=fee, fee_asset=fee_asset)  # type: ignore[arg-type]
+        rows = list(zip(c.open.tolist(), c.high.tolist(), c.low.tolist(), c.close.tolist()))
+        ref = reference_backtest(rows, r.levels.tolist(), float(grid.investment), fee, *triggers(grid),
+                                 fee_asset=fee_asset)
+        assert r.fills.records() == [(cd, s, lv, px, approx(q)) for cd, s, lv, px, q in ref.fills]
+        assert (r.buys, r.sells, r.round_trips, r.stop, r.stop_candle) == (
+            ref.buys, ref.sells, ref.round_trips, ref.stop, ref.stop_candle
+        )
+        for name in ("quote", "base", "fees", "grid_profit", "realized", "final_equity", "max_drawdown_pct"):
+            assert getattr(r, name) == approx(getattr(ref, name)), (fee_asset, name)
 
 
 def test_symbol_rules_match_reference_on_real_sample() -> None:
@@ -223,7 +277,7 @@ def test_symbol_rules_match_reference_on_real_sample() -> None:
 
     rules = SymbolRules("BTCUSDT", "BTC", "USDT", tick_size=Decimal("10"), step_size=Decimal("0.0001"))
     c = load_candles(SAMPLE)
-    r = run_backtest(c, spec(19500.5, 22499.5, 33, 1000), rules=rules)
+    r = run_backtest(c, spec(19500.5, 22499.5, 33, 1000), rules=rules, fee_asset="quote")
     assert all(lv % 10 == 0 for lv in r.levels) and r.qty == float(Decimal(repr(r.qty)).quantize(Decimal("0.0001")))
     rows = list(zip(c.open.tolist(), c.high.tolist(), c.low.tolist(), c.close.tolist()))
     ref = reference_backtest(rows, r.levels.tolist(), 1000, 0.001, qty=r.qty)

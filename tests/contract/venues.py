@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal as D
 from typing import Any
 
-import pytest
-
 from tests.fakes.fake_binance import API_KEY, API_SECRET, FakeBinance
 from tgtrader.core.ports import Exchange
 from tgtrader.exchange.binance import BinanceExchange
@@ -91,15 +89,16 @@ class PaperVenue(VenueUnderTest):
         self.raw.feed_trade(symbol, D(price), int(time.time() * 1000))
 
     def set_fee_mode(self, mode: str) -> None:
-        if mode != "quote":
-            pytest.xfail("issue 14 item 10 (issue 15): the paper venue charges every commission in the quote asset")
+        fees = self.raw.engine.fees
+        fees.mode = "base" if mode == "received" else mode  # issue 14 item 10: Binance's default is "received"
+        fees.bnb_prices["USDT"] = D("500")
 
 
 @register("paper")
 @asynccontextmanager
 async def paper() -> AsyncIterator[VenueUnderTest]:
     ex = PaperExchange(None, initial_balances=dict(FUNDS))
-    v = PaperVenue("paper", ex, frozenset(), raw=ex)
+    v = PaperVenue("paper", ex, frozenset({FEE_ASSETS}), raw=ex)
     ex.set_event_sink(v.events.append)
     await ex.start()
     await v.set_price(START_PRICE)

@@ -37,7 +37,8 @@ def simple_rules() -> SymbolRules:
 
 @pytest.fixture
 def eng() -> MatchingEngine:
-    e = MatchingEngine([simple_rules()])
+    # these cases pin the matching and the quote-fee arithmetic; the fee assets are tested in test_matching_fees.py
+    e = MatchingEngine([simple_rules()], fee_asset="quote")
     e.set_balance(A, "USDT", D(100000))
     e.set_balance(A, "BTC", D(10))
     e.on_trade("BTCUSDT", D(100), 1)

@@ -1,8 +1,10 @@
-"""Property tests: random order/tick sequences never make a balance negative and conserve money minus fees."""
+"""Property tests: random order/tick sequences never make a balance negative and conserve money minus fees,
+whichever asset pays the commission (base on buys as Binance by default, quote, or BNB while it lasts)."""
 
 from __future__ import annotations
 
 import time
+from decimal import ROUND_HALF_UP
 from decimal import Decimal as D
 
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from tgtrader.core.rules import SymbolRules
 from tgtrader.errors import ExchangeError
 from tgtrader.exchange.matching import MatchingEngine
+from tgtrader.fees import FEE_ASSETS, FeeAsset
 from tgtrader.types import Fill, OrderType, Side
 
 A = "acct"
@@ -18,7 +21,8 @@ RULES = SymbolRules(
     symbol="BTCUSDT", base_asset="BTC", quote_asset="USDT", tick_size=D("0.5"), min_price=D("0.5"),
     step_size=D("0.01"), min_qty=D("0.01"), min_notional=D("1"),
 )
-START_Q, START_B = D(5000), D(20)
+START_Q, START_B, START_BNB = D(5000), D(20), D("0.004")  # BNB runs out after a few fills: the fallback is hit
+BNB_PRICE = D(300)
 
 prices = st.integers(min_value=160, max_value=240).map(lambda i: D(i) / 2)  # 80..120 on the tick
 qtys = st.integers(min_value=1, max_value=300).map(lambda i: D(i) / 100)
@@ -36,14 +40,27 @@ ops = st.one_of(
 )
 
 
-def check_invariants(e: MatchingEngine, fills: list[Fill]) -> None:
+def fee_of(fills: list[Fill], asset: str) -> D:
+    return sum((f.fee for f in fills if f.fee_asset == asset), D(0))
+
+
+def check_invariants(e: MatchingEngine, fills: list[Fill], mode: FeeAsset = "quote") -> None:
     bals = e.balances(A)
     for b in bals.values():
         assert b.free >= 0 and b.locked >= 0, b
-    q_expected = START_Q - sum((f.notional if f.side is Side.BUY else -f.notional) + f.fee for f in fills)
-    b_expected = START_B + sum(f.qty if f.side is Side.BUY else -f.qty for f in fills)
+    q_expected = START_Q - sum((f.notional if f.side is Side.BUY else -f.notional) for f in fills) - fee_of(fills, "USDT")
+    b_expected = START_B + sum(f.qty if f.side is Side.BUY else -f.qty for f in fills) - fee_of(fills, "BTC")
     assert bals["USDT"].total == q_expected
     assert bals["BTC"].total == b_expected
+    assert bals["BNB"].total == START_BNB - fee_of(fills, "BNB")
+    for f in fills:  # who paid: Binance's rule for the mode (BNB only while the balance covered it)
+        rate = D("0.001") if f.is_maker else e.taker_fee
+        if f.fee_asset == "BNB":
+            assert mode == "bnb" and f.fee == (f.notional * rate / BNB_PRICE).quantize(D("1e-8"), ROUND_HALF_UP)
+        elif f.side is Side.BUY and mode != "quote":
+            assert (f.fee_asset, f.fee) == ("BTC", f.qty * rate)
+        else:
+            assert (f.fee_asset, f.fee) == ("USDT", f.notional * rate)
     open_recs = e.open_order_records(A)
     assert sum(o.locked for o in open_recs if o.locked_asset == "USDT") == bals["USDT"].locked
     assert sum(o.locked for o in open_recs if o.locked_asset == "BTC") == bals["BTC"].locked
@@ -56,11 +73,13 @@ def check_invariants(e: MatchingEngine, fills: list[Fill]) -> None:
 
 
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(ops, min_size=20, max_size=80), st.sampled_from([D("0.001"), D("0.00075"), D(0)]))
-def test_random_sequences_conserve_balances(seq: list[tuple], taker: D) -> None:
-    e = MatchingEngine([RULES], maker_fee=D("0.001"), taker_fee=taker)
+@given(st.lists(ops, min_size=20, max_size=80), st.sampled_from([D("0.001"), D("0.00075"), D(0)]),
+       st.sampled_from(FEE_ASSETS))
+def test_random_sequences_conserve_balances(seq: list[tuple], taker: D, mode: FeeAsset) -> None:
+    e = MatchingEngine([RULES], maker_fee=D("0.001"), taker_fee=taker, fee_asset=mode, bnb_prices={"USDT": BNB_PRICE})
     e.set_balance(A, "USDT", START_Q)
     e.set_balance(A, "BTC", START_B)
+    e.set_balance(A, "BNB", START_BNB)
     e.on_trade("BTCUSDT", D(100), 0)
     fills: list[Fill] = []
     n = 0
@@ -94,7 +113,7 @@ def test_random_sequences_conserve_balances(seq: list[tuple], taker: D) -> None:
         for ev in e.drain():
             if isinstance(ev.event, Fill):
                 fills.append(ev.event)
-        check_invariants(e, fills)
+        check_invariants(e, fills, mode)
     # every resting buy is strictly below the market and every resting sell above it (nothing left crossed),
     # unless a volume-capped tick left part of the touched orders resting
     if any(op[0] == "tick_qty" for op in seq):

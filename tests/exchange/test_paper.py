@@ -41,6 +41,7 @@ def sell(cid: str, price: str, qty: str = "100", t: OrderType = OrderType.LIMIT)
 
 async def make(db: Database | None = None, **kw: object) -> tuple[PaperExchange, list[object]]:
     kw.setdefault("initial_balances", {"ETH": D("10"), "XRP": D("5000")})
+    kw.setdefault("fee_asset", "quote")  # these cases pin quote-fee arithmetic; Binance's default: test_paper_fees.py
     ex = PaperExchange(db, **kw)  # type: ignore[arg-type]
     events: list[object] = []
     ex.set_event_sink(events.append)

@@ -28,6 +28,7 @@ from tgtrader.core.api import GridSpec
 from tgtrader.core.grid.plan import MAX_GRIDS, MIN_GRIDS, SPACINGS
 from tgtrader.core.rules import SymbolRules
 from tgtrader.exchange.binance.rules import rules_from_exchange_info
+from tgtrader.fees import DEFAULT_FEE_ASSET, FEE_ASSETS
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SAMPLE = DATA_DIR / "BTCUSDT_1m_2023-03-10_12.csv.gz"
@@ -49,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--investment", metavar="Q", help="quote amount put in the grid")
     parser.add_argument("--spacing", choices=SPACINGS, default="arithmetic")
     parser.add_argument("--fee", metavar="RATE", default="0.001", help="fee rate per fill (default 0.001)")
+    parser.add_argument("--fee-asset", choices=FEE_ASSETS, default=DEFAULT_FEE_ASSET,
+                        help="who pays the fee: base (Binance's default: a buy's fee comes out of the base it "
+                             "receives, a sell's out of the quote), quote, or bnb (valued in quote)")
+    parser.add_argument("--slippage-bps", metavar="BPS", default="0",
+                        help="a stop-loss / take-profit exit sells this many basis points below the first path "
+                             "price at or beyond its trigger (default 0)")
     parser.add_argument("--stop-loss", metavar="P", help="sell all base and stop when the price reaches P")
     parser.add_argument("--take-profit", metavar="P", help="sell all base and stop when the price reaches P")
     parser.add_argument("--symbol", metavar="SYM",
@@ -117,8 +124,15 @@ def _spec(args: argparse.Namespace, swept: set[str]) -> tuple[GridSpec, float]:
     )
     fee = _number("fee", args.fee)
     if not swept:
-        validate(spec, fee)
+        validate(spec, fee, args.fee_asset, _slippage(args))
     return spec, fee
+
+
+def _slippage(args: argparse.Namespace) -> float:
+    value: float = _number("slippage-bps", getattr(args, "slippage_bps", "0"))
+    if not (0 <= value < 1000):
+        raise BacktestInputError(f"--slippage-bps must be in [0, 1000), got {args.slippage_bps!r}")
+    return value
 
 
 def load_rules(symbol: str) -> SymbolRules:
@@ -148,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         out = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=120)
     if axes:
         return _run_sweep(args, candles, spec, fee, axes, rules, out)
-    result = run_backtest(candles, spec, rules, fee=fee)
+    result = run_backtest(candles, spec, rules, fee=fee, fee_asset=args.fee_asset, slippage_bps=_slippage(args))
     if args.plot:
         _plot(result, candles, args.plot)
     if args.json:
@@ -186,7 +200,8 @@ def _run_sweep(
         TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
     ) as bar:
         task = bar.add_task("sweep", total=len(specs))
-        rows = run_sweep(candles, specs, rules, progress=lambda done: bar.update(task, completed=done))
+        rows = run_sweep(candles, specs, rules, progress=lambda done: bar.update(task, completed=done),
+                         fee_asset=args.fee_asset, slippage_bps=_slippage(args))
     elapsed = time.perf_counter() - t0
     best = rows[0].result if rows and rows[0].result is not None else None
     if best is None:

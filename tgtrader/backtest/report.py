@@ -51,12 +51,13 @@ def summary_rows(result: Result, load_s: float | None = None) -> list[tuple[str,
         (
             "grid",
             f"{fmt_num(float(spec.lower))} – {fmt_num(float(spec.upper))}, {spec.grids} {spec.spacing} grids, "
-            f"q = {fmt_num(r.qty)}, fee {r.fee:g}",
+            f"q = {fmt_num(r.qty)}, fee {r.fee:g} paid in {r.fee_asset}",
         ),
         ("start / end price", f"{fmt_num(r.start_price)} → {fmt_num(r.final_price)}"),
         ("buys / sells", f"{r.buys:,} / {r.sells:,}"),
         ("round trips", f"{r.round_trips:,}"),
         ("grid profit", fmt_num(r.grid_profit, 6)),
+        ("realized", fmt_num(r.realized, 6)),
         ("fees", fmt_num(r.fees, 6)),
         ("final equity", f"{fmt_num(r.final_equity, 8)} (invested {fmt_num(float(spec.investment))})"),
         ("return", f"{r.return_pct:+.2f} %"),
@@ -66,7 +67,9 @@ def summary_rows(result: Result, load_s: float | None = None) -> list[tuple[str,
     if r.stop is not None:
         label = "stop-loss" if r.stop == "stop_loss" else "take-profit"
         rows.append(
-            (label, f"hit at {fmt_num(r.stop_price or 0)} in candle {r.stop_candle:,}, sold {fmt_num(r.stop_qty)} base")
+            (label, f"triggered at {fmt_num(r.stop_trigger or 0)} in candle {r.stop_candle:,}, sold "
+                    f"{fmt_num(r.stop_qty)} base at {fmt_num(r.stop_price or 0)}"
+                    + (f" ({r.slippage_bps:g} bps slippage)" if r.slippage_bps else ""))
         )
     taken = fmt_duration(r.elapsed_s)
     if load_s is not None:

@@ -18,6 +18,7 @@ from tgtrader.backtest.candles import Candles
 from tgtrader.backtest.vector import DEFAULT_FEE, BacktestInputError, Result, candle_path, run_backtest
 from tgtrader.core.api import GridSpec
 from tgtrader.core.rules import SymbolRules
+from tgtrader.fees import DEFAULT_FEE_ASSET, FeeAsset
 
 SWEEPABLE = {"grids": int, "lower": float, "upper": float, "fee": float, "investment": float}
 MAX_SETTINGS = 10_000
@@ -100,13 +101,17 @@ def run_sweep(
     settings: list[Setting],
     rules: SymbolRules | None = None,
     progress: Callable[[int], None] | None = None,
+    fee_asset: FeeAsset = DEFAULT_FEE_ASSET,
+    slippage_bps: float = 0.0,
 ) -> list[SweepRow]:
     """Every setting, ranked by final equity (best first); settings that cannot run are listed last with why."""
     path = candle_path(candles)
     rows: list[SweepRow] = []
     for i, setting in enumerate(settings):
         try:
-            rows.append(SweepRow(setting, run_backtest(candles, setting.spec, rules, fee=setting.fee, path=path)))
+            result = run_backtest(candles, setting.spec, rules, fee=setting.fee, fee_asset=fee_asset,
+                                  slippage_bps=slippage_bps, path=path)
+            rows.append(SweepRow(setting, result))
         except BacktestInputError as exc:
             rows.append(SweepRow(setting, None, str(exc)))
         if progress is not None:

@@ -9,9 +9,12 @@ Fill model (shared with the grid engine and the paper-exchange candle replay; se
   candles join close -> next open. A resting buy fills when the path reaches its level on a falling segment,
   a resting sell when it reaches its level on a rising segment; fills are at the level price, in path order
   (falling: higher levels first; rising: lower levels first). A counter order can fill on a later segment.
-- Every fill pays fee x notional in quote. Stop-loss / take-profit: when the path reaches the trigger, all
-  base is sold at the trigger price (fee applies) and the run ends. Grid fills at levels the segment reaches
-  before (or exactly at) the trigger price happen first.
+- Every fill pays fee x its received amount, in the asset `fee_asset` says (tgtrader/fees.py; Binance's
+  default "base": a buy's fee in base, a sell's in quote; or all in quote; or all in BNB), booked as the core
+  books it (money.py). Stop-loss / take-profit: the first path vertex at or beyond the trigger ends the run;
+  every grid fill of the segment into it happens first (the market crossed those levels on its way), then all
+  base is sold at market at that vertex's price less `slippage_bps` (taker fee applies) — never at the
+  trigger itself when the path jumped past it, as no live exit does.
 - final_equity = quote + base x final close; drawdown on equity marked at every candle close.
 
 How it is vectorized: the path has 4 vertices per candle. Every order is placed on the correct side of the
@@ -33,10 +36,12 @@ from typing import Any
 import numpy as np
 
 from tgtrader.backtest.candles import Candles
+from tgtrader.backtest.money import fill_money, start_buy
 from tgtrader.core.api import GridSpec
 from tgtrader.core.grid.plan import level_prices, setting_problems
 from tgtrader.core.rules import SymbolRules
 from tgtrader.errors import TgTraderError
+from tgtrader.fees import DEFAULT_FEE_ASSET, FEE_ASSETS, FeeAsset
 
 BUY: int = 1
 SELL: int = -1
@@ -52,6 +57,7 @@ JSON_KEYS = (
     "quote",
     "base",
     "grid_profit",
+    "realized",
     "fees",
     "final_equity",
     "return_pct",
@@ -65,12 +71,16 @@ class BacktestInputError(TgTraderError, ValueError):
     """Grid settings that cannot be backtested; the message is one line for the trader."""
 
 
-def validate(spec: GridSpec, fee: float) -> None:
+def validate(spec: GridSpec, fee: float, fee_asset: str = DEFAULT_FEE_ASSET, slippage_bps: float = 0.0) -> None:
     """Refuse settings the backtest cannot run, in one line: the core's own checks of a grid's settings
-    (`setting_problems`, the ones the live preview makes) plus the backtest's (fee, stop triggers)."""
+    (`setting_problems`, the ones the live preview makes) plus the backtest's (fee, stop triggers, slippage)."""
     problems = setting_problems(spec.lower, spec.upper, spec.grids, spec.investment, spec.spacing)
     if not (0 <= fee < 0.1):
         problems.append(f"fee must be a rate in [0, 0.1) such as 0.001, got {fee:g}")
+    if fee_asset not in FEE_ASSETS:
+        problems.append(f"fee asset must be one of {', '.join(FEE_ASSETS)}, got {fee_asset!r}")
+    if not (0 <= slippage_bps < 1000):
+        problems.append(f"slippage must be in [0, 1000) basis points, got {slippage_bps:g}")
     sl, tp = _float_or_none(spec.stop_loss), _float_or_none(spec.take_profit)
     if sl is not None and not (sl > 0):
         problems.append(f"stop-loss must be positive, got {sl:g}")
@@ -124,9 +134,10 @@ class Result:
     round_trips: int
     quote: float
     base: float
-    grid_profit: float
-    fees: float
-    final_equity: float
+    grid_profit: float  # completed grid buy-then-sell round trips, after both fees
+    realized: float  # every sale against its cost (round trips, start base, the stop exit), fees included once
+    fees: float  # every fee's quote value, whichever asset paid it
+    final_equity: float  # quote + base at the last close - BNB spent on fees
     return_pct: float
     hold_return_pct: float
     max_drawdown_pct: float
@@ -143,8 +154,12 @@ class Result:
     equity: np.ndarray  # equity at each candle close
     stop: str | None = None  # "stop_loss" | "take_profit" when a trigger ended the run
     stop_candle: int | None = None
-    stop_price: float | None = None
+    stop_price: float | None = None  # the exit's fill price (the path price beyond the trigger, less slippage)
     stop_qty: float = 0.0
+    stop_trigger: float | None = None
+    fee_asset: FeeAsset = DEFAULT_FEE_ASSET
+    slippage_bps: float = 0.0
+    bnb_fees: float = 0.0  # quote value of the fees BNB paid (part of `fees`)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,6 +180,10 @@ class Result:
             stop=self.stop,
             stop_candle=self.stop_candle,
             stop_price=self.stop_price,
+            stop_trigger=self.stop_trigger,
+            fee_asset=self.fee_asset,
+            slippage_bps=self.slippage_bps,
+            bnb_fees=self.bnb_fees,
         )
         return out
 
@@ -231,11 +250,14 @@ def run_backtest(
     rules: SymbolRules | None = None,
     *,
     fee: float = DEFAULT_FEE,
+    fee_asset: FeeAsset = DEFAULT_FEE_ASSET,
+    slippage_bps: float = 0.0,
     path: np.ndarray | None = None,
 ) -> Result:
-    """Backtest one grid over `candles`, paying `fee` per fill. `spec.symbol` is a label here: pass the rules
-    to round as that symbol does. Pass a precomputed `candle_path(candles)` to share it in sweeps."""
-    validate(spec, fee)
+    """Backtest one grid over `candles`, paying `fee` per fill in `fee_asset`'s way; a stop exit sells
+    `slippage_bps` below the path price. `spec.symbol` is a label here: pass the rules to round as that symbol
+    does. Pass a precomputed `candle_path(candles)` to share it in sweeps."""
+    validate(spec, fee, fee_asset, slippage_bps)
     if len(candles) == 0:
         raise BacktestInputError("no candles to backtest")
     t0 = time.perf_counter()
@@ -266,10 +288,9 @@ def run_backtest(
             raise BacktestInputError(
                 f"investment too small: the quantity per grid rounds to 0 at {rules.symbol} step {rules.step_size}"
             )
-    start_cost = q * n_hold * p0
-    start_fee = start_cost * fee
-    quote0 = investment - start_cost - start_fee
-    base0 = q * n_hold
+    start = start_buy(q, n_hold, p0, fee, fee_asset)
+    quote0 = investment - start.quote
+    base0 = start.base
 
     # ---- crossings: segment s goes from vertex s to vertex s+1
     cl = np.searchsorted(levels, path, side="left")  # number of levels strictly below the price
@@ -312,15 +333,14 @@ def run_backtest(
     sl_v = _first_vertex(path[1:] <= stop_loss) if stop_loss is not None else None
     tp_v = _first_vertex(path[1:] >= take_profit) if take_profit is not None else None
     if sl_v is not None and (tp_v is None or sl_v < tp_v):
-        stop, stop_v, stop_price = "stop_loss", sl_v, stop_loss
+        stop, stop_v, stop_trigger = "stop_loss", sl_v, stop_loss
     elif tp_v is not None:
-        stop, stop_v, stop_price = "take_profit", tp_v, take_profit
+        stop, stop_v, stop_trigger = "take_profit", tp_v, take_profit
+    else:
+        stop_trigger = None
     if stop_v is not None:
-        fill_px = np.where(sell_k, levels[iv_k + 1], levels[iv_k])
-        if stop == "stop_loss":  # falling segment: buys at levels >= trigger come first
-            alive = (v_k < stop_v) | ((v_k == stop_v) & (fill_px >= stop_price))
-        else:  # rising segment: sells at levels <= trigger come first
-            alive = (v_k < stop_v) | ((v_k == stop_v) & (fill_px <= stop_price))
+        stop_price = float(path[stop_v]) * (1.0 - slippage_bps / 10_000.0)  # a market sell, after the slippage
+        alive = v_k <= stop_v  # the segment's fills first: the market crossed those levels on its way there
         v_k, iv_k, sell_k = v_k[alive], iv_k[alive], sell_k[alive]
 
     # a sell is a round trip unless it is the first fill of an interval that started holding
@@ -329,9 +349,9 @@ def run_backtest(
         first_of_iv[0] = True
         first_of_iv[1:] = iv_k[1:] != iv_k[:-1]
     rt = sell_k & ~(first_of_iv & holding0[iv_k])
-    rt_iv = iv_k[rt]
-    lo_px, hi_px = levels[rt_iv], levels[rt_iv + 1]
-    grid_profit = float(np.sum(q * (hi_px - lo_px) - fee * q * (hi_px + lo_px)))
+    money = fill_money(levels, iv_k, sell_k, holding0, q, start, fee, fee_asset, rules)
+    grid_profit = float(money.profit[rt].sum())
+    realized = float(money.profit.sum())
 
     # ---- fills in execution order: vertex, then falling = higher level first, rising = lower level first
     level_k = np.where(sell_k, iv_k + 1, iv_k)
@@ -351,34 +371,39 @@ def run_backtest(
         level=f_level,
         interval=np.where(f_sell, f_level - 1, f_level),
         price=f_price,
-        qty=np.full(nf, q),
+        qty=money.qty[t_order],
     )
 
     # ---- balances and equity at each candle close
-    notional = q * f_price
-    cash = np.where(f_sell, notional * (1.0 - fee), -notional * (1.0 + fee))
-    dbase = np.where(f_sell, -q, q)
+    cash, dbase, bnb = money.quote[t_order], money.base[t_order], money.bnb[t_order]
     cum_cash = np.cumsum(np.bincount(f_candle, weights=cash, minlength=n))
     cum_base = np.cumsum(np.bincount(f_candle, weights=dbase, minlength=n))
+    cum_bnb = np.cumsum(np.bincount(f_candle, weights=bnb, minlength=n))
     quote_t = quote0 + cum_cash
     base_t = base0 + cum_base
-    fees = start_fee + float(np.sum(notional)) * fee
+    bnb_t = start.bnb + cum_bnb
+    fees = start.fee + float(np.sum(money.fee))
+    bnb_fees = start.bnb + float(np.sum(bnb))
     quote = quote0 + float(np.sum(cash))
     base = base0 + float(np.sum(dbase))
     stop_candle: int | None = None
     stop_qty = 0.0
     if stop_v is not None and stop_price is not None:
         stop_candle = stop_v // 4
-        stop_qty = max(base, 0.0)
+        stop_qty = _sellable(base, rules)
         proceeds = stop_qty * stop_price
-        fees += proceeds * fee
-        quote += proceeds * (1.0 - fee)
-        base = 0.0
+        exit_fee = proceeds * fee
+        fees += exit_fee
+        bnb_fees += exit_fee if fee_asset == "bnb" else 0.0
+        quote += proceeds - (0.0 if fee_asset == "bnb" else exit_fee)
+        realized += proceeds - exit_fee - (money.cost * stop_qty / money.held if money.held > 0 else 0.0)
+        base -= stop_qty
         quote_t[stop_candle:] = quote
-        base_t[stop_candle:] = 0.0
-    equity = quote_t + base_t * candles.close
+        base_t[stop_candle:] = base
+        bnb_t[stop_candle:] = bnb_fees
+    equity = quote_t + base_t * candles.close - bnb_t
     final_price = float(candles.close[-1])
-    final_equity = quote + base * final_price
+    final_equity = quote + base * final_price - bnb_fees
     peak = np.maximum.accumulate(np.concatenate(([investment], equity)))[1:]
     max_dd = float(np.max((peak - equity) / peak)) * 100.0
     buys = int(nf - int(f_sell.sum()))
@@ -394,6 +419,7 @@ def run_backtest(
         quote=quote,
         base=base,
         grid_profit=grid_profit,
+        realized=realized,
         fees=fees,
         final_equity=final_equity,
         return_pct=(final_equity / investment - 1.0) * 100.0,
@@ -413,4 +439,16 @@ def run_backtest(
         stop_candle=stop_candle,
         stop_price=stop_price,
         stop_qty=stop_qty,
+        stop_trigger=stop_trigger,
+        fee_asset=fee_asset,
+        slippage_bps=slippage_bps,
+        bnb_fees=bnb_fees,
     )
+
+
+def _sellable(base: float, rules: SymbolRules | None) -> float:
+    """What a market exit can sell: all of it, or with rules all of it rounded down to the market step (the
+    float sum is cleaned to 12 decimals first, so 0.003 summed as 0.0029999999 is still 0.003)."""
+    if rules is None or base <= 0:
+        return max(base, 0.0)
+    return float(rules.round_qty(Decimal(repr(base)).quantize(Decimal("1e-12")), market=True))

@@ -37,6 +37,7 @@ from tgtrader.exchange.matching import (
     MatchingEngine,
     fill_to_row,
 )
+from tgtrader.fees import DEFAULT_FEE_ASSET, FeeAsset
 from tgtrader.types import Balance, Fill, OrderUpdate, PlaceOrder, ReplaceOrder, Tick
 
 if TYPE_CHECKING:
@@ -72,11 +73,16 @@ class PaperExchange:
         on_unsubscribe: SubscribeHook | None = None,
         clock: Callable[[], float] = time.monotonic,
         price_source: Callable[[str], Awaitable[Decimal]] | None = None,
+        fee_asset: FeeAsset = DEFAULT_FEE_ASSET,
+        bnb_prices: Mapping[str, Decimal] | None = None,
     ) -> None:
-        """`initial_balances` fund the account only when the database holds no paper state yet."""
+        """`initial_balances` fund the account only when the database holds no paper state yet. `fee_asset`: who
+        pays commissions, Binance's way by default (a buy's in base; see `tgtrader.fees`); `bnb_prices`: quote
+        asset -> price of 1 BNB for BNB fees when no BNB<quote> market is priced."""
         self.db = db
         self._rules = dict(rules) if rules is not None else load_exchange_info()
-        self.engine = MatchingEngine(self._rules.values(), maker_fee=maker_fee, taker_fee=taker_fee)
+        self.engine = MatchingEngine(self._rules.values(), maker_fee=maker_fee, taker_fee=taker_fee,
+                                     fee_asset=fee_asset, bnb_prices=bnb_prices)
         self._initial = dict(initial_balances or {})
         self._sink: EventSink | None = None
         self._subscribed: set[str] = set()
@@ -246,6 +252,9 @@ class PaperExchange:
     async def order_trades(self, symbol: str, client_order_id: str, order_id: int) -> list[Fill]:
         return [f for f in await self.my_trades(symbol) if f.client_order_id == client_order_id]
 
+    async def commission_rate(self) -> Decimal | None:
+        return self.engine.taker_fee
+
     async def balances(self) -> dict[str, Balance]:
         return self.engine.balances(PAPER_ACCOUNT)
 
@@ -303,7 +312,9 @@ class PaperExchange:
         never reused, because the core deduplicates fills by (symbol, trade id). Pushes a BalanceUpdate."""
         if balances is not None:
             self._initial = dict(balances)
-        fresh = MatchingEngine(self._rules.values(), maker_fee=self.engine.maker_fee, taker_fee=self.engine.taker_fee)
+        old = self.engine
+        fresh = MatchingEngine(self._rules.values(), maker_fee=old.maker_fee, taker_fee=old.taker_fee,
+                               fee_asset=old.fees.mode, bnb_prices=old.fees.bnb_prices)
         fresh.restore(self.engine.meta_snapshot())
         self.engine = fresh
         for asset, amount in self._initial.items():

@@ -5,10 +5,12 @@ way, with Binance's validation and error codes, and fast enough for a million ti
 
 Model (documented choices):
 - Accounts hold per-asset free/locked balances. Symbols come from `SymbolRules`.
-- Fees are charged in the QUOTE asset on both sides: fee = rate x price x qty, kept exact (no rounding).
-  A BUY therefore locks price x qty x (1 + max(maker, taker)) quote at placement, so the fee can always be
-  paid from the order's own lock; the unused part goes back to free on fill. A SELL locks the base qty and
-  pays its fee out of the proceeds.
+- Commission as Binance charges it (`fees.FeeModel`, `tgtrader.fees`): by default a BUY pays rate x qty in
+  BASE (it receives less) and a SELL pays rate x price x qty in QUOTE out of its proceeds; optionally every
+  fee in quote, or in BNB while the account holds enough (else as by default). Amounts are exact (BNB: 8
+  decimals). A BUY locks price x qty quote at placement, plus max(maker, taker) of it when its fee is paid
+  in quote, so the fee can always be paid from the order's own lock; the unused part goes back on fill.
+  A SELL locks the base qty.
 - Market movement comes from `on_trade` (last trade price) and `on_book` (best bid/ask). A trade tick
   from p_prev to p is a continuous move: every resting order the move touched fills in full AT ITS LIMIT
   PRICE as maker (buy at L when price <= L, sell at L when price >= L), in the order the path meets them

@@ -1,13 +1,13 @@
 """MatchingEngine: accounts and balances, order placement / cancel / replace, and matching against fed prices.
 
-The fill model (touch fills at the limit price in path order, stops, fees in quote, events) is described in
-the package docstring, `tgtrader.exchange.matching`.
+The fill model (touch fills at the limit price in path order, stops, events) is described in the package
+docstring, `tgtrader.exchange.matching`; which asset pays a fill's commission, in `fees.FeeModel`.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +16,7 @@ from tgtrader.core.rules import SymbolRules
 from tgtrader.errors import BadSymbol, ExchangeError, FilterRejected, InsufficientBalance, UnknownOrder, WouldMatch
 from tgtrader.exchange.matching import codec
 from tgtrader.exchange.matching.book import _Book
+from tgtrader.exchange.matching.fees import FeeModel
 from tgtrader.exchange.matching.filters import check_placement, check_stop_trigger
 from tgtrader.exchange.matching.orders import (
     DEFAULT_FEE,
@@ -28,6 +29,7 @@ from tgtrader.exchange.matching.orders import (
     EngineEvent,
     EngineOrder,
 )
+from tgtrader.fees import DEFAULT_FEE_ASSET, FeeAsset
 from tgtrader.types import Balance, Fill, OrderStatus, OrderType, OrderUpdate, Side
 
 
@@ -39,9 +41,13 @@ class MatchingEngine:
         rules: Iterable[SymbolRules] = (),
         maker_fee: Decimal = DEFAULT_FEE,
         taker_fee: Decimal = DEFAULT_FEE,
+        fee_asset: FeeAsset = DEFAULT_FEE_ASSET,
+        bnb_prices: Mapping[str, Decimal] | None = None,
     ) -> None:
+        """`fee_asset`: who pays commissions; `bnb_prices`: quote asset -> 1 BNB's price (see `fees.FeeModel`)."""
         self.maker_fee = Decimal(maker_fee)
         self.taker_fee = Decimal(taker_fee)
+        self.fees = FeeModel(fee_asset, dict(bnb_prices or {}))
         self._books: dict[str, _Book] = {}
         self._balances: dict[str, dict[str, list[Decimal]]] = {}  # account -> asset -> [free, locked]
         self._orders: dict[tuple[str, str, str], EngineOrder] = {}  # (account, symbol, client id) -> latest
@@ -76,7 +82,8 @@ class MatchingEngine:
         return self._ts_ms
 
     def fee_lock_rate(self) -> Decimal:
-        return max(self.maker_fee, self.taker_fee)
+        """What a buy locks on top of its notional: its fee, when the fee is paid in quote (else nothing)."""
+        return max(self.maker_fee, self.taker_fee) if self.fees.buy_pays_quote else ZERO
 
     def deposit(self, account: str, asset: str, amount: Decimal, ts_ms: int | None = None) -> None:
         """Add (or with a negative amount, withdraw) free balance. Emits a BalanceUpdate."""
@@ -449,7 +456,7 @@ class MatchingEngine:
     ) -> OrderUpdate:
         rules = book.rules
         if side is Side.BUY:
-            need_asset, need = rules.quote_asset, px * qty * (1 + self.taker_fee)
+            need_asset, need = rules.quote_asset, px * qty * (1 + (self.taker_fee if self.fees.buy_pays_quote else ZERO))
         else:
             need_asset, need = rules.base_asset, qty
         bal = self._bal(account, need_asset)
@@ -469,8 +476,9 @@ class MatchingEngine:
     ) -> None:
         """Fill `qty` (default: all that remains) of `o` at `px`; move money; emit Fill, OrderUpdate, BalanceUpdate.
 
-        A partial fill releases the lock of the filled part (buy: qty x limit x (1 + fee lock rate), capped by
-        what is locked); the last fill releases whatever is left, so totals stay exact.
+        A partial fill releases its share of the lock (the lock taken at placement, so a fee-asset change since
+        cannot unbalance it); the last fill releases whatever is left, so totals stay exact. The commission is
+        taken from the asset `self.fees` picks: base (a buy receives less), quote, or BNB.
         """
         rules = book.rules
         base, quote = rules.base_asset, rules.quote_asset
@@ -479,24 +487,29 @@ class MatchingEngine:
             qty = remaining
         final = qty == remaining
         notional = px * qty
-        fee = notional * (self.maker_fee if is_maker else self.taker_fee)
         bals = self._balances[o.account]
+        bnb_free = bals.get("BNB", [ZERO])[0] if self.fees.mode == "bnb" else ZERO
+        com = self.fees.commission(o.side, base, quote, qty, notional, self.maker_fee if is_maker else self.taker_fee,
+                                   self.fees.bnb_price(quote, self._last_of), bnb_free)
+        fee, fee_asset = com.amount, com.asset
         if final:
             release = o.locked
         elif o.side is Side.BUY:
-            release = min(o.locked, qty * o.price * (1 + self.fee_lock_rate()))
+            release = min(o.locked, o.locked * qty / remaining)
         else:
             release = qty
         if o.side is Side.BUY:
             q = bals[quote]
             q[1] -= release
-            q[0] += release - notional - fee
-            self._bal(o.account, base)[0] += qty
+            q[0] += release - notional - (fee if fee_asset == quote else ZERO)
+            self._bal(o.account, base)[0] += qty - (fee if fee_asset == base else ZERO)
         else:
             b = bals[base]
             b[1] -= release
             b[0] += release - qty
-            self._bal(o.account, quote)[0] += notional - fee
+            self._bal(o.account, quote)[0] += notional - (fee if fee_asset == quote else ZERO)
+        if fee_asset not in (base, quote):
+            self._bal(o.account, fee_asset)[0] -= fee
         o.locked -= release
         o.executed_qty += qty
         o.cum_quote += notional
@@ -509,13 +522,17 @@ class MatchingEngine:
         book.next_trade_id += 1
         fill = Fill(
             symbol=o.symbol, trade_id=trade_id, client_order_id=o.client_order_id, side=o.side, price=px,
-            qty=qty, fee=fee, fee_asset=quote, is_maker=is_maker, ts_ms=ts, exchange_order_id=o.order_id,
+            qty=qty, fee=fee, fee_asset=fee_asset, is_maker=is_maker, ts_ms=ts, exchange_order_id=o.order_id,
         )
         self._trades.setdefault((o.account, o.symbol), []).append(fill)
         ev = self._events
         ev.append(EngineEvent(o.account, fill))
         ev.append(EngineEvent(o.account, o.to_update()))
-        self._emit_balances(o.account, (base, quote), ts)
+        self._emit_balances(o.account, (base, quote) if fee_asset in (base, quote) else (base, quote, fee_asset), ts)
+
+    def _last_of(self, symbol: str) -> Decimal | None:
+        book = self._books.get(symbol)
+        return None if book is None else book.reference()
 
     def _cancel(self, book: _Book, o: EngineOrder, ts: int) -> None:
         if o.working:
