@@ -87,3 +87,22 @@ async def test_scripted_path_gives_exactly_the_hand_computed_fills(tmp_path: Pat
         await exchange.close()
         await db.close()
         await fake.stop()
+
+
+async def test_live_previews_use_the_accounts_own_commission_rate(tmp_path: Path) -> None:
+    """Issue 15: live mode used the paper fee setting as its fee rate instead of the account's commission."""
+    fake = await FakeBinance().start()
+    fake.venue.taker_rate = D("0.00075")  # e.g. a VIP tier
+    fake.set_balance("USDT", "5000")
+    await fake.set_price("BTCUSDT", "50000")
+    db = await Database.open(tmp_path / "rate.db")
+    exchange = BinanceExchange(API_KEY, API_SECRET, rest_url=fake.rest_url, ws_url=fake.ws_url, request_timeout=2.0)
+    core = TradingCore(exchange, CoreStore(db), EventBus(), CoreConfig(timer_interval_s=0, fee_rate=D("0.001")))
+    try:
+        await core.start()
+        assert core.config.fee_rate == D("0.00075")
+    finally:
+        await core.stop()
+        await exchange.close()
+        await db.close()
+        await fake.stop()

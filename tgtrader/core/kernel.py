@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -143,6 +143,7 @@ class Kernel:
         self.exchange.set_event_sink(self._queue.put_nowait)
         self.exchange.set_reconcile_source(self.recovery.watermarks)
         await self.exchange.start()
+        await self._use_account_commission()
         async with self._lock:
             await self.recovery.load()
             await self.recovery.recover_pending()
@@ -155,6 +156,18 @@ class Kernel:
             self._timer_task = asyncio.create_task(self._timer_loop(), name="tgtrader-core-timer")
         self._started = True
         self.bus.publish(StreamUp("user", 0.0, recovered, self.clock_ms()))
+
+    async def _use_account_commission(self) -> None:
+        """Previews and fee estimates use the account's own commission rate (live: Binance's account endpoint),
+        not a setting meant for paper trading."""
+        try:
+            rate = await self.exchange.commission_rate()
+        except ExchangeError as exc:
+            logger.warning("core: commission rate not read ({}); using {}", exc, self.config.fee_rate)
+            return
+        if rate is not None and rate != self.config.fee_rate:
+            logger.info("core: the account's commission rate is {} (setting: {})", rate, self.config.fee_rate)
+            self.config = replace(self.config, fee_rate=rate)
 
     async def stop(self) -> None:
         """Stop processing; resting orders stay on the exchange (a restart resumes them)."""

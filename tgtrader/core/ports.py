@@ -101,6 +101,9 @@ class Exchange(Protocol):
 
     async def balances(self) -> dict[str, Balance]: ...
 
+    async def commission_rate(self) -> Decimal | None:
+        """The account's taker commission rate (previews and fee estimates use it); None if the venue won't say."""
+
     async def ticker_price(self, symbol: str) -> Decimal: ...
 
     async def subscribe(self, symbols: set[str]) -> None:

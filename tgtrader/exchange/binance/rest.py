@@ -547,6 +547,16 @@ class RestMixin:
         assert self.client is not None
         return bp.balances_from_account(await self._rest("read balances", self.client.get_account))
 
+    async def commission_rate(self) -> Decimal | None:
+        """rest-api.md, "Account information (USER_DATA)": `commissionRates.taker` is the account's own rate
+        (VIP tier, BNB discount excluded); previews and fee estimates use it instead of a setting."""
+        assert self.client is not None
+        account = await self._rest("read the commission rates", self.client.get_account)
+        try:
+            return Decimal(str(account["commissionRates"]["taker"]))
+        except (KeyError, TypeError, ArithmeticError):
+            return None
+
     async def ticker_price(self, symbol: str) -> Decimal:
         assert self.client is not None
         resp = await self._rest(f"read the price of {symbol}", self.client.get_symbol_ticker, _signed=False, symbol=symbol)
