@@ -706,7 +706,8 @@ class FakeBinance:
         def account(p: dict[str, str]) -> dict[str, Any]:
             return {
                 "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
-                "commissionRates": {"maker": "0.00100000", "taker": "0.00100000", "buyer": "0.00000000", "seller": "0.00000000"},
+                "commissionRates": {"maker": f8(self.venue.maker_rate), "taker": f8(self.venue.taker_rate),
+                                    "buyer": "0.00000000", "seller": "0.00000000"},
                 "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
                 "requireSelfTradePrevention": False, "preventSor": False, "updateTime": self.server_ms(),
                 "accountType": "SPOT",
