@@ -308,3 +308,16 @@ async def test_the_command_menu_is_set_for_the_allowed_chats_only(private: Stack
     chats = sorted(json.loads(scope).get("chat_id") for scope in scopes)
     assert chats == [ALICE, BOB] and all(json.loads(scope)["type"] == "chat" for scope in scopes), scopes
     assert all(any(c["command"] == "panic" for c in commands) for commands in scopes.values())
+
+
+async def test_flood_control_on_alerts_does_not_hold_up_answers(private: Stack) -> None:
+    """Telegram answers an alert with 429 retry_after=3: the alerts wait, the answer to /status does not."""
+    stack, fake = private, private.fake
+    fake.fail_next("sendMessage", retry_after=3)
+    await stack.bot.daily_summary()
+    await fake.wait_for(lambda: any(not c.ok and c.method == "sendMessage" for c in fake.calls))  # the alert's 429
+    t0 = time.monotonic()
+    assert (await stack.ask(ALICE, "/status")).startswith("Mode: PAPER")
+    assert time.monotonic() - t0 < 1.5  # PTB's limiter used to halt every request for retry_after
+    for chat in (ALICE, BOB):  # the alerts follow once the pause is over
+        await fake.wait_for(lambda: any(t.startswith("Daily summary") for t in fake.texts_to(chat)), timeout=8)

@@ -272,7 +272,7 @@ async def test_an_event_reaches_the_outbox_at_once_not_after_a_window(fake: Fake
     bus.publish(fill(1))
     t0 = time.monotonic()
     await wait_for(lambda: _pending_is(db, len(CHATS)), 2, "the fill's alert in the outbox", interval=0.005)
-    assert time.monotonic() - t0 < 0.2
+    assert time.monotonic() - t0 < 0.5  # the old window held it in memory for 1 s
     await notifier.stop()
 
 

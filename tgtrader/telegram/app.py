@@ -27,6 +27,7 @@ from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
+    ExtBot,
     MessageHandler,
     TypeHandler,
     filters,
@@ -124,6 +125,8 @@ class TelegramBot:
         if self.notifier is not None and self._notifier_started:
             self._notifier_started = False
             await self.notifier.stop()
+        if self.notifier is not None and isinstance(self.notifier.send, AlertSender):
+            await self.notifier.send.close()
 
     async def start(self, poll_timeout: float = 10.0, poll_interval: float = 0.0, wait: bool = False) -> None:
         """Connect and long-poll (no signal handlers). Alerts start first: they only need the database.
@@ -317,11 +320,10 @@ def build_application(
     hidden = [token, *extra_secrets]
     notifier: Notifier | None = None
     if db is not None:
-        async def send(chat_id: int, text: str) -> object:
-            return await app.bot.send_message(chat_id, scrub(text, hidden))
-
+        sender = AlertSender(ExtBot(token, base_url=base_url or "https://api.telegram.org/bot",
+                                    base_file_url=base_file_url or "https://api.telegram.org/file/bot"), hidden)
         notifier = Notifier(
-            db, send, access.recipients, window_s=alert_window_s, stream_down_alert_s=stream_down_alert_s,
+            db, sender, access.recipients, window_s=alert_window_s, stream_down_alert_s=stream_down_alert_s,
             per_chat_interval_s=per_chat_interval_s, poll_s=notifier_poll_s, access=access,
             retention_s=outbox_retention_days * 86400,
         )
@@ -357,6 +359,28 @@ def build_application(
         app.job_queue.run_daily(bot.daily_summary, time=daily_summary_utc.replace(tzinfo=dt.UTC),
                                 name="daily-summary")
     return app
+
+
+class AlertSender:
+    """Alerts go out through their own Bot, without PTB's rate limiter: the notifier paces them per chat and
+    honours flood control itself, so a burst of alerts or a 429 on one never holds up the answer to a command
+    (`/panic`'s above all), which goes through the application's bot and its limiter."""
+
+    def __init__(self, bot: ExtBot[Any], secrets_to_hide: Iterable[str]) -> None:
+        self.bot = bot
+        self.hidden = list(secrets_to_hide)
+        self._ready = False
+
+    async def __call__(self, chat_id: int, text: str) -> object:
+        if not self._ready:
+            await self.bot.initialize()  # getMe; raises like a send would (network, InvalidToken)
+            self._ready = True
+        return await self.bot.send_message(chat_id, scrub(text, self.hidden))
+
+    async def close(self) -> None:
+        if self._ready:
+            self._ready = False
+            await self.bot.shutdown()
 
 
 def _limit_body(updater: Any, limit: int) -> None:
