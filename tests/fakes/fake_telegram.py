@@ -123,9 +123,11 @@ class FakeTelegram:
             return {"id": chat_id, "type": "group", "title": f"Group{chat_id}"}
         return {"id": chat_id, "type": "private", "first_name": f"User{chat_id}"}
 
-    def push_text(self, chat_id: int, text: str, user_id: int | None = None, age_s: float = 0.0) -> int:
+    def push_text(self, chat_id: int, text: str, user_id: int | None = None, age_s: float = 0.0,
+                  thread_id: int | None = None) -> int:
         """A plain text message from a user (sent `age_s` ago: Telegram keeps updates while the bot is
-        offline and delivers them with their original date); commands get a bot_command entity."""
+        offline and delivers them with their original date; in forum topic `thread_id`); commands get a
+        bot_command entity."""
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "date": int(time.time() - age_s),
@@ -133,10 +135,20 @@ class FakeTelegram:
             "from": self._user(user_id if user_id is not None else abs(chat_id)),
             "text": text,
         }
+        if thread_id is not None:  # a forum supergroup's topic
+            message["chat"] = {"id": chat_id, "type": "supergroup", "title": f"Forum{chat_id}", "is_forum": True}
+            message.update(message_thread_id=thread_id, is_topic_message=True)
         if text.startswith("/"):
             length = len(text.split()[0]) if text.split() else 1
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
         return self._push({"message": message})
+
+    def push_migration(self, old: int, new: int, user_id: int = 1) -> None:
+        """A group upgraded to a supergroup: Telegram's two service messages (old group, then new supergroup)."""
+        for chat, extra in ((self._chat(old), {"migrate_to_chat_id": new}),
+                            ({"id": new, "type": "supergroup", "title": f"Super{new}"}, {"migrate_from_chat_id": old})):
+            self._push({"message": {"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat,
+                                    "from": self._user(user_id), **extra}})
 
     def push_edit(self, chat_id: int, message_id: int, text: str, user_id: int | None = None) -> int:
         """The user edited an earlier message of theirs (Telegram sends an `edited_message` update)."""

@@ -321,3 +321,33 @@ async def test_flood_control_on_alerts_does_not_hold_up_answers(private: Stack) 
     assert time.monotonic() - t0 < 1.5  # PTB's limiter used to halt every request for retry_after
     for chat in (ALICE, BOB):  # the alerts follow once the pause is over
         await fake.wait_for(lambda: any(t.startswith("Daily summary") for t in fake.texts_to(chat)), timeout=8)
+
+
+async def test_the_upgrade_service_message_alone_moves_the_group(tmp_path: Path, fake: FakeTelegram) -> None:
+    """No alert needs to fail first: Telegram's migration service message is enough."""
+    stack = await make_stack(tmp_path, fake, allowed_chat_ids=[ALICE, GROUP])
+    try:
+        fake.push_migration(GROUP, SUPER, user_id=ALICE)
+        await fake.wait_for(lambda: any("supergroup" in t for t in fake.texts_to(ALICE)))
+        assert (await ask_in(stack, SUPER, "/status", ALICE)).startswith("Mode: PAPER")
+        assert str(SUPER) in str(await stack.db.kv.get(MIGRATIONS_KEY))
+    finally:
+        await close_stack(stack)
+
+
+async def test_answers_go_to_the_forum_topic_they_came_from(private: Stack) -> None:
+    stack, fake = private, private.fake
+    stack.bot.access.chats = frozenset({*stack.bot.access.chats, GROUP})
+    fake.push_text(GROUP, "/balance", user_id=ALICE, thread_id=42)
+    await fake.wait_for(lambda: fake.sent_to(GROUP))
+    assert fake.sent_to(GROUP)[0].params.get("message_thread_id") == 42
+
+
+async def test_a_bad_request_inside_a_handler_still_answers(private: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from telegram.error import BadRequest
+
+    async def refused(*args: object, **kwargs: object) -> None:
+        raise BadRequest("Bad Request: can't parse entities")
+
+    monkeypatch.setattr(private.bot.dispatcher, "dispatch", refused)
+    assert (await private.ask(ALICE, "/status")).startswith("internal error, logged as #")

@@ -342,6 +342,14 @@ def build_application(
     handlers = TelegramHandlers(dispatcher, access, max_command_age_s=max_command_age_s,
                                 answer_timeout_s=answer_timeout_s)
     bot = TelegramBot(app, dispatcher, handlers, notifier, api, connect_retry_s, webhook, db, token_retry_s)
+
+    async def on_migrate(old: int, new: int) -> None:
+        if notifier is not None:
+            await notifier.chat_migrated(old, new)
+        else:
+            await access.migrate(None, old, new)
+
+    handlers.on_migrate = on_migrate
     app.bot_data[BOT_DATA_KEY] = bot
 
     app.add_handler(TypeHandler(Update, handlers.authorize), group=-1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from loguru import logger
 from telegram import (
@@ -21,7 +21,7 @@ from telegram import (
     ReplyKeyboardMarkup,
     Update,
 )
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from tgtrader.chat.commands import BY_NAME, is_read_only
@@ -59,6 +59,13 @@ def markup(reply: Reply) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
     return None
 
 
+def topic(message: object) -> int | None:
+    """The forum topic of a message in a forum supergroup, else None."""
+    if isinstance(message, Message) and message.is_topic_message:
+        return message.message_thread_id
+    return None
+
+
 class TelegramHandlers:
     def __init__(self, dispatcher: Dispatcher, access: Access | frozenset[int], *,
                  max_command_age_s: float = MAX_COMMAND_AGE_S, answer_timeout_s: float = ANSWER_TIMEOUT_S,
@@ -69,6 +76,8 @@ class TelegramHandlers:
         self.answer_timeout_s = answer_timeout_s
         self.wall_clock = wall_clock
         self.started_at = wall_clock()  # reset by TelegramBot.start: commands sent before it never trade
+        # set by TelegramBot: remember that a group became a supergroup (database, outbox, a notice)
+        self.on_migrate: Callable[[int, int], Awaitable[None]] | None = None
         self._refused_at: dict[int, float] = {}
 
     # ------------------------------------------------------------ group -1: authorization
@@ -84,6 +93,10 @@ class TelegramHandlers:
 
     async def authorize(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         if not isinstance(update, Update):
+            raise ApplicationHandlerStop
+        message = update.effective_message
+        if message is not None and (message.migrate_to_chat_id or message.migrate_from_chat_id):
+            await self._migration(message)
             raise ApplicationHandlerStop
         role = self.role(update)
         if role is not Role.NONE:
@@ -114,6 +127,16 @@ class TelegramHandlers:
         except TelegramError as exc:
             logger.info("could not send the refusal: {}", exc)
         raise ApplicationHandlerStop
+
+    async def _migration(self, message: Message) -> None:
+        """Telegram's service messages when a group is upgraded: one in the old group (migrate_to_chat_id), one
+        in the new supergroup (migrate_from_chat_id). Followed only for a group that was allowed."""
+        old, new = ((message.chat_id, message.migrate_to_chat_id) if message.migrate_to_chat_id
+                    else (message.migrate_from_chat_id, message.chat_id))
+        if old is None or new is None or not self.access.chat_allowed(old) or self.access.current(old) == new:
+            return
+        if self.on_migrate is not None:
+            await self.on_migrate(old, new)
 
     async def _gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE, role: Role) -> None:
         """An authorized update: drop what is not for us, refuse what is stale or beyond the user's role."""
@@ -169,16 +192,20 @@ class TelegramHandlers:
             return
         user = update.effective_user
         reply = await self.dispatcher.dispatch(message.text, chat.id, user.id if user is not None else None)
-        await self.send(context, chat.id, reply)
+        await self.send(context, chat.id, reply, topic(message))
 
-    async def send(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, reply: Reply) -> Message:
+    async def send(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, reply: Reply,
+                   thread_id: int | None = None) -> Message:
+        """`thread_id`: the forum topic the question came from (the answer goes there, not to General)."""
         bot = context.bot
         if reply.photo is not None:
-            sent = await bot.send_photo(chat_id, photo=reply.photo, caption=reply.text[:CAPTION_LIMIT] or None)
+            sent = await bot.send_photo(chat_id, photo=reply.photo, caption=reply.text[:CAPTION_LIMIT] or None,
+                                        message_thread_id=thread_id)
         else:
-            sent = await bot.send_message(chat_id, reply.text, reply_markup=markup(reply))
+            sent = await bot.send_message(chat_id, reply.text, reply_markup=markup(reply),
+                                          message_thread_id=thread_id)
         for extra in reply.extra:
-            sent = await self.send(context, chat_id, extra)
+            sent = await self.send(context, chat_id, extra, thread_id)
         return sent
 
     # ------------------------------------------------------------ buttons
@@ -207,11 +234,12 @@ class TelegramHandlers:
             try:
                 await query.edit_message_text(reply.text, reply_markup=markup(reply))
                 for extra in reply.extra:
-                    await self.send(context, chat_id, extra)
+                    await self.send(context, chat_id, extra, topic(query.message))
                 return
             except BadRequest as exc:
                 logger.info("editMessageText failed ({}); sending a new message", exc)
-        await self.send(context, chat_id, Reply(reply.text, reply.buttons, photo=reply.photo, extra=reply.extra))
+        await self.send(context, chat_id, Reply(reply.text, reply.buttons, photo=reply.photo, extra=reply.extra),
+                        topic(query.message))
 
     async def _answer(self, query: CallbackQuery, text: str | None) -> bool:
         """Stop the button's spinner. Best effort: a query too old, a timeout or a network error must not
@@ -227,6 +255,10 @@ class TelegramHandlers:
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log with an id; tell an authorized chat only the id, never the traceback."""
+        if isinstance(context.error, ChatMigrated) and isinstance(update, Update) and update.effective_chat:
+            if self.on_migrate is not None and self.access.chat_allowed(update.effective_chat.id):
+                await self.on_migrate(update.effective_chat.id, int(context.error.new_chat_id))
+            return
         refused = isinstance(context.error, (BadRequest, Forbidden))  # BadRequest is a NetworkError in PTB 22
         if not refused and isinstance(context.error, (NetworkError, RetryAfter)):  # Telegram unwell: telling fails
             logger.warning("Telegram request failed: {}", self.dispatcher.scrub(str(context.error)))
