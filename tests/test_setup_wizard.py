@@ -176,3 +176,31 @@ async def test_ed25519_key_is_checked_and_written_as_a_path(tmp_path: Path, fake
     assert "BINANCE_KEY_TYPE=ed25519" in written and f"BINANCE_PRIVATE_KEY_PATH={pem}" in written
     assert "BINANCE_API_SECRET" not in written and "PRIVATE KEY" not in written
     assert load_settings(env={}, env_file=tmp_path / ".env").has_binance_keys
+
+
+async def test_clone_setup_doctor_run_and_the_bot_answers_in_the_chat(
+        tmp_path: Path, fakes: tuple[FakeTelegram, FakeBinance], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19's 'done when': setup, doctor and run alone take a fresh install to a bot answering /start."""
+    from tgtrader.doctor import diagnose
+    from tgtrader.runner import serve
+
+    telegram, binance = fakes
+    await binance.set_price("BTCUSDT", "50000")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    telegram.push_command(CHAT, "/start", user_id=USER)
+    assert await wizard(_args("--non-interactive", "--wait", "5", "--no-doctor"), Script([])) == 0
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN")  # from here on only .env holds it
+    assert await diagnose(quick=True, out=io.StringIO()) == 0
+    monkeypatch.setenv("BINANCE_WS_URL", binance.ws_url)  # the loopback exchange (real Binance by default)
+    stop = asyncio.Event()
+    settings = load_settings()
+    bot = asyncio.create_task(serve(settings, paper=not settings.is_live, stop=stop))  # as `tgtrader run` decides
+    try:
+        before = len(telegram.texts_to(CHAT))
+        await telegram.wait_for(lambda: any(c.method == "getUpdates" for c in telegram.calls[-5:]), timeout=15)
+        telegram.push_command(CHAT, "/start", user_id=USER)
+        await telegram.wait_for(lambda: any("PAPER" in t.upper() for t in telegram.texts_to(CHAT)[before:]),
+                                timeout=15)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(bot, 30) == 0
