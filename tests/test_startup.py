@@ -282,3 +282,17 @@ async def test_heartbeat_reports_a_halted_core_as_broken(tmp_path: Path) -> None
         task.cancel()
     code, line = health.verdict(health.read(path), int(time.time() * 1000))
     assert code == 1 and "halted" in line, line
+
+
+def test_network_failures_are_retried_bugs_are_not() -> None:
+    import aiohttp
+    from websockets.exceptions import InvalidHandshake
+
+    from tgtrader.errors import ExchangeUnavailable
+    from tgtrader.startup import is_network_failure
+
+    for exc in (ExchangeUnavailable("x"), ConnectionRefusedError(), TimeoutError(), aiohttp.ServerDisconnectedError(),
+                InvalidHandshake("503")):
+        assert is_network_failure(exc), exc
+    for exc in (ValueError("bug"), KeyError("bug"), AssertionError("bug")):
+        assert not is_network_failure(exc), exc

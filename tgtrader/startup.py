@@ -55,6 +55,16 @@ class StartingApi:
         return not_yet
 
 
+def is_network_failure(exc: BaseException) -> bool:
+    """What a retry can fix: the exchange's own errors (mapped by the adapter) and the network libraries' errors
+    that reach the start unmapped. Anything else is a bug: it is raised, not retried forever behind a green
+    healthcheck."""
+    import aiohttp
+    from websockets.exceptions import WebSocketException
+
+    return isinstance(exc, ExchangeError | OSError | TimeoutError | aiohttp.ClientError | WebSocketException)
+
+
 def is_auth_failure(exc: BaseException) -> bool:
     return isinstance(exc, ExchangeError) and (exc.code in AUTH_CODES or getattr(exc, "http_status", None) == 401)
 
@@ -93,7 +103,7 @@ async def retry_until_started(
 ) -> T | None:
     """Run `attempt` until it returns (its value) or `stop` is set (None). Each failure is reported to
     `on_failure(exc, next_delay_s, failures_so_far)`; delays double from `first_s` up to `cap_s`. An attempt in
-    progress when `stop` is set is cancelled. Only exchange and network errors are retried."""
+    progress when `stop` is set is cancelled. Only exchange and network errors are retried (is_network_failure)."""
     delay = first_s
     failures = 0
     while not stop.is_set():
@@ -110,7 +120,7 @@ async def retry_until_started(
         exc = task.exception()
         if exc is None:
             return task.result()
-        if not isinstance(exc, ExchangeError | OSError | TimeoutError):
+        if not is_network_failure(exc):
             raise exc
         failures += 1
         await on_failure(exc, delay, failures)
