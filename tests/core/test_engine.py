@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -132,13 +133,13 @@ async def test_pending_new_order_sent_once_after_crash(tmp_path: Path) -> None:
     real_place = paper.place_order
 
     async def lost(order):  # noqa: ANN001, ANN202
-        raise SystemExit
+        await asyncio.Event().wait()  # the process dies while sending: nothing reaches the exchange
 
     paper.place_order = lost  # type: ignore[method-assign]
-    with pytest.raises(SystemExit):
-        await core.start_grid(pv.token)
-    paper.place_order = real_place  # type: ignore[method-assign]
+    await core.start_grid(pv.token)  # the reaction is saved; the sends run off the event loop
+    await asyncio.sleep(0.05)
     await core.stop()
+    paper.place_order = real_place  # type: ignore[method-assign]
     await paper.close()
     rows = await db.orders.open_orders()
     assert rows and all(r.status is OrderStatus.PENDING_NEW for r in rows)
@@ -271,6 +272,7 @@ async def test_failed_save_halts_and_restart_recovers_the_fill_once(tmp_path: Pa
     core2, paper2 = await make(db, clock, events2)
     recovered = [e for e in events2 if isinstance(e, OrderFilled)]
     assert len(recovered) == 1 and recovered[0].recovered
+    await core2.idle()  # orders go out off the event loop
     sells = [o for o in await paper2.open_orders("BTCUSDT") if o.side is Side.SELL and o.price == D("55000")]
     assert len(sells) == 1
     await core2.stop()

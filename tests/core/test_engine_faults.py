@@ -357,6 +357,8 @@ async def test_panic_stops_pending_resends_of_lost_answers() -> None:
 
     paper.place_order = lost_with_bound  # type: ignore[method-assign]
     await core.start_grid((await core.preview_grid(SPEC)).token)
+    while not paper.calls:  # orders go out off the event loop
+        await asyncio.sleep(0.01)
     start = paper.calls[0]
     plan = await core.panic_plan()
     report = await core.panic(plan.token)

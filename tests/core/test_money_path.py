@@ -266,6 +266,7 @@ async def test_a_hard_stop_left_resting_below_a_gap_is_cancelled_and_sold_at_mar
     kit = await CoreOnPaper.open(tmp_path, config=CoreConfig(timer_interval_s=0, stop_rest_s=20))
     kit.paper.engine.set_balance(PAPER_ACCOUNT, "BTC", D("0.1"))
     view = await kit.core.add_stop("BTCUSDT", D("50000"), "hard")
+    await kit.core.idle()  # the stop order rests on the exchange before the gap
     kit.paper.feed_trade("BTCUSDT", D("49000"), kit.clock.advance(), qty=D(0))  # a gap: triggered, nothing
     await kit.core.idle()                                                      # traded at its limit (49750)
     assert await base_free(kit) == D("0.1")
@@ -309,4 +310,32 @@ async def test_a_fee_paid_in_bnb_is_valued_at_bnbs_price_even_when_bnb_is_not_st
     await kit.core.idle()
     [ev] = [e for e in kit.recorder.of(OrderFilled) if e.trade_id == 900001]
     assert ev.fee_quote == D("1.5")
+    await kit.close()
+
+
+async def test_a_slow_grid_start_never_holds_back_a_stop(tmp_path: Path) -> None:
+    """A paced grid start (Binance's ORDERS limits can spread 200 orders over 20 s) used to hold the kernel: every
+    event behind it waited, a stop trigger included. Orders now go out off the event loop, stop sells at once."""
+    kit = await CoreOnPaper.open(tmp_path)
+    kit.paper.engine.set_balance(PAPER_ACCOUNT, "BTC", D("0.1"))
+    view = await kit.core.add_stop("BTCUSDT", D("51000"), "soft")
+    await kit.core.idle()
+    real = kit.paper.place_order
+    sent: dict[str, float] = {}
+
+    async def paced(order: PlaceOrder) -> OrderUpdate:
+        if order.client_order_id.startswith("tg-g"):
+            await asyncio.sleep(0.2)  # the pacer waits for the next window
+        sent[order.client_order_id] = asyncio.get_running_loop().time()
+        return await real(order)
+
+    kit.paper.place_order = paced  # type: ignore[method-assign]
+    await kit.core.start_grid((await kit.core.preview_grid(grid_spec(n=20, investment="3000"))).token)
+    t0 = asyncio.get_running_loop().time()
+    kit.paper.feed_trade("BTCUSDT", D("50900"), kit.clock.advance())  # the stop triggers during the start
+    await wait_for(lambda: any(c.startswith("tg-s") for c in sent), 5, "the stop's sell sent")
+    stop_sent = next(t for c, t in sent.items() if c.startswith("tg-s"))
+    assert stop_sent - t0 < 0.5 and sum(c.startswith("tg-g") for c in sent) < 20, sent
+    await kit.core.idle()
+    assert kit.core.machines.stops[view.id].state == "done"
     await kit.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -43,6 +44,7 @@ class OrderGateway:
         clock_ms: Callable[[], int],
         on_refused: Callable[[PlaceOrder, ExchangeError], None],
         holds_during_ban: Callable[[str], bool],
+        urgent: Callable[[str], bool] = lambda cid: False,
     ) -> None:
         """`post` queues news for the kernel; `on_refused` lets it react to a refusal (e.g. pause a grid);
         `holds_during_ban(cid)` says whether an order must still go out once a ban ends (a stop's exit)."""
@@ -61,10 +63,29 @@ class OrderGateway:
         # a restored backup) while the exchange kept their orders, and the replay emits the same intents with
         # the same client order ids. Each is looked up first and adopted if the exchange has it (issue 19).
         self.adopt_first = False
+        # Sending happens off the kernel's event loop: a paced grid start (Binance's ORDERS limits) must not hold
+        # back the events behind it, a stop trigger included. Ordinary intents go out in order through one FIFO
+        # sender (a cancel never overtakes the place of the same order); urgent places (stop, exit and panic
+        # sells: `urgent(cid)`) go out at once in their own task. Each queued place keeps the adopt-first flag
+        # of the moment it was queued (recovery's replay sets it only while it runs).
+        self.urgent = urgent
+        self._fifo: deque[tuple[Intent, bool]] = deque()
+        self._sender: asyncio.Task[None] | None = None
+        self._urgent_tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def sending(self) -> list[asyncio.Task[None]]:
+        """Sends in flight (the kernel's idle() waits for them)."""
+        out = [t for t in self._urgent_tasks if not t.done()]
+        if self._sender is not None and not self._sender.done():
+            out.append(self._sender)
+        return out
 
     async def close(self) -> None:
-        """Stop the lookups (a restart resumes them: the orders are still PENDING_NEW in the store)."""
-        tasks, self.unsettled = list(self.unsettled.values()), {}
+        """Stop sending and the lookups (a restart resumes them: unsent orders are still PENDING_NEW in the store)."""
+        self._fifo.clear()
+        tasks = [*self.sending, *self.unsettled.values()]
+        self.unsettled = {}
         for t in tasks:
             t.cancel()
         if tasks:
@@ -75,13 +96,34 @@ class OrderGateway:
         return self.banned_until > self.clock_ms()
 
     async def execute(self, intents: list[Intent]) -> None:
+        """Hand a saved reaction's intents to the senders and return (see __init__)."""
+        loop = asyncio.get_running_loop()
         for it in intents:
+            if isinstance(it, PlaceOrder) and self.urgent(it.client_order_id):
+                task = loop.create_task(self._send(it, self.adopt_first), name=f"send-{it.client_order_id}")
+                self._urgent_tasks.add(task)
+                task.add_done_callback(self._urgent_tasks.discard)
+            elif isinstance(it, (PlaceOrder, ReplaceOrder, CancelOrder)):
+                self._fifo.append((it, self.adopt_first))
+        if self._fifo and (self._sender is None or self._sender.done()):
+            self._sender = loop.create_task(self._drain(), name="order-sender")
+
+    async def _drain(self) -> None:
+        while self._fifo:
+            it, adopt = self._fifo.popleft()
+            await self._send(it, adopt)
+
+    async def _send(self, it: Intent, adopt_first: bool) -> None:
+        try:
             if isinstance(it, PlaceOrder):
-                await self.place(it)
+                await self.place(it, adopt_first)
             elif isinstance(it, ReplaceOrder):
                 await self.replace(it)
             elif isinstance(it, CancelOrder):
                 await self.cancel(it)
+        except Exception as exc:  # noqa: BLE001 - one failed send must not stop the others
+            logger.exception("core: sending {} failed", type(it).__name__)
+            self.publish(ErrorEvent("gateway", f"{type(exc).__name__}: {exc}", self.clock_ms()))
 
     def reject(self, p: PlaceOrder, exc: ExchangeError) -> None:
         """Turn a refusal into a REJECTED update for the owner (queued, processed in order) and events."""
@@ -93,11 +135,11 @@ class OrderGateway:
         self.publish(OrderRejected(p.symbol, p.client_order_id, p.owner, str(exc), code, ts))
         self.on_refused(p, exc)
 
-    async def place(self, p: PlaceOrder) -> None:
+    async def place(self, p: PlaceOrder, adopt_first: bool | None = None) -> None:
         if self.banned:
             self._refuse_while_banned(p)
             return
-        if self.adopt_first and await self._adopted(p):
+        if (self.adopt_first if adopt_first is None else adopt_first) and await self._adopted(p):
             return
         for attempt in range(2):
             try:

@@ -133,7 +133,7 @@ class Kernel:
         self._short_checks: dict[str, asyncio.Task[None]] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()  # balance reads (idle() waits for them)
         self.gateway = OrderGateway(exchange, self.tracker, self.post, self.bus.publish, clock_ms,
-                                    self._on_refused, self._holds_during_ban)
+                                    self._on_refused, self._holds_during_ban, self._urgent)
         self.recovery = Recovery(self)
 
     # ================================================================ lifecycle
@@ -199,6 +199,9 @@ class Kernel:
             await self._queue.join()
             async with self._lock:
                 pass
+            if self.gateway.sending:
+                await asyncio.wait(self.gateway.sending)
+                continue
             if self.gateway.unsettled:
                 await asyncio.wait(list(self.gateway.unsettled.values()))
                 continue
@@ -462,6 +465,12 @@ class Kernel:
         machine = self.machines.owner_of(p.client_order_id)
         if isinstance(machine, Grid) and machine.state == "running":
             self._queue.put_nowait(GridPause(machine.id, "insufficient balance"))
+
+    @staticmethod
+    def _urgent(cid: str) -> bool:
+        """Sells that protect money go out at once, never behind a queue of grid orders: stops, exits, panic."""
+        p = parse_client_order_id(cid)
+        return p is not None and (p.kind in ("stop", "exit", "panic") or (p.kind == "grid" and p.role == "exit"))
 
     def _holds_during_ban(self, cid: str) -> bool:
         """A triggered stop's sell waits out a ban; anything else is refused (grids re-place theirs after)."""
