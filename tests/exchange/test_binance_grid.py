@@ -34,11 +34,15 @@ async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_scripted_path_gives_exactly_the_hand_computed_fills(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("commission", ["quote", "received"])
+async def test_scripted_path_gives_exactly_the_hand_computed_fills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   commission: str) -> None:
+    """In "received" (Binance's default) a buy's fee comes out of its base: each interval sells what it holds
+    rounded down to the step and its next buy tops the dust up to q (issue 15)."""
     monkeypatch.setattr(ReconnectingWebsocket, "_get_reconnect_wait", lambda self, n: 0.1)
     monkeypatch.setattr(ReconnectingWebsocket, "TIMEOUT", 1)
     fake = await FakeBinance().start()
+    fake.venue.commission = commission
     fake.set_balance("USDT", "5000")
     await fake.set_price("BTCUSDT", "50000")
     db = await Database.open(tmp_path / "grid.db")
@@ -61,10 +65,14 @@ async def test_scripted_path_gives_exactly_the_hand_computed_fills(tmp_path: Pat
         await core.start_grid(pv.token)
         await until(lambda: len(fake.engine.open_orders("main", "BTCUSDT")) == 4)  # start buy filled, 2 buys + 2 sells
         expected = [("BUY", "50000", 2 * q)]
-        for price, new in (("48500", [("BUY", "49000", q)]),
-                           ("50500", [("SELL", "50000", q)]),
-                           ("52500", [("SELL", "51000", q), ("SELL", "52000", q)]),
-                           ("49500", [("BUY", "51000", q), ("BUY", "50000", q)])):
+        # received: the start buy gets 0.01012986 (0.00506 + 0.00506986 to the two holding intervals); 49000
+        # gets 0.00506493 and sells 0.00506; the 52000 interval keeps 0.00000986 and buys 0.00506 back
+        s = q if commission == "quote" else D("0.00506")
+        moves = (("48500", [("BUY", "49000", q)]),
+                 ("50500", [("SELL", "50000", s)]),
+                 ("52500", [("SELL", "51000", s), ("SELL", "52000", s)]),
+                 ("49500", [("BUY", "51000", s), ("BUY", "50000", q)]))
+        for price, new in moves:
             await asyncio.sleep(0.05)
             await fake.set_price("BTCUSDT", price)
             expected += new
@@ -76,7 +84,10 @@ async def test_scripted_path_gives_exactly_the_hand_computed_fills(tmp_path: Pat
         assert [(t.buy_price, t.sell_price) for t in trips] == [(D("49000"), D("50000"))]
         grid = (await core.list_grids())[0]
         assert grid.round_trips == 1
-        assert grid.grid_profit == q * D("1000") - FEE * q * D("99000")
+        if commission == "quote":
+            assert grid.grid_profit == q * D("1000") - FEE * q * D("99000")
+        else:  # sold 0.00506 of the 0.00506493 received for q x 49000 (the fee in base is not a cost again)
+            assert grid.grid_profit == s * D("50000") * (1 - FEE) - q * D("49000") * s / (q * (1 - FEE))
         resting = sorted((o.side.value, o.price) for o in fake.engine.open_orders("main", "BTCUSDT"))
         assert resting == [("BUY", D("48000")), ("BUY", D("49000")), ("SELL", D("51000")), ("SELL", D("52000"))]
         assert all(n == 1 for n in fake.order_posts.values())  # no client order id was posted twice

@@ -137,9 +137,8 @@ class FakeBinance:
         # market and account state: the venue written from Binance's documents (tests/fakes/binance/)
         self.venue = Venue(self.symbols.values(), self.server_ms)
         self.engine = self.venue  # older tests' name for it
-        # Binance charges a buy's commission in the base asset (venue.commission = "received"); the bot's grid
-        # accounting assumes quote until issue 15, so the suite runs on "quote" and tests switch per case.
-        self.venue.commission = "quote"
+        # Binance's default (commission_faq.md): a buy's commission in the base asset received, a sell's in
+        # quote (venue.commission = "received", set by the venue); tests switch to "quote" or BNB per case.
         self.rules = {k: m.spec for k, m in self.venue.markets.items()}
         self._market_trade_ids = itertools.count(900_000)
         self._market_update_ids = itertools.count(400_000_000)

@@ -41,7 +41,9 @@ async def test_panic_leaves_the_traders_own_coins_and_orders_alone(tmp_path: Pat
         report = await answer(h, "PANIC done")
         assert "FAILED" not in report, report
         await h.settle()
-        assert total(h, "BTC") == Decimal("1")  # the grid's coins sold, the trader's kept
+        # the grid's coins sold, the trader's kept: with Binance's commission in base (issue 15) the grid may
+        # keep dust below the 0.00001 step, which no order can sell
+        assert Decimal("1") <= total(h, "BTC") < Decimal("1.00001")
         assert total(h, "ETH") == Decimal("20") and total(h, "ADA") == Decimal("50000")
         mine = [o for o in h.binance.venue.open_order_records(ACCOUNT) if o.client_order_id == "web_my_own_order"]
         assert len(mine) == 1  # never cancelled
@@ -75,7 +77,8 @@ async def test_a_grid_stop_loss_hit_in_one_fast_move_ends_with_the_grids_base_so
         await h.settle()
         assert total(h, "BTC") > 0
         await h.move("BTCUSDT", "43000")  # through every buy level and the stop-loss in one move
-        await wait_for(lambda: total(h, "BTC") == 0, 30, "the grid's base sold until flat")
+        # flat: at most dust below the 0.00001 step (the buys paid their commission in base, issue 15)
+        await wait_for(lambda: total(h, "BTC") < Decimal("0.00001"), 30, "the grid's base sold until flat")
         await wait_for(lambda: any("exit (stop-loss) finished" in t for t in h.telegram.texts_to(h.chat_id)), 20,
                        f"the exit alert in {h.telegram.texts_to(h.chat_id)}")
     finally:
