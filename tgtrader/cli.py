@@ -28,6 +28,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("run", "tgtrader.runner", "run the bot: Telegram control plus the exchange (paper by default)"),
     ("demo", "tgtrader.demo", "try tgtrader offline on embedded defaults: no keys, no network"),
     ("backtest", "tgtrader.backtest.command", "backtest a grid on historical candles"),
+    ("candles", "tgtrader.backtest.candles_command", "download recent candles to a CSV for backtest (resumes)"),
     ("doctor", "tgtrader.doctor", "check settings, database, clock and exchange access, in plain words"),
     ("setup", "tgtrader.setup_wizard", "first run: check the bot token, find your chat id, write .env, run doctor"),
     ("health", "tgtrader.health", "is the running bot trading, trying or broken (Docker's HEALTHCHECK; exit 0/1)"),

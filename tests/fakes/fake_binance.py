@@ -211,6 +211,7 @@ class FakeBinance:
         r.add_get("/api/v3/ticker/price", self._ticker_price)
         r.add_get("/api/v3/ticker/bookTicker", self._book_ticker)
         r.add_get("/api/v3/avgPrice", self._avg_price)
+        r.add_get("/api/v3/klines", self._klines)
         r.add_get("/stream", self._market_ws)
         r.add_get("/ws-api/v3", self._ws_api)
         if self.control_routes:
@@ -748,6 +749,11 @@ class FakeBinance:
                 raise ApiError(400, -1121, "Invalid symbol.")
             return {"mins": spec.avg_price_mins(), "price": f8(avg), "closeTime": self.server_ms()}
         return await self._call(request, 2, False, avg)
+
+    async def _klines(self, request: web.Request) -> web.StreamResponse:
+        from tests.fakes.fake_klines import answer  # candles: deterministic per symbol, or self.kline_rows
+
+        return await self._call(request, 2, False, lambda p: answer(self, p))
 
     # ------------------------------------------------------------ market-stream WebSocket
 

@@ -209,6 +209,24 @@ MIGRATIONS: list[Migration] = [
             """,
         ),
     ),
+    Migration(
+        name="klines: a cache of recent candles for guided /grid's suggestions (issue 17)",
+        statements=(
+            """
+            CREATE TABLE klines (
+                symbol TEXT NOT NULL,
+                interval TEXT NOT NULL,
+                open_time INTEGER NOT NULL,
+                open REAL NOT NULL,
+                high REAL NOT NULL,
+                low REAL NOT NULL,
+                close REAL NOT NULL,
+                volume REAL NOT NULL,
+                PRIMARY KEY (symbol, interval, open_time)
+            ) WITHOUT ROWID
+            """,
+        ),
+    ),
     # Append new migrations here.
 ]
 

@@ -564,3 +564,17 @@ class RestMixin:
             return bp.to_decimal(resp["price"])
         except (KeyError, TypeError, bp.BadPayload):
             raise ExchangeUnavailable(f"Binance sent an unreadable price for {symbol}.") from None
+
+    async def klines(self, symbol: str, interval: str, start_ms: int, end_ms: int | None = None,
+                     limit: int = 1000) -> list[tuple[int, str, str, str, str, str]]:
+        """rest-api.md "Kline/Candlestick data" (weight 2): up to `limit` (<= 1000) candles opening in
+        [start_ms, end_ms], oldest first, as (open time ms, open, high, low, close, volume) strings (issue 17)."""
+        assert self.client is not None
+        params: dict[str, Any] = dict(symbol=symbol, interval=interval, startTime=start_ms, limit=limit)
+        if end_ms is not None:
+            params["endTime"] = end_ms
+        resp = await self._rest(f"read {symbol} {interval} candles", self.client.get_klines, _signed=False, **params)
+        try:
+            return [(int(k[0]), str(k[1]), str(k[2]), str(k[3]), str(k[4]), str(k[5])) for k in resp]
+        except (IndexError, TypeError, ValueError):
+            raise ExchangeUnavailable(f"Binance sent unreadable {symbol} candles.") from None
