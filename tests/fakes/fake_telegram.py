@@ -4,7 +4,11 @@ Speaks what PTB 22 sends: form-encoded (or multipart for photos) POSTs to /bot<T
 non-string fields JSON-encoded; answers `{"ok": true, "result": ...}`. It records every call the bot
 makes, queues updates built as real Update JSON (commands carry a `bot_command` entity, or PTB would
 ignore them), long-polls getUpdates and releases waiting polls on stop. Failure injection: HTTP 429
-with `retry_after` for the next N calls of a method, and an "unreachable" mode that drops connections.
+with `retry_after` for the next N calls of a method, and an "unreachable" mode that drops connections;
+per chat, ChatMigrated (`migrate_chat`) and Forbidden (`block_chat`); a revoked token (`revoked`: 401);
+slow methods (`delays`); setWebhook refuses http:// (but loopback) and unresolvable hosts (*.invalid) with 400.
+Updates can be dated in the past (`age_s`), come from several users of a group, from a forum topic, or be the
+service messages of a supergroup upgrade (`push_migration`).
 After setWebhook it behaves like Telegram in webhook mode: updates are POSTed as JSON to the registered URL
 with the registered secret in X-Telegram-Bot-Api-Secret-Token, and getUpdates answers 409 Conflict.
 """
