@@ -351,3 +351,14 @@ async def test_a_bad_request_inside_a_handler_still_answers(private: Stack, monk
 
     monkeypatch.setattr(private.bot.dispatcher, "dispatch", refused)
     assert (await private.ask(ALICE, "/status")).startswith("internal error, logged as #")
+
+
+async def test_alert_text_passes_the_secret_scrubber(private: Stack) -> None:
+    """An exchange error quoting a secret (here the bot token) reaches the chat masked, like answers do."""
+    stack, fake = private, private.fake
+    assert stack.bot.notifier is not None
+    await stack.bot.notifier.enqueue_alert("events", {"events": [
+        {"type": "ErrorEvent", "where": "binance", "message": f"request to /bot{fake.token}/x failed", "ts_ms": 1}]})
+    await fake.wait_for(lambda: any(t.startswith("ERROR in binance") for t in fake.texts_to(ALICE)))
+    text = next(t for t in fake.texts_to(ALICE) if t.startswith("ERROR in binance"))
+    assert fake.token.split(":")[1] not in text and "***" in text, text
