@@ -62,8 +62,9 @@ class Access:
 
     @property
     def traders(self) -> frozenset[int]:
-        """Users who may command: the user list plus the owners of allowed private chats."""
-        return self.users | {c for c in self.chats if c > 0}
+        """Users who may command: the user list plus the owners of allowed private chats (unless they are listed
+        as read-only: their private chat is on the chat list so that they get the alerts)."""
+        return self.users | ({c for c in self.chats if c > 0} - self.readonly)
 
     @property
     def open_groups(self) -> bool:
