@@ -280,12 +280,12 @@ class Chaos:
         open_left = len(h.resting())
         rules = h.binance.rules
         leftovers = {}
-        for symbol, *_ in GRIDS:
+        for symbol, *_ in GRIDS:  # /panic sells what the bot bought; the trader's own holdings stay (issue 13)
             base = rules[symbol].base_asset
             bal = h.binance.engine.balance(ACCOUNT, base)
-            value = (bal.free + bal.locked) * h.binance.prices[symbol]
-            if value >= rules[symbol].min_notional:
-                leftovers[base] = str(bal.free + bal.locked)
+            bots = bal.free + bal.locked - Decimal(h.balances.get(base, "0"))
+            if bots * h.binance.prices[symbol] >= rules[symbol].min_notional:
+                leftovers[base] = str(bots)
         if open_left or leftovers:
             self.violations.setdefault("panic_not_flat", []).append(f"open={open_left} leftovers={leftovers}")
         self.counts["ws_drops"] += 0
