@@ -19,6 +19,7 @@ from typing import Any
 from loguru import logger
 
 from tgtrader import health
+from tgtrader.backtest.market import ExchangeMarketData
 from tgtrader.config import Settings, load_settings
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import EventBus
@@ -38,6 +39,7 @@ from tgtrader.startup import (
 )
 from tgtrader.store.core_store import CoreStore
 from tgtrader.store.db import Database
+from tgtrader.store.klines import KlineRepo
 from tgtrader.types import Tick
 
 
@@ -137,6 +139,7 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
     core: TradingCore | None = None
     bot: Any = None
     tasks: list[asyncio.Task[Any]] = []
+    market_data: ExchangeMarketData | None = None
     api = StartingApi(bus)  # the chat's API: refuses with the reason until the core trades, then forwards to it
     beat = health.Heartbeat(since_ms=_now_ms())
     beat_path = health.heartbeat_path(settings.db_path)
@@ -146,7 +149,9 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
         if settings.telegram_bot_token:
             from tgtrader.telegram.app import build_application, frontend, telegram_options
 
+            market_data = ExchangeMarketData(KlineRepo(db), settings.paper_fee_asset if paper else "base")
             app = build_application(
+                market_data=market_data,  # bound to the exchange once connected (guided /grid, issue 17)
                 token=settings.telegram_bot_token.reveal(),
                 api=api,  # type: ignore[arg-type]
                 db=db,
@@ -199,6 +204,8 @@ async def serve(settings: Settings, *, paper: bool, console: bool = False, stop:
             logger.info("stopped before trading started")
             return 0
         exchange, market, core = started
+        if market_data is not None:
+            market_data.bind(exchange, market or exchange)
         waited = beat.state != health.STARTING
         api.target = core
         beat.state, beat.reason, beat.since_ms = health.TRADING, "", _now_ms()

@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from loguru import logger
 
+from tgtrader.chat import guided as guided_flow
 from tgtrader.chat import parse as p
 from tgtrader.chat.actions import BUTTON_ACTIONS
 from tgtrader.chat.commands import BY_NAME, help_handler
@@ -57,6 +58,7 @@ class Dispatcher:
         on_subscribe: Callable[[int], Awaitable[None] | None] | None = None,
         secrets_to_hide: Iterable[str] = (),
         progress: Callable[[int, str], Awaitable[object]] | None = None,
+        market: guided_flow.MarketData | None = None,
     ) -> None:
         self.api = api
         self.bot_name = bot_name
@@ -70,6 +72,7 @@ class Dispatcher:
         self._symbols: frozenset[str] = frozenset()
         self._symbols_at = -1e18
         self._ticks: dict[str, Decimal] = {}
+        self.guided = guided_flow.Guided(market)  # guided /grid (issue 17): needs market data (candles)
 
     # ------------------------------------------------------------ commands
 
@@ -85,7 +88,13 @@ class Dispatcher:
 
     async def _dispatch(self, text: str, chat_id: int) -> Reply:
         try:
+            typed = isinstance(text, str) and not text.lstrip().startswith("/")
+            flow = self.guided.awaiting(chat_id, _asker.get(), self.clock()) if typed else None
+            if flow is not None:  # the guided /grid flow waits for a typed symbol or amount
+                return self._clean(await guided_flow.on_text(self, flow, text))
             name, args = p.split_command(text)
+            if self.guided.wants(name, args):
+                return self._clean(await guided_flow.begin(self, chat_id, _asker.get(), args))
             if name not in BY_NAME:
                 raise p.ParseError(f"unknown command /{name}; send /help for the list of commands")
             ctx = p.Context() if name in {"help", "start"} or p.wants_help(args) else await self._context(args)
@@ -183,7 +192,7 @@ class Dispatcher:
         for other in self._pending.values():
             if other.group == entry.group:
                 other.used = True
-        action = BUTTON_ACTIONS.get(entry.action)
+        action = BUTTON_ACTIONS.get(entry.action) or guided_flow.BUTTON_ACTIONS.get(entry.action)
         if action is None:  # pragma: no cover - only registered actions are bound
             return Reply("Unknown button; nothing was done.", toast="Unknown")
         token = _asker.set(user_id)  # a button's answer may bind new buttons: theirs too

@@ -305,6 +305,7 @@ def build_application(
     answer_timeout_s: float = ANSWER_TIMEOUT_S,
     token_retry_s: float = TOKEN_RETRY_S,
     outbox_retention_days: float = 30.0,
+    market_data: Any = None,
 ) -> Application:
     """Build the bot. `db` is the store `Database` (its `outbox` makes alerts durable); without it no
     alerts are sent. `base_url` points PTB at another Bot API server (e.g. a test fake)."""
@@ -338,6 +339,7 @@ def build_application(
     dispatcher = Dispatcher(
         api, bot_name=bot_name, preview_ttl_s=preview_ttl_s, confirm_ttl_s=confirm_ttl_s,
         on_subscribe=on_subscribe, secrets_to_hide=hidden, progress=progress,
+        market=market_data,  # guided /grid's candles, rules and fee (issue 17); None: /grid alone lists
     )
     handlers = TelegramHandlers(dispatcher, access, max_command_age_s=max_command_age_s,
                                 answer_timeout_s=answer_timeout_s)
