@@ -6,8 +6,11 @@ open -> high -> low -> close; candles joined close -> next open). Every vertex b
 `await on_step()` runs between ticks so the engine can drain the fills and place counter orders before
 the path moves on.
 
-Split prices (stop / take-profit triggers, soft stops) add extra ticks exactly at those prices when a
-segment crosses them, so a trigger is seen at its own price and in path order. Consecutive equal prices are
+Split prices add extra ticks exactly at those prices when a segment crosses them, so a price is seen at
+its own value and in path order (tests of soft stops use it). Do not split at a grid's stop-loss or
+take-profit when comparing with the backtest: like a live market that jumped past the trigger, the core must
+first see the vertex beyond it and sell there, which is where the backtest fills a stop exit (issue 15). The
+commission is the paper exchange's (`PaperExchange(fee_asset=...)`, `tgtrader.fees`), as in the backtest. Consecutive equal prices are
 fed once. Timestamps are spread inside the candle: open at open_time, then +1/4, +2/4 of the interval,
 close at open_time + interval - 1 ms; split ticks get the segment start's time plus one ms per split.
 """

@@ -378,10 +378,11 @@ def run_backtest(
     cash, dbase, bnb = money.quote[t_order], money.base[t_order], money.bnb[t_order]
     cum_cash = np.cumsum(np.bincount(f_candle, weights=cash, minlength=n))
     cum_base = np.cumsum(np.bincount(f_candle, weights=dbase, minlength=n))
-    cum_bnb = np.cumsum(np.bincount(f_candle, weights=bnb, minlength=n))
     quote_t = quote0 + cum_cash
     base_t = base0 + cum_base
-    bnb_t = start.bnb + cum_bnb
+    bnb_t: np.ndarray | float = 0.0  # BNB spent so far (quote value): a third balance only in bnb mode
+    if fee_asset == "bnb":
+        bnb_t = start.bnb + np.cumsum(np.bincount(f_candle, weights=bnb, minlength=n))
     fees = start.fee + float(np.sum(money.fee))
     bnb_fees = start.bnb + float(np.sum(bnb))
     quote = quote0 + float(np.sum(cash))
@@ -400,8 +401,11 @@ def run_backtest(
         base -= stop_qty
         quote_t[stop_candle:] = quote
         base_t[stop_candle:] = base
-        bnb_t[stop_candle:] = bnb_fees
-    equity = quote_t + base_t * candles.close - bnb_t
+        if isinstance(bnb_t, np.ndarray):
+            bnb_t[stop_candle:] = bnb_fees
+    equity = quote_t + base_t * candles.close
+    if isinstance(bnb_t, np.ndarray):
+        equity -= bnb_t
     final_price = float(candles.close[-1])
     final_equity = quote + base * final_price - bnb_fees
     peak = np.maximum.accumulate(np.concatenate(([investment], equity)))[1:]
