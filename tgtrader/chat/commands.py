@@ -57,8 +57,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("help", p.SYNTAX["help"], "/help grid", "every command with its syntax and an example", help_handler),
     Command(
         "grid", p.SYNTAX["grid"], "/grid new BTCUSDT 60000 70000 10 1000",
-        "create (with preview), list, show, pause, resume, stop grids", actions.grid,
+        "create (guided: /grid alone; or /grid new with a preview), list, show, pause, resume, stop grids",
+        actions.grid,
         topics=(
+            ("/grid [SYMBOL]", "/grid"),
             (p.SYNTAX["grid new"], "/grid new BTCUSDT 60000 70000 10 1000 geo sl=58000 tp=72000"),
             (p.SYNTAX["grid list"], "/grid list"),
             (p.SYNTAX["grid show"], "/grid show 1"),
