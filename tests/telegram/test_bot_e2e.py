@@ -86,7 +86,7 @@ async def make_stack(tmp_path: Path, fake: FakeTelegram, **kw: object) -> Stack:
     core = TradingCore(paper, CoreStore(db), EventBus(), CoreConfig(timer_interval_s=0), mode="paper")
     await core.start()
     await paper.subscribe({"BTCUSDT"})
-    options: dict[str, object] = dict(alert_window_s=0.15, per_chat_interval_s=0.0, notifier_poll_s=0.05,
+    options: dict[str, object] = dict(per_chat_interval_s=0.0, notifier_poll_s=0.05,
                                       max_retries=2)
     options.update(kw)
     options.setdefault("allowed_chat_ids", [ALICE, BOB])

@@ -327,7 +327,10 @@ async def test_alerts_about_money_start_with_what_happened_and_how_much(fake: Fa
     await db.outbox.enqueue("events", chat_id=777, payload=events_payload([fill(1), trip]))
     await db.outbox.enqueue("stop-loss", chat_id=888, payload={
         "grid_id": 1, "symbol": "BTCUSDT", "price": "38000", "trigger": "39000", "sell_on_stop": True,
-        "qty": "0.1", "base_asset": "BTC", "realized": "-162.5712", "quote_asset": "USDT"})
+        "qty": "0.1", "base_asset": "BTC", "realized": "0", "quote_asset": "USDT"})
+    await db.outbox.enqueue("exit-finished", chat_id=888, payload={
+        "grid_id": 1, "symbol": "BTCUSDT", "reason": "stop-loss", "legs": 1, "state": "done", "base_asset": "BTC",
+        "realized": "-162.5712", "quote_asset": "USDT"})
     notifier = make_notifier(db, bot)
     await notifier.start()
     await wait_for(lambda: _pending_is(db, 0), 10, "every outbox row sent")
@@ -336,5 +339,9 @@ async def test_alerts_about_money_start_with_what_happened_and_how_much(fake: Fa
     assert gain.splitlines()[0] == "✅ +0.81 USDT round trip · BTCUSDT grid #1", gain
     assert "ROUND TRIP grid #1 BTCUSDT: bought 50000 sold 55000" in gain  # the details follow unchanged
     [loss] = fake.texts_to(888)
-    assert loss.splitlines()[0] == "🛑 STOP-LOSS −162.57 USDT · BTCUSDT grid #1", loss
-    assert loss.splitlines()[1].startswith("grid 1 BTCUSDT: stop-loss at 38000")
+    lines = loss.splitlines()
+    assert lines[0] == "🛑 STOP-LOSS at 38000 · BTCUSDT grid #1", loss  # its money is in the exit below
+    assert lines[1].startswith("grid 1 BTCUSDT: stop-loss at 38000")
+    assert "🛑 STOP-LOSS −162.57 USDT · BTCUSDT grid #1" in lines, loss
+    assert lines[lines.index("🛑 STOP-LOSS −162.57 USDT · BTCUSDT grid #1") + 1].startswith(
+        "grid 1 BTCUSDT: exit (stop-loss) finished")

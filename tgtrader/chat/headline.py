@@ -44,21 +44,25 @@ def for_events(events: Iterable[CoreEvent]) -> str | None:
 
 
 def for_alert(kind: str, payload: Mapping[str, Any] | None) -> str | None:
-    """A machine's alert (written by the core): a stop-loss or take-profit with its realized result."""
-    if payload is None or kind not in MARK or "realized" not in payload:
+    """A machine's alert (written by the core): a stop's result; a grid's stop-loss or take-profit (its money is
+    in the exit that follows: `exit-finished` carries the grid's realized result)."""
+    if payload is None or "symbol" not in payload:
         return None
     try:
-        realized = Decimal(str(payload["realized"]))
-        quote = str(payload.get("quote_asset") or _quote(str(payload.get("symbol", ""))))
         symbol = str(payload["symbol"])
+        quote = str(payload.get("quote_asset") or _quote(symbol))
+        if "grid_id" in payload:
+            subject = f"{symbol} grid #{payload['grid_id']}"
+            if kind in MARK and "price" in payload:
+                return f"{MARK[kind]} at {Decimal(str(payload['price'])).normalize():f} · {subject}"
+            if kind == "exit-finished" and "realized" in payload:
+                mark = MARK.get(str(payload.get("reason")), "⏹ GRID STOPPED")
+                return f"{mark} {money_text(Decimal(str(payload['realized'])), quote)} · {subject}"
+            return None
+        if "stop_id" in payload and kind in MARK and "realized" in payload:
+            if payload.get("entry_price") is None:  # a stop on coins bought elsewhere: proceeds, not a result
+                return f"{MARK[kind]} sold · {symbol} stop #{payload['stop_id']}"
+            return f"{MARK[kind]} {money_text(Decimal(str(payload['realized'])), quote)} · {symbol} stop #{payload['stop_id']}"
     except (InvalidOperation, KeyError, TypeError, ValueError):
         return None
-    if "grid_id" in payload:
-        subject = f"{symbol} grid #{payload['grid_id']}"
-    elif "stop_id" in payload:
-        if payload.get("entry_price") is None:  # a stop on coins bought elsewhere: proceeds, not a result
-            return f"{MARK[kind]} sold · {symbol} stop #{payload['stop_id']}"
-        subject = f"{symbol} stop #{payload['stop_id']}"
-    else:
-        return None
-    return f"{MARK[kind]} {money_text(realized, quote)} · {subject}"
+    return None
