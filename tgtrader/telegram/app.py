@@ -87,7 +87,7 @@ class TelegramBot:
         self.db = db
         self.access = handlers.access
         self.token_retry_s = token_retry_s
-        self.fatal: str | None = None  # why Telegram is unusable (rejected token, refused setup), for /status
+        self.fatal: str | None = None  # why Telegram is unusable (rejected token, refused setup); None when fine
         self.webhook = webhook
         self.dispatcher = dispatcher
         self.handlers = handlers
