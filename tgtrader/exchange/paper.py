@@ -37,7 +37,7 @@ from tgtrader.exchange.matching import (
     MatchingEngine,
     fill_to_row,
 )
-from tgtrader.fees import DEFAULT_FEE_ASSET, FeeAsset
+from tgtrader.fees import BNB, DEFAULT_FEE_ASSET, FeeAsset
 from tgtrader.types import Balance, Fill, OrderUpdate, PlaceOrder, ReplaceOrder, Tick
 
 if TYPE_CHECKING:
@@ -274,8 +274,22 @@ class PaperExchange:
             raise BadSymbol(MSG_BAD_SYMBOL)
         new = set(symbols) - self._subscribed
         self._subscribed |= new
+        fee_markets = self._bnb_markets(new) - self._subscribed
         if new and self._on_subscribe is not None:
-            await self._on_subscribe(new)
+            await self._on_subscribe(new | fee_markets)  # BNB fees need BNB's price kept current too
+        for sym in fee_markets:
+            if self.engine.reference_price(sym) is None and self._price_source is not None:
+                try:
+                    await self.ticker_price(sym)  # seed it now: the first fill may come before its first tick
+                except Exception as exc:  # no BNB price yet: fees fall back to the received asset meanwhile
+                    logger.warning("paper: no {} price for BNB fees yet ({})", sym, exc)
+
+    def _bnb_markets(self, symbols: set[str]) -> set[str]:
+        """The BNB<quote> markets that price BNB fees for `symbols` (only when BNB pays the fees)."""
+        if self.engine.fees.mode != "bnb":
+            return set()
+        quotes = {self._rules[s].quote_asset for s in symbols if s in self._rules}
+        return {BNB + q for q in quotes if BNB + q in self._rules and q != BNB}
 
     async def unsubscribe(self, symbols: set[str]) -> None:
         gone = set(symbols) & self._subscribed
