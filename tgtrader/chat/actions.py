@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from tgtrader.chat import parse as p
 from tgtrader.chat import render as r
 from tgtrader.chat.chart import render_chart_png
+from tgtrader.chat.pnl_chart import render_pnl_png
 from tgtrader.chat.render import ButtonSpec, Reply
 
 if TYPE_CHECKING:
@@ -89,7 +90,12 @@ async def orders(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
 
 async def pnl(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
     assert isinstance(req, p.Pnl)
-    return Reply(r.render_pnl(await d.api.pnl(req.days)))
+    view = await d.api.pnl(req.days)
+    if req.chart:
+        png = await asyncio.to_thread(render_pnl_png, view)
+        return Reply(f"Realized PnL per day, last {req.days} days: total {r.signed(view.total)} {view.quote_asset}",
+                     photo=png)
+    return Reply(r.render_pnl(view))
 
 
 async def size(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:

@@ -73,7 +73,8 @@ COMMANDS: tuple[Command, ...] = (
             "mode, grids, open orders, PnL today/total, stream health, clock offset, API weight", actions.status),
     Command("balance", p.SYNTAX["balance"], "/balance", "free and locked balances", actions.balance),
     Command("orders", p.SYNTAX["orders"], "/orders BTCUSDT", "open orders, optionally for one symbol", actions.orders),
-    Command("pnl", p.SYNTAX["pnl"], "/pnl 7", "realized profit per day and total", actions.pnl),
+    Command("pnl", p.SYNTAX["pnl"], "/pnl 7", "realized profit per day and total; 'chart' draws the days as bars",
+            actions.pnl),
     Command(
         "size", p.SYNTAX["size"], "/size BTCUSDT 65000 63000 1%",
         "position size: fixed fraction risk, or capped Kelly", actions.size,

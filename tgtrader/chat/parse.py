@@ -99,6 +99,7 @@ class Orders:
 @dataclass(frozen=True, slots=True)
 class Pnl:
     days: int = 7
+    chart: bool = False  # daily realized PnL as bars (PNG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +185,7 @@ SYNTAX: dict[str, str] = {
     "status": "/status",
     "balance": "/balance",
     "orders": "/orders [SYMBOL]",
-    "pnl": "/pnl [DAYS]",
+    "pnl": "/pnl [chart] [DAYS]",
     "size": "/size SYMBOL ENTRY STOP [RISK%]  or  /size kelly WINRATE PAYOFF",
     "size fixed": "/size SYMBOL ENTRY STOP [RISK%]",
     "size kelly": "/size kelly WINRATE PAYOFF",
@@ -466,15 +467,17 @@ def _parse_orders(args: list[str], ctx: Context) -> Request:
 
 def _parse_pnl(args: list[str], ctx: Context) -> Request:
     syntax = SYNTAX["pnl"]
+    chart = bool(args) and args[0].lower() == "chart"
+    args = args[1:] if chart else args
     _too_many(args, 1, syntax)
     if not args:
-        return Pnl()
+        return Pnl(30 if chart else 7, chart)
     if not re.fullmatch(r"\d{1,5}", args[0]):
         raise ParseError(f"DAYS must be a whole number, got {_show(args[0])}", syntax)
     days = int(args[0])
     if not 1 <= days <= MAX_DAYS:
         raise ParseError(f"DAYS must be from 1 to {MAX_DAYS}, got {days}", syntax)
-    return Pnl(days)
+    return Pnl(days, chart)
 
 
 def _parse_chart(args: list[str], ctx: Context) -> Request:
