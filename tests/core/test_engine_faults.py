@@ -323,16 +323,21 @@ async def test_an_order_whose_answer_was_lost_is_not_resent_while_it_may_exist()
     await core.stop()
 
 
-async def test_an_order_still_absent_after_the_venues_bound_is_sent_again_with_the_same_id() -> None:
-    core, paper, events, now = await make()
+def lose_first_place(paper: Flaky, settle_after_s: float = 0.4) -> None:
+    """The first order's request never reaches the exchange and its answer is lost; later ones go through."""
 
     async def lost_with_bound(order: PlaceOrder):  # type: ignore[no-untyped-def]
         paper.calls.append(order.client_order_id)
         if len(paper.calls) == 1:
-            raise OrderStatusUnknown("timeout", settle_after_s=0.4)  # it never reached the exchange
+            raise OrderStatusUnknown("timeout", settle_after_s=settle_after_s)
         return await PaperExchange.place_order(paper, order)
 
     paper.place_order = lost_with_bound  # type: ignore[method-assign]
+
+
+async def test_an_order_still_absent_after_the_venues_bound_is_sent_again_with_the_same_id() -> None:
+    core, paper, events, now = await make()
+    lose_first_place(paper)
     t0 = time.monotonic()
     await core.start_grid((await core.preview_grid(SPEC)).token)
     await core.idle()
@@ -348,14 +353,7 @@ async def test_panic_stops_pending_resends_of_lost_answers() -> None:
     """Issue 13: /panic stops every order generator first, pending resends included: an order whose answer was
     lost is still looked up, but never sent again after the panic."""
     core, paper, events, now = await make()
-
-    async def lost_with_bound(order: PlaceOrder):  # type: ignore[no-untyped-def]
-        paper.calls.append(order.client_order_id)
-        if len(paper.calls) == 1:
-            raise OrderStatusUnknown("timeout", settle_after_s=0.4)  # it never reached the exchange
-        return await PaperExchange.place_order(paper, order)
-
-    paper.place_order = lost_with_bound  # type: ignore[method-assign]
+    lose_first_place(paper)
     await core.start_grid((await core.preview_grid(SPEC)).token)
     while not paper.calls:  # orders go out off the event loop
         await asyncio.sleep(0.01)
