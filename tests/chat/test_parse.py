@@ -51,7 +51,7 @@ def test_grid_bot_suffix_and_defaults() -> None:
         ("/grid new BTCUSDT 60000 70000 10 -5", "must be positive"),
         ("/grid new BTCUSDT 60000 70000 10 0", "greater than 0"),
         ("/grid new BTCUSDT 60000.001 70000 10 1000", "not on the BTCUSDT price tick 0.01"),
-        ("/grid new BTCUSDT 60000 70000 10 1000 geo sl=1 tp=80000 sell x", "too many arguments"),
+        ("/grid new BTCUSDT 60000 70000 10 1000 geo sl=1 tp=80000 sell accept_loss x", "too many arguments"),
         ("/grid new BTCUSDT 60000 70000 10 1000 wat", "unknown option"),
         ("/grid new BTCUSDT 60000 70000 10 1000 sl=61000", "sl must be below LOWER"),
         ("/grid new BTCUSDT 60000 70000 10 1000 tp=69000", "tp must be above UPPER"),

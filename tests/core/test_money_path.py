@@ -339,3 +339,13 @@ async def test_a_slow_grid_start_never_holds_back_a_stop(tmp_path: Path) -> None
     await kit.core.idle()
     assert kit.core.machines.stops[view.id].state == "done"
     await kit.close()
+
+
+async def test_a_grid_losing_to_fees_per_round_trip_starts_only_when_the_trader_accepts_it(tmp_path: Path) -> None:
+    """Issue 13 item 12: a grid whose profit per grid after fees is <= 0 is refused unless explicitly overridden."""
+    kit = await CoreOnPaper.open(tmp_path)
+    tight = GridSpec("BTCUSDT", D("51900"), D("52100"), 4, D("1000"))  # 50 apart: 0.1 % steps, 0.2 % in fees
+    assert any("profit per grid" in p for p in (await kit.core.preview_grid(tight)).problems)
+    view = await kit.core.preview_grid(GridSpec("BTCUSDT", D("51900"), D("52100"), 4, D("1000"), accept_loss=True))
+    assert view.ok, view.problems
+    await kit.close()

@@ -176,7 +176,7 @@ SYNTAX: dict[str, str] = {
     "start": "/start",
     "help": "/help [COMMAND]",
     "grid": "/grid new|list|show|pause|resume|stop ...",
-    "grid new": "/grid new SYMBOL LOWER UPPER GRIDS INVESTMENT [geo|arith] [sl=PRICE] [tp=PRICE] [sell_on_stop]",
+    "grid new": "/grid new SYMBOL LOWER UPPER GRIDS INVESTMENT [geo|arith] [sl=PRICE] [tp=PRICE] [sell_on_stop] [accept_loss]",
     "grid list": "/grid list",
     "grid show": "/grid show ID",
     "grid pause": "/grid pause ID",
@@ -342,10 +342,10 @@ def _parse_grid_new(args: list[str], ctx: Context) -> GridNew:
     spacing = "arithmetic"
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
-    sell_on_stop = False
+    sell_on_stop = accept_loss = False
     seen: set[str] = set()
     options = args[5:]
-    _too_many(options, 4, syntax)
+    _too_many(options, 5, syntax)
     for option in options:
         low = option.lower()
         key = low.split("=", 1)[0] if "=" in low else low
@@ -363,6 +363,8 @@ def _parse_grid_new(args: list[str], ctx: Context) -> GridNew:
             take_profit = parse_number(option[3:], "tp", syntax)
         elif low in {"sell_on_stop", "sell"}:
             sell_on_stop = True
+        elif low == "accept_loss":
+            accept_loss = True
         else:
             raise ParseError(f"unknown option {_show(option)}", syntax)
     if stop_loss is not None and stop_loss >= lower:
@@ -372,7 +374,7 @@ def _parse_grid_new(args: list[str], ctx: Context) -> GridNew:
     for what, value in (("LOWER", lower), ("UPPER", upper), ("sl", stop_loss), ("tp", take_profit)):
         if value is not None:
             check_tick(symbol, value, what, ctx, syntax)
-    spec = GridSpec(symbol, lower, upper, grids, investment, spacing, stop_loss, take_profit, sell_on_stop)
+    spec = GridSpec(symbol, lower, upper, grids, investment, spacing, stop_loss, take_profit, sell_on_stop, accept_loss)
     return GridNew(spec)
 
 

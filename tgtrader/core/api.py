@@ -35,6 +35,7 @@ class GridSpec:
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
     sell_on_stop: bool = False
+    accept_loss: bool = False  # start although each round trip loses to fees (explicit override)
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,7 +139,7 @@ class TradingCore(Kernel):
         return GridConfig(
             spec.symbol.upper(), spec.lower, spec.upper, spec.grids, spec.investment, spec.spacing, spec.stop_loss,
             spec.take_profit, spec.sell_on_stop, self.config.fee_rate, self.config.start_mode,
-            self.config.chase_step_ms, self.config.chase_max_slippage,
+            self.config.chase_step_ms, self.config.chase_max_slippage, spec.accept_loss,
         )
 
     def _limits(self) -> ExposureLimits:

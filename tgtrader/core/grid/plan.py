@@ -37,6 +37,7 @@ class GridConfig:
     start_mode: str = "market"  # "market" or "chase" (maker-first, market fallback)
     chase_step_ms: int = 5_000
     chase_max_slippage: Decimal = Decimal("0.005")  # chase never pays more than P0 x (1 + this)
+    accept_loss: bool = False  # the trader's explicit override: start although a grid loses to fees per round trip
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -191,11 +192,12 @@ def preview(
                 else:
                     problems.append(str(v))
     pcts = [profit_pct(a, b, config.fee_rate) for a, b in zip(levels, levels[1:]) if a > 0]
-    if pcts and min(pcts) <= 0:
+    if pcts and min(pcts) <= 0 and not config.accept_loss:
         # every round trip between the closest levels would lose money to fees: a grid that trades at a loss
         problems.append(
             f"the profit per grid after fees is {fmt_decimal(min(pcts).quantize(Decimal('0.001')))} % (fee "
-            f"{fmt_decimal(config.fee_rate * 100)} % per side): use fewer grids or a wider range"
+            f"{fmt_decimal(config.fee_rate * 100)} % per side): use fewer grids or a wider range (or add"
+            " accept_loss to start it anyway)"
         )
     required_base = q * h
     required_quote = q * sum((lv for lv in levels[:-1] if lv < price), ZERO) + required_base * price * (1 + config.fee_rate)
