@@ -15,6 +15,7 @@ from typing import TextIO
 
 from tgtrader.chat.alerts import render_alerts
 from tgtrader.chat.dispatch import Dispatcher
+from tgtrader.chat.prefs import MemoryKv, NotifyPrefs, event_kind
 from tgtrader.chat.render import Button, Reply
 from tgtrader.core.api import TradingApi
 from tgtrader.core.events import CoreEvent
@@ -28,7 +29,8 @@ class ConsoleChat:
                  chart_dir: Path | str = ".", alert_window_s: float = 0.3, chat_id: int = CONSOLE_CHAT_ID) -> None:
         self.api = api
         self.write = write or (lambda text: print(text, flush=True))
-        self.dispatcher = Dispatcher(api, bot_name="tgtrader console", progress=self._progress)
+        self.prefs = NotifyPrefs(MemoryKv())  # /notify for this session: 'off' kinds are not printed
+        self.dispatcher = Dispatcher(api, bot_name="tgtrader console", progress=self._progress, prefs=self.prefs)
         self.chart_dir = Path(chart_dir)
         self.alert_window_s = alert_window_s
         self.chat_id = chat_id
@@ -65,6 +67,8 @@ class ConsoleChat:
             self._alert_handle.cancel()
             self._alert_handle = None
         events, self._alerts = self._alerts, []
+        wanted = self.prefs.known(self.chat_id)
+        events = [e for e in events if wanted.get(event_kind(e)) != "off"]
         text = render_alerts(events) if events else None
         if text:
             self.write("ALERT " + text.replace("\n", "\n      "))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tgtrader.chat import actions
+from tgtrader.chat import actions, prefs
 from tgtrader.chat import parse as p
 from tgtrader.chat import render as r
 from tgtrader.chat.actions import Handler
@@ -50,6 +50,9 @@ def help_text(topic: str | None = None) -> str:
     details = "\n".join(f"{syntax}\n  e.g. {example}" for syntax, example in command.topics)
     return r.render_command_help(command.syntax, command.example, command.description, details)
 
+
+p.PARSERS["notify"] = prefs.parse_notify  # /notify's parser lives with the preferences (chat/prefs.py)
+p.SYNTAX["notify"] = prefs.SYNTAX
 
 COMMANDS: tuple[Command, ...] = (
     Command("start", "/start", "/start", "who I am, mode, balance, running grids; subscribes this chat to alerts",
@@ -97,6 +100,8 @@ COMMANDS: tuple[Command, ...] = (
             "but BNB (asks to confirm)", actions.panic),
     Command("resume_all", p.SYNTAX["resume_all"], "/resume_all", "resume grids paused by an older /panic (panic now stops them)", actions.resume_all),
     Command("chart", p.SYNTAX["chart"], "/chart 1", "PNG of price, grid levels and fills", actions.chart, block=False),
+    Command("notify", prefs.SYNTAX, "/notify fills off",
+            "alerts per kind (fills, trips, grids, stops, errors, daily): on, silent (no sound) or off", prefs.notify),
 )
 
 BY_NAME: dict[str, Command] = {c.name: c for c in COMMANDS}
@@ -119,6 +124,8 @@ def is_read_only(text: str) -> bool:
         return True
     if name in READ_ONLY or p.wants_help(args):
         return True
+    if name == "notify":  # showing the preferences reads; changing them does not
+        return not args
     return name == "grid" and (not args or args[0].lower() in READ_ONLY_GRID)
 
 

@@ -59,6 +59,7 @@ class Dispatcher:
         secrets_to_hide: Iterable[str] = (),
         progress: Callable[[int, str], Awaitable[object]] | None = None,
         market: guided_flow.MarketData | None = None,
+        prefs: object | None = None,
     ) -> None:
         self.api = api
         self.bot_name = bot_name
@@ -72,6 +73,7 @@ class Dispatcher:
         self._symbols: frozenset[str] = frozenset()
         self._symbols_at = -1e18
         self._ticks: dict[str, Decimal] = {}
+        self.prefs = prefs  # /notify's per-chat alert preferences (chat/prefs.py); None: not kept here
         self.guided = guided_flow.Guided(market)  # guided /grid (issue 17): needs market data (candles)
 
     # ------------------------------------------------------------ commands

@@ -36,6 +36,7 @@ from telegram.ext import (
 from tgtrader.chat.alerts import DAILY_SUMMARY, daily_summary_payload
 from tgtrader.chat.commands import COMMANDS, menu
 from tgtrader.chat.dispatch import Dispatcher
+from tgtrader.chat.prefs import NotifyPrefs
 from tgtrader.core.api import TradingApi
 from tgtrader.errors import ConfigError
 from tgtrader.telegram.access import Access
@@ -320,13 +321,14 @@ def build_application(
 
     hidden = [token, *extra_secrets]
     notifier: Notifier | None = None
+    prefs = NotifyPrefs(db.kv) if db is not None else None  # /notify (issue 17)
     if db is not None:
         sender = AlertSender(ExtBot(token, base_url=base_url or "https://api.telegram.org/bot",
                                     base_file_url=base_file_url or "https://api.telegram.org/file/bot"), hidden)
         notifier = Notifier(
             db, sender, access.recipients, window_s=alert_window_s, stream_down_alert_s=stream_down_alert_s,
             per_chat_interval_s=per_chat_interval_s, poll_s=notifier_poll_s, access=access,
-            retention_s=outbox_retention_days * 86400,
+            retention_s=outbox_retention_days * 86400, prefs=prefs,
         )
 
     def on_subscribe(chat_id: int) -> None:
@@ -340,6 +342,7 @@ def build_application(
         api, bot_name=bot_name, preview_ttl_s=preview_ttl_s, confirm_ttl_s=confirm_ttl_s,
         on_subscribe=on_subscribe, secrets_to_hide=hidden, progress=progress,
         market=market_data,  # guided /grid's candles, rules and fee (issue 17); None: /grid alone lists
+        prefs=prefs,
     )
     handlers = TelegramHandlers(dispatcher, access, max_command_age_s=max_command_age_s,
                                 answer_timeout_s=answer_timeout_s)
@@ -381,11 +384,12 @@ class AlertSender:
         self.hidden = list(secrets_to_hide)
         self._ready = False
 
-    async def __call__(self, chat_id: int, text: str) -> object:
+    async def __call__(self, chat_id: int, text: str, silent: bool = False) -> object:
+        """`silent`: delivered without a sound (Telegram's disable_notification; /notify's 'silent')."""
         if not self._ready:
             await self.bot.initialize()  # getMe; raises like a send would (network, InvalidToken)
             self._ready = True
-        return await self.bot.send_message(chat_id, scrub(text, self.hidden))
+        return await self.bot.send_message(chat_id, scrub(text, self.hidden), disable_notification=silent or None)
 
     async def close(self) -> None:
         if self._ready:

@@ -26,6 +26,7 @@ from loguru import logger
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError
 
 from tgtrader.chat import headline
+from tgtrader.chat import prefs as prefs_mod
 from tgtrader.chat.alerts import EVENTS, events_from_payload, events_payload, outbox_text, render_alerts
 from tgtrader.chat.render import MAX_MESSAGE, clip, when
 from tgtrader.core.events import CoreEvent, EventBus, OrderRejected, StopTriggered, StreamDown, StreamUp
@@ -83,6 +84,7 @@ class Notifier:
         channel: str = DEFAULT_CHANNEL,
         access: Access | None = None,
         retention_s: float = 30 * 86400.0,
+        prefs: prefs_mod.NotifyPrefs | None = None,
     ) -> None:
         self.db = db  # tgtrader.store.Database: its outbox, and transactions for fan-out
         self.outbox = db.outbox
@@ -100,6 +102,7 @@ class Notifier:
         self.channel = channel  # the outbox rows this notifier delivers (and writes)
         self.access = access  # where alerts go; follows supergroup upgrades (None: `recipients` as given)
         self.retention_s = retention_s  # sent rows older than this are purged
+        self.prefs = prefs  # per chat: each alert kind on, silent or off (/notify); None: all on
         self._purged_at_ms = 0
         self._buffer: list[CoreEvent] = []
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -285,12 +288,18 @@ class Notifier:
             if wait_ms > 0:
                 sleep = min(sleep, wait_ms / 1000)
                 continue
+            wanted = await self.prefs.of(chat_id) if self.prefs is not None else None
+            if wanted is not None:
+                chat_rows = await self._as_preferred(chat_rows, wanted)
+                if not chat_rows:
+                    continue
             batch, text = compose(chat_rows, self.clock_ms())
             if not text.strip():
                 for row in batch:
                     await self.outbox.mark_sent(row.id, self.clock_ms())
                 continue
-            ok = await self._send_batch(chat_id, batch, text)
+            quiet = wanted is not None and not any(prefs_mod.loud(row, wanted) for row in batch)
+            ok = await self._send_batch(chat_id, batch, text, quiet)
             paused_until = max(self._paused_until_ms, self._network_retry_ms)
             if self.clock_ms() < paused_until:
                 return (paused_until - self.clock_ms()) / 1000
@@ -300,9 +309,20 @@ class Notifier:
                     sleep = min(sleep, self.per_chat_interval_s)
         return sleep
 
-    async def _send_batch(self, chat_id: int, batch: list[OutboxRow], text: str) -> bool:
+    async def _as_preferred(self, rows: list[OutboxRow], wanted: Mapping[str, str]) -> list[OutboxRow]:
+        """The rows as the chat wants them (/notify): what it turned off is marked sent, never sent."""
+        kept: list[OutboxRow] = []
+        for row in rows:
+            shown = prefs_mod.apply(row, wanted)
+            if shown is None:
+                await self.outbox.mark_sent(row.id, self.clock_ms())
+            else:
+                kept.append(shown)
+        return kept
+
+    async def _send_batch(self, chat_id: int, batch: list[OutboxRow], text: str, silent: bool = False) -> bool:
         try:
-            await self.send(chat_id, text)
+            await (self.send(chat_id, text, silent=True) if silent else self.send(chat_id, text))  # type: ignore[call-arg]
         except RetryAfter as exc:
             wait = retry_after_s(exc)
             until = self.clock_ms() + int((wait + 0.1) * 1000)
