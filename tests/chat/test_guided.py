@@ -155,3 +155,12 @@ async def test_without_market_data_grid_alone_still_lists(setup) -> None:  # typ
     plain = Dispatcher(core)
     assert "No grids" in (await plain.dispatch("/grid", 1)).text or "grid" in (await plain.dispatch("/grid", 1)).text
     assert not plain.guided.flows
+
+
+async def test_typed_text_after_expiry_says_so(setup) -> None:  # type: ignore[no-untyped-def]
+    d, core, clock = setup
+    await d.dispatch("/grid", 1, 10)
+    clock.t += 700
+    assert "expired" in (await d.dispatch("BTCUSDT", 1, 10)).text
+    assert 1 not in d.guided.flows
+    assert "not a command" in (await d.dispatch("BTCUSDT", 1, 10)).text  # the flow is gone

@@ -84,8 +84,8 @@ class Guided:
     def awaiting(self, chat_id: int, user_id: int | None, now: float) -> Flow | None:
         """The chat's flow when it waits for typed text (a symbol, an amount) from this person."""
         flow = self.flows.get(chat_id)
-        if flow is None or now > flow.expires_at or flow.step not in ("symbol", "investment"):
-            return None
+        if flow is None or flow.step not in ("symbol", "investment") or now > flow.expires_at + self.ttl_s:
+            return None  # long gone: the text is an ordinary message again
         if flow.user_id is not None and flow.user_id != user_id:
             return None
         return flow
@@ -104,6 +104,10 @@ async def begin(d: Dispatcher, chat_id: int, user_id: int | None, args: list[str
 
 
 async def on_text(d: Dispatcher, flow: Flow, text: str) -> Reply:
+    now = d.clock()
+    if now > flow.expires_at:
+        return _end(d, flow, "This /grid flow expired; nothing was done. Send /grid to start again.", edit=False)
+    flow.expires_at = now + d.guided.ttl_s
     word = text.strip().split()[0] if text.strip() else ""
     if flow.step == "symbol":
         return await _pick_symbol(d, flow, word.upper(), edit=False)
