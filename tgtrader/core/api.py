@@ -187,6 +187,9 @@ class ChartData:
     prices: tuple[float, ...]
     levels: tuple[Decimal, ...]
     fills: tuple[tuple[int, str, Decimal], ...]  # (ts_ms, "BUY"/"SELL", price)
+    fill_qty: tuple[Decimal, ...] = ()  # each fill's quantity (same order): the chart's PnL panel
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

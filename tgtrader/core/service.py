@@ -485,4 +485,5 @@ class TradingCore(Kernel):
         return ChartData(
             g.id, g.config.symbol, times, prices, tuple(g.levels),
             tuple((f.ts_ms, f.side.value, f.price) for f in own),
+            tuple(f.qty for f in own), g.config.stop_loss, g.config.take_profit,
         )
