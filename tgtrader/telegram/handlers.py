@@ -155,9 +155,10 @@ class TelegramHandlers:
             raise ApplicationHandlerStop  # plain chatter, or another bot's command, in a group
         age = self.wall_clock() - message.date.timestamp()
         before_start = message.date.timestamp() + 1 <= self.started_at
-        if (age > self.max_command_age_s or (before_start and not is_read_only(text))) and not text.startswith("/"):
+        stale = age > self.max_command_age_s or (before_start and not is_read_only(text))
+        if stale and not text.startswith("/"):
             raise ApplicationHandlerStop  # old chatter: nothing to run, nothing to say
-        if age > self.max_command_age_s or (before_start and not is_read_only(text)):
+        if stale:
             name = text.split()[0] if text.split() else text
             when = "while I was offline" if before_start else "and reached me late"
             logger.warning("ignored {} from chat {}: sent {} ago", name[:40], chat.id, ago(age))
