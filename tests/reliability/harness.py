@@ -407,8 +407,9 @@ class Harness:
     def fills_alerted(self) -> bool:
         """Every fill the running bot stored is in an alert it wrote to the outbox for our chat.
 
-        The bot coalesces alerts in memory for a window before writing them, invisible from outside; the
-        fills they report are not, so this is the positive condition behind "the window has passed"."""
+        The bot writes an alert on the next turn of its event loop after the fill (issue 16; it used to hold them
+        in memory for a coalescing window), invisible from outside; the fills they report are not, so this is
+        the positive condition behind "the alerts are on disk"."""
         stored = self.db_rows("SELECT COUNT(*) FROM fills")[0][0] - self.run_fills_base
         rows = self.db_rows("SELECT kind, text, payload FROM outbox WHERE id > ? AND chat_id = ?",
                             (self.run_outbox_base, self.chat_id))

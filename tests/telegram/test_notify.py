@@ -345,3 +345,25 @@ async def test_alerts_about_money_start_with_what_happened_and_how_much(fake: Fa
     assert "🛑 STOP-LOSS −162.57 USDT · BTCUSDT grid #1" in lines, loss
     assert lines[lines.index("🛑 STOP-LOSS −162.57 USDT · BTCUSDT grid #1") + 1].startswith(
         "grid 1 BTCUSDT: exit (stop-loss) finished")
+
+
+async def test_a_rejected_token_pauses_alerts_as_fatal_not_as_an_outage(fake: FakeTelegram, db: Database,
+                                                                        bot: ExtBot) -> None:
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(f"{m.record['level'].name} {m.record['message']}"), level="INFO")
+    try:
+        bus = EventBus()
+        notifier = make_notifier(db, bot)
+        notifier.attach(bus)
+        await notifier.start()
+        fake.revoked = True
+        bus.publish(fill(1))
+        await wait_for(lambda: any("FATAL" in line for line in lines), 5, "the rejected token said loudly")
+        await notifier.stop()
+    finally:
+        logger.remove(sink)
+    assert any(line.startswith("CRITICAL") for line in lines)
+    assert not any("unreachable" in line for line in lines), lines
+    assert notifier.network_failures == 0 and await db.outbox.pending_count() == len(CHATS)  # kept for later
