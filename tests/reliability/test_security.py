@@ -22,7 +22,8 @@ EVERY_COMMAND = [
     "/grid list", "/grid show 1", "/grid new BTCUSDT 49000 51000 4 400", "/grid pause 1", "/grid resume 1",
     "/grid stop 1 sell", "/size BTCUSDT 50000 49000 1%", "/size kelly 0.55 1.5", "/buy BTCUSDT 0.001",
     "/sell BTCUSDT 0.001 min=50000", "/stop BTCUSDT 45000 hard", "/stop cancel 1", "/stops", "/panic",
-    "/resume_all", "/chart 1", "hello", "/nonexistent",
+    "/resume_all", "/chart 1", "/pnl chart", "/notify", "/notify all off", "/grid", "/grid BTCUSDT", "hello",
+    "/nonexistent",
 ]
 
 
