@@ -349,3 +349,18 @@ async def test_a_grid_losing_to_fees_per_round_trip_starts_only_when_the_trader_
     view = await kit.core.preview_grid(GridSpec("BTCUSDT", D("51900"), D("52100"), 4, D("1000"), accept_loss=True))
     assert view.ok, view.problems
     await kit.close()
+
+
+async def test_a_fills_alert_is_written_in_the_fills_own_transaction(tmp_path: Path) -> None:
+    """Issue 16 item 5 (the core half): a fill, its round trip and grid state changes are written to the outbox by
+    the reaction that stores them, so a crash right after the fill cannot lose the alert; no front end needed."""
+    kit = await CoreOnPaper.open(tmp_path)
+    await kit.running_grid()
+    await kit.trade("49000")
+    rows = [r for r in await kit.db.outbox.due(2**62, limit=500) if r.kind == "events"]
+    kinds = [e["type"] for r in rows for e in r.payload["events"]]  # type: ignore[index, union-attr]
+    assert "OrderFilled" in kinds and "GridStateChanged" in kinds
+    fills = {f.trade_id for f in await kit.core.store.fills("BTCUSDT")}
+    alerted = {e["trade_id"] for r in rows for e in r.payload["events"] if e["type"] == "OrderFilled"}  # type: ignore[index, union-attr]
+    assert alerted == fills  # every stored fill has its alert row, and only those
+    await kit.close()

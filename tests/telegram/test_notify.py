@@ -15,7 +15,7 @@ from telegram.ext import AIORateLimiter, ExtBot
 from tests.fakes.fake_telegram import FakeTelegram
 from tests.kit import old_database
 from tests.waiting import wait_for
-from tgtrader.chat.alerts import events_payload
+from tgtrader.chat.alerts import EVENTS, events_payload
 from tgtrader.core.events import EventBus, GridRoundTrip, OrderFilled, StreamDown, StreamUp
 from tgtrader.store.db import Database
 from tgtrader.telegram.notify import Notifier
@@ -48,9 +48,16 @@ async def _pending_is(db: Database, n: int) -> bool:
 
 
 async def _probed(db: Database) -> bool:
-    """A row for every chat is in the outbox and a send of one of them failed (the channel is paused)."""
+    """Rows for every chat are in the outbox and a send of one of them failed (the channel is paused)."""
     rows = await db.outbox.due(10**15)
-    return len(rows) == len(CHATS) and any(row.attempts >= 1 and row.last_error for row in rows)
+    return {row.chat_id for row in rows} == set(CHATS) and any(row.attempts >= 1 and row.last_error for row in rows)
+
+
+async def as_core(db: Database, bus: EventBus, event: OrderFilled) -> None:
+    """What the core does with a fill: its alert row in the fill's own transaction (one row for every chat, worded
+    at delivery), then the event on the bus (which only wakes the notifier)."""
+    await db.outbox.enqueue(EVENTS, payload=events_payload([event]), now=int(time.time() * 1000))
+    bus.publish(event)
 
 
 def fill(i: int) -> OrderFilled:
@@ -62,9 +69,9 @@ async def test_burst_of_fifty_fills_is_one_message_per_chat(fake: FakeTelegram, 
     bus = EventBus()
     notifier = make_notifier(db, bot)
     notifier.attach(bus)
+    for i in range(50):  # a burst: the core wrote 50 fill rows before the notifier's next delivery
+        await as_core(db, bus, fill(i))
     await notifier.start()
-    for i in range(50):
-        bus.publish(fill(i))
     await fake.wait_for(lambda: all(fake.sent_to(c) for c in CHATS))
     await wait_for(lambda: _pending_is(db, 0), 10, "every outbox row sent")
     await asyncio.sleep(0.3)  # quiet period: a second message (the burst split in two windows) shows up now
@@ -83,10 +90,10 @@ async def test_flood_control_delays_but_loses_nothing(fake: FakeTelegram, db: Da
     await notifier.start()
     fake.fail_next("sendMessage", retry_after=1, times=2)
     t0 = time.monotonic()
-    bus.publish(fill(1))
+    await as_core(db, bus, fill(1))
     await wait_for(lambda: any(not c.ok and c.method == "sendMessage" for c in fake.calls), 10,
                    "the first window's send answered 429")
-    bus.publish(fill(2))  # a second window while the first waits out the flood control
+    await as_core(db, bus, fill(2))  # a second window while the first waits out the flood control
     await fake.wait_for(lambda: "\n".join(t for c in CHATS for t in fake.texts_to(c)).count("FILL") >= 4, timeout=8)
     elapsed = time.monotonic() - t0
     await notifier.stop()
@@ -108,7 +115,7 @@ async def test_alerts_of_a_long_outage_arrive_soon_after_telegram_is_back(fake: 
     await notifier.start()
     fake.unreachable = True
     for i in range(5):
-        bus.publish(fill(i))
+        await as_core(db, bus, fill(i))
         await asyncio.sleep(0.5)  # 2.5 s down: per-row doubling from 0.05 s would now wait seconds
     await wait_for(lambda: notifier.network_failures >= 5, 10, "at least 5 failed delivery attempts")
     assert not fake.sent_to(777)
@@ -136,7 +143,7 @@ async def test_reconnect_to_telegram_ends_the_outage_backoff_at_once(fake: FakeT
     notifier.attach(bus)
     await notifier.start()
     fake.unreachable = True
-    bus.publish(fill(1))
+    await as_core(db, bus, fill(1))
     await fake.wait_for(lambda: notifier.network_failures >= 1, timeout=3)  # now waiting 20 s
     fake.unreachable = False
     back = time.monotonic()
@@ -157,8 +164,8 @@ async def test_unsent_alerts_are_delivered_after_restart(fake: FakeTelegram, tmp
         notifier.attach(bus)
         await notifier.start()
         fake.unreachable = True
-        bus.publish(fill(1))
-        bus.publish(fill(2))
+        await as_core(db, bus, fill(1))
+        await as_core(db, bus, fill(2))
         await wait_for(lambda: _probed(db), 10, "the window's rows written and one send failed")
         await notifier.stop()  # "crash": nothing delivered
         assert not fake.sent_to(777)
@@ -170,7 +177,7 @@ async def test_unsent_alerts_are_delivered_after_restart(fake: FakeTelegram, tmp
     db = await Database.open(path)
     ext = ExtBot(fake.token, base_url=fake.base_url, rate_limiter=AIORateLimiter(max_retries=0))
     try:
-        assert await db.outbox.pending_count() == len(CHATS)
+        assert await db.outbox.pending_count() == 2 * len(CHATS)  # each fill's row, for every chat
         rows = await db.outbox.due(10**15)
         assert any(row.attempts >= 1 and row.last_error for row in rows)  # one probe pauses the channel
         await db.execute("UPDATE outbox SET next_attempt_ms = 0")  # skip the first run's backoff wait
@@ -269,7 +276,7 @@ async def test_an_event_reaches_the_outbox_at_once_not_after_a_window(fake: Fake
     notifier = Notifier(db, send, lambda: CHATS)  # the defaults, as build_application uses them
     notifier.attach(bus)
     await notifier.start()
-    bus.publish(fill(1))
+    await as_core(db, bus, fill(1))
     t0 = time.monotonic()
     await wait_for(lambda: _pending_is(db, len(CHATS)), 2, "the fill's alert in the outbox", interval=0.005)
     assert time.monotonic() - t0 < 0.5  # the old window held it in memory for 1 s
@@ -359,7 +366,7 @@ async def test_a_rejected_token_pauses_alerts_as_fatal_not_as_an_outage(fake: Fa
         notifier.attach(bus)
         await notifier.start()
         fake.revoked = True
-        bus.publish(fill(1))
+        await as_core(db, bus, fill(1))
         await wait_for(lambda: any("FATAL" in line for line in lines), 5, "the rejected token said loudly")
         await notifier.stop()
     finally:

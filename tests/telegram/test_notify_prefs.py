@@ -15,7 +15,7 @@ from tgtrader.chat import parse as p
 from tgtrader.chat import prefs
 from tgtrader.chat.commands import is_read_only
 from tgtrader.chat.dispatch import Dispatcher
-from tgtrader.core.events import ErrorEvent, EventBus, GridRoundTrip, OrderFilled
+from tgtrader.core.events import EVENTS_ALERT, ErrorEvent, EventBus, GridRoundTrip, OrderFilled, events_payload
 from tgtrader.store.db import Database
 from tgtrader.store.outbox import OutboxRow
 from tgtrader.telegram.app import AlertSender
@@ -24,6 +24,13 @@ from tgtrader.types import Side
 
 ALICE, BOB = 777, 888
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+
+
+async def as_core(db: Database, bus: EventBus, *events: OrderFilled | GridRoundTrip) -> None:
+    """What the core does with a fill's reaction: one alert row written with it, then the events on the bus."""
+    await db.outbox.enqueue(EVENTS_ALERT, payload=events_payload(events), now=0)
+    for event in events:
+        bus.publish(event)
 
 
 def fill(i: int) -> OrderFilled:
@@ -82,15 +89,14 @@ async def test_delivery_honours_on_silent_and_off(tmp_path: Path, fake: FakeTele
         notifier.attach(bus)
         await notifier.start()
         try:
-            bus.publish(fill(1))
-            bus.publish(trip())
+            await as_core(db, bus, fill(1), trip())
             await fake.wait_for(lambda: fake.sent_to(ALICE), timeout=5)
             await wait_for(lambda: _none_pending(db), 5, "the outbox delivered or dropped every row")
             alice = fake.sent_to(ALICE)
             assert len(alice) == 1 and alice[0].params.get("disable_notification") is True  # silent by default
             assert "FILL" in str(alice[0].params["text"]) and "ROUND TRIP" in str(alice[0].params["text"])
             assert not fake.sent_to(BOB)  # off for Bob: never sent
-            bus.publish(fill(2))
+            await as_core(db, bus, fill(2))
             bus.publish(error())
             await fake.wait_for(lambda: fake.sent_to(BOB), timeout=5)
             await wait_for(lambda: _none_pending(db), 5, "every row handled")

@@ -24,6 +24,7 @@ from loguru import logger
 from tgtrader.chat.render import clip, money, num, render_pnl, render_status, signed
 from tgtrader.core.api import PnlView, StatusView
 from tgtrader.core.events import (
+    EVENTS_ALERT,
     CoreEvent,
     ErrorEvent,
     GridRoundTrip,
@@ -33,11 +34,13 @@ from tgtrader.core.events import (
     StopTriggered,
     StreamDown,
     StreamUp,
+    plain,
 )
+from tgtrader.core.events import events_payload as events_payload  # re-exported: the front ends' one import
 
 MAX_LINES_PER_KIND = 15  # in a coalesced alert, lines per kind before "... and N more"
 
-EVENTS = "events"  # a notifier's row: one coalescing window of core events, {"events": [...]}
+EVENTS = EVENTS_ALERT  # one reaction's (or a notifier window's) core events, {"events": [...]}
 DAILY_SUMMARY = "daily-summary"  # {"status": StatusView, "pnl": PnlView}
 
 Payload = Mapping[str, Any]
@@ -71,9 +74,7 @@ def outbox_text(kind: str, text: str, payload: Payload | None) -> str:
     return rendered or text or clip(f"{kind}: {json.dumps(payload, sort_keys=True, default=str)}")
 
 
-def _plain(value: object) -> Any:
-    """A dataclass (or anything) as JSON values: Decimals as strings, enums as their values."""
-    return msgspec.to_builtins(value, enc_hook=str)
+_plain = plain  # the core's: the core writes these payloads itself (core/events.py)
 
 
 # ---------------------------------------------------------------- the machines' alerts
@@ -194,11 +195,6 @@ _EVENT_TYPES: dict[str, type[CoreEvent]] = {
     for cls in (OrderFilled, GridRoundTrip, StopTriggered, GridStateChanged, StreamDown, StreamUp, OrderRejected,
                 ErrorEvent)
 }
-
-
-def events_payload(events: Iterable[CoreEvent]) -> dict[str, object]:
-    """One coalescing window of core events as a payload (kind `EVENTS`)."""
-    return {"events": [{"type": type(event).__name__, **_plain(event)} for event in events]}
 
 
 def events_from_payload(payload: Payload) -> list[CoreEvent]:

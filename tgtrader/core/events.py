@@ -6,10 +6,12 @@ trading. Subscribers that do I/O put the event on their own queue (the alert out
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
+import msgspec
 from loguru import logger
 
 from tgtrader.types import Side
@@ -132,3 +134,17 @@ class EventBus:
                 subscriber(event)
             except Exception:  # a broken front end must never break trading
                 logger.exception("event subscriber {} failed on {}", subscriber, type(event).__name__)
+
+
+EVENTS_ALERT = "events"  # the outbox kind of a reaction's alertable events (worded at delivery by the front end)
+ALERTED_BY_CORE = (OrderFilled, GridRoundTrip, GridStateChanged)  # written with their reaction: never lost
+
+
+def plain(value: object) -> Any:
+    """A dataclass (or anything) as JSON values: Decimals as strings, enums as their values."""
+    return msgspec.to_builtins(value, enc_hook=str)
+
+
+def events_payload(events: Iterable[CoreEvent]) -> dict[str, object]:
+    """Events as an outbox payload (kind EVENTS_ALERT): {"events": [{"type": class name, **fields}, ...]}."""
+    return {"events": [{"type": type(event).__name__, **plain(event)} for event in events]}

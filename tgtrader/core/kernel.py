@@ -26,6 +26,8 @@ from loguru import logger
 from tgtrader.core.accounting import fee_in_quote
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import (
+    ALERTED_BY_CORE,
+    EVENTS_ALERT,
     CoreEvent,
     ErrorEvent,
     EventBus,
@@ -34,6 +36,7 @@ from tgtrader.core.events import (
     SaleRealized,
     StreamDown,
     StreamUp,
+    events_payload,
 )
 from tgtrader.core.gateway import BanOver, OrderGateway
 from tgtrader.core.grid import Grid
@@ -421,10 +424,14 @@ class Kernel:
         cancels = [c.client_order_id for c in intents if isinstance(c, CancelOrder)]
         for cid in cancels:
             self.tracker.on_cancel_requested(cid, ts)
+        alerted = [ev for ev in events if isinstance(ev, ALERTED_BY_CORE)]
+        alerts = [a for a in intents if isinstance(a, AlertIntent)]
+        if alerted:  # written in this reaction's transaction: a crash right after the fill cannot lose its alert
+            alerts.append(AlertIntent(EVENTS_ALERT, events_payload(alerted)))
         reaction = Reaction(
             ts, fill, self.tracker.get(fill.client_order_id) if fill is not None else None,
             machine.snapshot() if machine is not None else None, new_orders, list(updated or []), cancels,
-            [a for a in intents if isinstance(a, AlertIntent)],
+            alerts,
             [(ev.ts_ms, ev.realized) for ev in sales],
             [ev.ts_ms for ev in events if isinstance(ev, GridRoundTrip)],
         )

@@ -29,7 +29,15 @@ from tgtrader.chat import headline
 from tgtrader.chat import prefs as prefs_mod
 from tgtrader.chat.alerts import EVENTS, events_from_payload, events_payload, outbox_text, render_alerts
 from tgtrader.chat.render import MAX_MESSAGE, clip, when
-from tgtrader.core.events import CoreEvent, EventBus, OrderRejected, StopTriggered, StreamDown, StreamUp
+from tgtrader.core.events import (
+    ALERTED_BY_CORE,
+    CoreEvent,
+    EventBus,
+    OrderRejected,
+    StopTriggered,
+    StreamDown,
+    StreamUp,
+)
 from tgtrader.store.outbox import DEFAULT_CHANNEL, OutboxRow
 from tgtrader.telegram.access import Access
 
@@ -46,7 +54,7 @@ def covered_by_core(event: CoreEvent) -> bool:
     """Events not to alert from the bus: the core already wrote their alert to the outbox as an
     AlertIntent (in the same transaction as the state change), so rendering them again would alert
     twice; and a chase's rejections ("would match" re-pricing), which the /buy or /sell answer reports."""
-    if isinstance(event, StopTriggered):
+    if isinstance(event, (StopTriggered, *ALERTED_BY_CORE)):  # fills, round trips, grid states: issue 16 item 5
         return True
     return isinstance(event, OrderRejected) and event.owner.startswith(("grid:", "stop:", "chase:"))
 
@@ -108,6 +116,7 @@ class Notifier:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._wake_handle: asyncio.TimerHandle | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._paused_until_ms = 0  # global pause after a 429 (flood control: must be honoured)
         self._network_retry_ms = 0  # next probe while Telegram is unreachable
@@ -127,6 +136,8 @@ class Notifier:
     def on_event(self, event: CoreEvent) -> None:
         """Bus subscriber. Stream outages are only reported once they last `stream_down_alert_s`."""
         if covered_by_core(event):
+            if isinstance(event, ALERTED_BY_CORE):  # the core wrote its alert with the reaction (this is published
+                self._wake_soon()                    # after the commit): deliver it, a burst coalesced in one window
             return
         if isinstance(event, StreamDown):
             self._on_stream_down(event)
@@ -140,6 +151,20 @@ class Notifier:
             if not (alerted or event.down_for_s >= self.stream_down_alert_s or event.recovered_fills):
                 return
         self._add(event)
+
+    def _wake_soon(self) -> None:
+        if self._wake_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        def fire() -> None:
+            self._wake_handle = None
+            self.wake()
+
+        self._wake_handle = loop.call_later(self.window_s, fire)
 
     def _add(self, event: CoreEvent) -> None:
         self._buffer.append(event)
