@@ -4,6 +4,7 @@ market path ends with exactly the fills, round trips and resting orders computed
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable
 from decimal import Decimal as D
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from binance.ws.reconnecting_websocket import ReconnectingWebsocket
 
-from tests.fakes.fake_binance import API_KEY, API_SECRET, FakeBinance
+from tests.fakes.fake_binance import API_KEY, API_SECRET, DEFAULT_SYMBOLS, FakeBinance
 from tgtrader.core.api import GridSpec
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import EventBus, GridRoundTrip, OrderFilled
@@ -112,6 +113,31 @@ async def test_live_previews_use_the_accounts_own_commission_rate(tmp_path: Path
     try:
         await core.start()
         assert core.config.fee_rate == D("0.00075")
+    finally:
+        await core.stop()
+        await exchange.close()
+        await db.close()
+        await fake.stop()
+
+
+async def test_the_preview_checks_percent_price_by_side_against_binances_average_price(tmp_path: Path) -> None:
+    """Issue 14 item 7: PERCENT_PRICE_BY_SIDE was checked against the order's own (or the last) price, never the
+    average price Binance uses (filters.md, over avgPriceMins); orders it would refuse passed the preview."""
+    info = copy.deepcopy(DEFAULT_SYMBOLS[0])
+    for f in info["filters"]:
+        if f["filterType"] == "PERCENT_PRICE_BY_SIDE":
+            f.update(bidMultiplierUp="1.2", bidMultiplierDown="0.8", askMultiplierUp="1.2", askMultiplierDown="0.8")
+    fake = await FakeBinance(symbols=[info]).start()
+    fake.set_balance("USDT", "5000")
+    await fake.set_price("BTCUSDT", "50000")
+    fake.venue.set_avg_price("BTCUSDT", "40000")  # the 5-minute average lags a fast rise
+    db = await Database.open(tmp_path / "pp.db")
+    exchange = BinanceExchange(API_KEY, API_SECRET, rest_url=fake.rest_url, ws_url=fake.ws_url, request_timeout=2.0)
+    core = TradingCore(exchange, CoreStore(db), EventBus(), CoreConfig(timer_interval_s=0))
+    try:
+        await core.start()
+        pv = await core.preview_grid(GridSpec("BTCUSDT", D("48000"), D("52000"), 4, D("1000")))
+        assert any("PERCENT_PRICE_BY_SIDE" in p for p in pv.problems), pv.problems  # 52000 > 40000 x 1.2
     finally:
         await core.stop()
         await exchange.close()

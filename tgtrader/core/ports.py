@@ -106,6 +106,9 @@ class Exchange(Protocol):
 
     async def ticker_price(self, symbol: str) -> Decimal: ...
 
+    async def avg_price(self, symbol: str) -> Decimal | None:
+        """The venue's average price that its percent-price filters are checked against (None: not published)."""
+
     async def subscribe(self, symbols: set[str]) -> None:
         """Add market streams at run time without dropping the connection."""
 

@@ -127,6 +127,12 @@ class TradingCore(Kernel):
         self.last_prices[symbol] = p
         return p
 
+    async def _avg_price(self, symbol: str) -> Decimal | None:
+        try:
+            return await self.exchange.avg_price(symbol)
+        except ExchangeError:
+            return None  # the preview falls back to the last price
+
     async def _balances(self) -> dict[str, Balance]:
         try:
             bal = await self.exchange.balances()
@@ -165,8 +171,9 @@ class TradingCore(Kernel):
         bal = await self._balances()
         free_q = bal.get(rules.quote_asset, Balance(rules.quote_asset, ZERO, ZERO)).free
         free_b = bal.get(rules.base_asset, Balance(rules.base_asset, ZERO, ZERO)).free
+        avg = await self._avg_price(config.symbol)
         async with self._lock:
-            pv = preview(config, rules, price, free_q, free_b)
+            pv = preview(config, rules, price, free_q, free_b, avg)
             problems = tuple(pv.problems) + tuple(self._extra_problems(config))
         token = secrets.token_urlsafe(9)
         view = GridPreviewView.of(pv, token, spec, problems)
@@ -220,7 +227,7 @@ class TradingCore(Kernel):
         bal = await self._balances()
         free_q = bal.get(pv.rules.quote_asset, Balance(pv.rules.quote_asset, ZERO, ZERO)).free
         free_b = bal.get(pv.rules.base_asset, Balance(pv.rules.base_asset, ZERO, ZERO)).free
-        now = preview(config, pv.rules, price, free_q, free_b)
+        now = preview(config, pv.rules, price, free_q, free_b, await self._avg_price(config.symbol))
         if now.problems:
             raise ApiError(f"at the current price {fmt_decimal(price)} the grid has problems: "
                            + "; ".join(now.problems) + "; make a new preview")

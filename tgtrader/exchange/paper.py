@@ -258,6 +258,9 @@ class PaperExchange:
     async def balances(self) -> dict[str, Balance]:
         return self.engine.balances(PAPER_ACCOUNT)
 
+    async def avg_price(self, symbol: str) -> Decimal | None:
+        return self.engine.reference_price(symbol)  # the paper venue's percent bands use its reference price
+
     async def ticker_price(self, symbol: str) -> Decimal:
         price = self.engine.reference_price(symbol)  # raises BadSymbol
         if price is None and self._price_source is not None:

@@ -147,9 +147,11 @@ def profit_pct(lower: Decimal, upper: Decimal, fee_rate: Decimal) -> Decimal:
 
 
 def preview(
-    config: GridConfig, rules: SymbolRules, price: Decimal, free_quote: Decimal, free_base: Decimal = ZERO
+    config: GridConfig, rules: SymbolRules, price: Decimal, free_quote: Decimal, free_base: Decimal = ZERO,
+    avg_price: Decimal | None = None,
 ) -> GridPreview:
-    """Everything a trader must see before starting, and every reason it cannot start."""
+    """Everything a trader must see before starting, and every reason it cannot start. `avg_price`: the venue's
+    average price (Binance checks PERCENT_PRICE_BY_SIDE against it, over avgPriceMins); the last price if unknown."""
     problems: list[str] = []
     if config.symbol != rules.symbol:
         problems.append(f"rules are for {rules.symbol}, not {config.symbol}")
@@ -179,7 +181,7 @@ def preview(
     else:
         orders = [(Side.BUY, lv) for lv in levels[:-1]] + [(Side.SELL, lv) for lv in levels[1:]]
         for side, lv in orders:
-            for v in rules.check_order(side, OrderType.LIMIT, q, lv, reference_price=price):
+            for v in rules.check_order(side, OrderType.LIMIT, q, lv, reference_price=avg_price or price):
                 key = v.filter
                 if key in seen:
                     continue

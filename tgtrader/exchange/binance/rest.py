@@ -565,6 +565,17 @@ class RestMixin:
         except (KeyError, TypeError, bp.BadPayload):
             raise ExchangeUnavailable(f"Binance sent an unreadable price for {symbol}.") from None
 
+    async def avg_price(self, symbol: str) -> Decimal | None:
+        """rest-api.md "Current average price": the weighted average over `mins` minutes, the reference of
+        PERCENT_PRICE_BY_SIDE (filters.md: "the weightedAveragePrice calculated over the last avgPriceMins")."""
+        assert self.client is not None
+        resp = await self._rest(f"read the average price of {symbol}", self.client.get_avg_price, _signed=False,
+                                symbol=symbol)
+        try:
+            return bp.to_decimal(resp["price"])
+        except (KeyError, TypeError, bp.BadPayload):
+            return None
+
     async def klines(self, symbol: str, interval: str, start_ms: int, end_ms: int | None = None,
                      limit: int = 1000) -> list[tuple[int, str, str, str, str, str]]:
         """rest-api.md "Kline/Candlestick data" (weight 2): up to `limit` (<= 1000) candles opening in
