@@ -1,7 +1,8 @@
 """Grid trading: `plan` (config, levels, preview: pure), `machine` (the running grid, events in, intents out),
 `state` (its lifecycle/interval states, transition tables, records and stored form)."""
 
-from tgtrader.core.grid.machine import Grid, GridStats
+from tgtrader.core.grid.books import GridStats
+from tgtrader.core.grid.machine import Grid
 from tgtrader.core.grid.plan import (
     MAX_GRIDS,
     MIN_GRIDS,

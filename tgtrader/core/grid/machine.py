@@ -22,14 +22,12 @@ order tracker); the grid also ignores a trade id it has already applied to the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from tgtrader.core.accounting import (
     Ledger,
     Position,
-    annualized_return_pct,
     base_received,
     buy_cost,
     fee_in_quote,
@@ -37,6 +35,7 @@ from tgtrader.core.accounting import (
 from tgtrader.core.chase import Chase
 from tgtrader.core.events import CoreEvent, GridRoundTrip, GridStateChanged, SaleRealized, StopTriggered
 from tgtrader.core.exit import SellUntilFlat
+from tgtrader.core.grid.books import GridStats, grid_stats
 from tgtrader.core.grid.exiting import exit_alert, exit_step
 from tgtrader.core.grid.plan import GridConfig, compute_levels, quantity_per_order
 from tgtrader.core.grid.state import (
@@ -68,20 +67,6 @@ from tgtrader.types import (
 ZERO = Decimal(0)
 RUNNING, PAUSED, STOPPED, PREVIEW = GridState.RUNNING, GridState.PAUSED, GridState.STOPPED, GridState.PREVIEW
 WAITING, HOLDING = IntervalState.WAITING, IntervalState.HOLDING
-
-
-@dataclass(frozen=True, slots=True)
-class GridStats:
-    realized: Decimal
-    fees: Decimal
-    round_trips: int
-    base_held: Decimal
-    avg_cost: Decimal
-    unrealized: Decimal
-    last_price: Decimal | None
-    annualized_return_pct: Decimal | None
-    open_orders: int
-    grid_profit: Decimal = ZERO
 
 
 class Grid:
@@ -581,17 +566,7 @@ class Grid:
         return Position(self.base_held(), cost, self.last_price)
 
     def stats(self, now_ts: int | None = None) -> GridStats:
-        pos = self.position()
-        now = self.last_ts if now_ts is None else now_ts
-        if self.state == STOPPED and self.stopped_ts:
-            now = self.stopped_ts  # a stopped grid's return is frozen at its stop, not diluted by the wall clock
-        pnl = self.ledger.realized + pos.unrealized
-        return GridStats(
-            self.ledger.realized, self.ledger.fees, self.ledger.round_trips, pos.base, pos.avg_cost,
-            pos.unrealized, self.last_price, annualized_return_pct(pnl, self.config.investment, self.start_ts, now),
-            len(self.open_order_ids()) + (len(self.chase._live()) if self.chase and not self.chase.done else 0),
-            self.ledger.grid_profit,
-        )
+        return grid_stats(self, now_ts)  # grid/books.py
 
     def open_orders_per_interval(self) -> dict[int, int]:
         counts: dict[int, int] = {}
