@@ -364,3 +364,22 @@ async def test_a_fills_alert_is_written_in_the_fills_own_transaction(tmp_path: P
     alerted = {e["trade_id"] for r in rows for e in r.payload["events"] if e["type"] == "OrderFilled"}  # type: ignore[index, union-attr]
     assert alerted == fills  # every stored fill has its alert row, and only those
     await kit.close()
+
+
+async def test_a_cancel_never_overtakes_the_urgent_place_of_the_same_order(tmp_path: Path) -> None:
+    """Stop orders go out at once in their own task; a /stop cancel right after must not reach the exchange before
+    the stop's order does (it would find nothing, and the order would then rest unprotected by any machine)."""
+    kit = await CoreOnPaper.open(tmp_path)
+    kit.paper.engine.set_balance(PAPER_ACCOUNT, "BTC", D("0.1"))
+    real = kit.paper.place_order
+
+    async def slow(order: PlaceOrder) -> OrderUpdate:
+        await asyncio.sleep(0.3)
+        return await real(order)
+
+    kit.paper.place_order = slow  # type: ignore[method-assign]
+    view = await kit.core.add_stop("BTCUSDT", D("50000"), "hard")
+    await kit.core.cancel_stop(view.id)  # while the stop's order is still on its way
+    await kit.core.idle()
+    assert await kit.paper.open_orders("BTCUSDT") == []  # cancelled after it landed, not before
+    await kit.close()

@@ -72,6 +72,7 @@ class OrderGateway:
         self._fifo: deque[tuple[Intent, bool]] = deque()
         self._sender: asyncio.Task[None] | None = None
         self._urgent_tasks: set[asyncio.Task[None]] = set()
+        self._urgent_by_cid: dict[str, asyncio.Task[None]] = {}  # a cancel of one waits for its place to finish
 
     @property
     def sending(self) -> list[asyncio.Task[None]]:
@@ -100,13 +101,21 @@ class OrderGateway:
         loop = asyncio.get_running_loop()
         for it in intents:
             if isinstance(it, PlaceOrder) and self.urgent(it.client_order_id):
-                task = loop.create_task(self._send(it, self.adopt_first), name=f"send-{it.client_order_id}")
+                cid = it.client_order_id
+                task = loop.create_task(self._send(it, self.adopt_first), name=f"send-{cid}")
                 self._urgent_tasks.add(task)
-                task.add_done_callback(self._urgent_tasks.discard)
+                self._urgent_by_cid[cid] = task
+                task.add_done_callback(self._urgent_done)
             elif isinstance(it, (PlaceOrder, ReplaceOrder, CancelOrder)):
                 self._fifo.append((it, self.adopt_first))
         if self._fifo and (self._sender is None or self._sender.done()):
             self._sender = loop.create_task(self._drain(), name="order-sender")
+
+    def _urgent_done(self, task: asyncio.Task[None]) -> None:
+        self._urgent_tasks.discard(task)
+        for cid, t in list(self._urgent_by_cid.items()):
+            if t is task:
+                del self._urgent_by_cid[cid]
 
     async def _drain(self) -> None:
         while self._fifo:
@@ -114,6 +123,11 @@ class OrderGateway:
             await self._send(it, adopt)
 
     async def _send(self, it: Intent, adopt_first: bool) -> None:
+        target = it.client_order_id if isinstance(it, CancelOrder) else (
+            it.cancel.client_order_id if isinstance(it, ReplaceOrder) else None)
+        placing = self._urgent_by_cid.get(target) if target is not None else None
+        if placing is not None:  # never cancel an urgent order before its own place went out
+            await asyncio.wait({placing})
         try:
             if isinstance(it, PlaceOrder):
                 await self.place(it, adopt_first)
