@@ -10,14 +10,16 @@ from typing import Any
 
 import pytest
 
+from tests.core.conftest import REAL_RULES
 from tests.kit import CoreOnPaper, grid_spec
 from tests.waiting import wait_for
 from tgtrader.core.api import ApiError, GridSpec
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import OrderFilled
+from tgtrader.core.grid import Grid, GridConfig
 from tgtrader.core.kernel import Timer
 from tgtrader.exchange.paper import PAPER_ACCOUNT
-from tgtrader.types import Fill, OrderType, OrderUpdate, PlaceOrder, Side, Tick
+from tgtrader.types import Fill, OrderStatus, OrderType, OrderUpdate, PlaceOrder, RejectReason, Side, Tick
 
 STEP = D("0.00001")  # BTCUSDT's step size
 
@@ -383,3 +385,15 @@ async def test_a_cancel_never_overtakes_the_urgent_place_of_the_same_order(tmp_p
     await kit.core.idle()
     assert await kit.paper.open_orders("BTCUSDT") == []  # cancelled after it landed, not before
     await kit.close()
+
+
+def test_a_grid_order_expired_by_self_trade_prevention_is_not_placed_again_in_a_loop() -> None:
+    """Issue 14 item 5: a grid order Binance expires by self-trade prevention (it would have traded with another of
+    our orders) was placed again at once, to expire again: now the interval waits, with an alert."""
+    g = Grid(1, GridConfig("BTCUSDT", D("40000"), D("60000"), 4, D("1000")), REAL_RULES["BTCUSDT"])
+    intents = g.start(D("52000"), 0)
+    buy = next(i for i in intents if isinstance(i, PlaceOrder) and i.order_type is OrderType.LIMIT)
+    out = g.on_order_update(OrderUpdate(buy.symbol, buy.client_order_id, buy.side, buy.order_type, OrderStatus.EXPIRED,
+                                        buy.price or D(0), buy.qty, D(0), ts_ms=1, reject_reason=RejectReason.SELF_TRADE))
+    assert not [i for i in out if isinstance(i, PlaceOrder)]
+    assert any(getattr(i, "kind", "") == "order-rejected" for i in out)

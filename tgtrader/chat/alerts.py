@@ -158,6 +158,10 @@ def _grid_stopped_out(kind: str, p: Payload) -> str:
 
 
 def _grid_order_rejected(kind: str, p: Payload) -> str:
+    if p.get("reason") == "self-trade":
+        return (f"grid {p['grid_id']}: order {p['client_order_id']} expired by self-trade prevention (it would have"
+                f" traded with another of your orders); /grid pause {p['grid_id']} then /grid resume {p['grid_id']}"
+                " places it again")
     return f"grid {p['grid_id']}: order {p['client_order_id']} rejected: {p['reject_text']}"
 
 

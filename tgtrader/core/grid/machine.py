@@ -60,6 +60,7 @@ from tgtrader.types import (
     OrderType,
     OrderUpdate,
     PlaceOrder,
+    RejectReason,
     Side,
     Tick,
 )
@@ -395,6 +396,12 @@ class Grid:
                 out.append(self._exit_alert())
         elif upd.status is OrderStatus.REJECTED:
             out.append(self._alert("order-rejected", client_order_id=o.cid, reject_text=upd.reject_text))
+        elif upd.reject_reason is RejectReason.SELF_TRADE and o.role == "level":
+            # expired by self-trade prevention: it would have traded with another of our own orders. Placed again at
+            # once it would expire again and again; like a refusal, the interval waits for /grid resume.
+            o.status = OrderStatus.REJECTED.value
+            out.append(self._alert("order-rejected", client_order_id=o.cid, reject_text=upd.reject_text,
+                                   reason=RejectReason.SELF_TRADE.value))
         return out + self._maybe_complete(o, upd.ts_ms) + self._exit_step(upd.ts_ms)
 
     def on_fill(self, fill: Fill, fee_quote: Decimal | None = None) -> list[Intent]:
