@@ -78,3 +78,19 @@ def test_legs_that_expire_unfilled_on_an_empty_book_end_the_exit_instead_of_hamm
         ex.placed(cid)
         gave_up = ex.leg_ended(cid, OrderStatus.EXPIRED, None, D("1"), D("0"))
     assert gave_up and ex.state is ExitState.GAVE_UP and ex.why_left == "no-liquidity" and ex.residue == D("1")
+
+
+def test_transient_failures_never_end_the_exit_they_back_off() -> None:
+    """A 429 or a 5xx is not the venue refusing the sale: the exit tries again later (doubling, capped), however
+    often, instead of giving up after three (the chaos run's /panic left a grid's coins unsold that way)."""
+    ex = SellUntilFlat()
+    ex.begin(0, "panic")
+    ts = 0
+    for cid in "abcdef":
+        act = ex.step(D("1"), False, False, ts, sellable)
+        assert act.step is Step.SELL
+        ex.placed(cid)
+        assert not ex.leg_ended(cid, OrderStatus.REJECTED, RejectReason.RATE_LIMITED, D("1"), D("0"), ts)
+        assert ex.step(D("1"), False, False, ts + 1, sellable).step is Step.WAIT  # backing off
+        ts = ex.retry_at
+    assert ex.state is ExitState.SELLING and ex.transient == 6 and ex.refusals == 0

@@ -24,6 +24,7 @@ from typing import Any
 from tgtrader.types import OrderStatus, RejectReason
 
 ZERO = Decimal(0)
+TRANSIENT = frozenset({RejectReason.RATE_LIMITED, RejectReason.UNAVAILABLE, RejectReason.BANNED})
 
 
 class ExitState(enum.StrEnum):
@@ -60,6 +61,8 @@ class SellUntilFlat:
     why_left: str = ""  # a code for the front end: "below-filters", "not-free" (see `free`), "refused", "no-liquidity"
     wait_ms: int = 15_000
     max_refusals: int = 3
+    retry_at: int = 0  # after a transient failure (rate limit, 5xx, ban): the next leg not before this time
+    transient: int = 0  # transient failures in a row (the backoff doubles, capped)
 
     @property
     def working(self) -> bool:
@@ -77,7 +80,7 @@ class SellUntilFlat:
              sellable: Callable[[Decimal], Decimal]) -> Action:
         """What to do now. `sellable(q)` rounds q to the symbol's filters for a market sell (ZERO if it cannot be
         sold); the owner places a MARKET sell of the returned quantity and calls `placed(cid)`."""
-        if self.state is not ExitState.SELLING or leg_working:
+        if self.state is not ExitState.SELLING or leg_working or ts < self.retry_at:
             return Action(Step.WAIT)
         if busy and ts - self.started_ts < self.wait_ms:
             return Action(Step.WAIT)
@@ -97,13 +100,19 @@ class SellUntilFlat:
         self.leg, self.legs = cid, self.legs + 1
 
     def leg_ended(self, cid: str, status: OrderStatus, reason: RejectReason | None, owed: Decimal,
-                  executed: Decimal = ZERO) -> bool:
+                  executed: Decimal = ZERO, ts: int = 0) -> bool:
         """The working leg reached a final status (its fills may still be on their way: the owner's leg
         bookkeeping decides when it is done). Returns True when the exit gives up: after `max_refusals` legs in a
         row that sold nothing (refused, or expired unfilled on an empty book), so it never hammers the venue."""
         if cid != self.leg:
             return False
         self.leg = None
+        if status is OrderStatus.REJECTED and reason in TRANSIENT:
+            # the venue did not say no to this sale (rate limit, 5xx, ban): try again later, never give up on it
+            self.transient += 1
+            self.retry_at = ts + min(1_000 * 2 ** (self.transient - 1), 30_000)
+            return False
+        self.transient = 0
         if executed > 0:
             self.refusals = 0  # progress
         else:
@@ -125,7 +134,8 @@ class SellUntilFlat:
         return {"state": self.state.value, "reason": self.reason, "started_ts": self.started_ts,
                 "free": None if self.free is None else str(self.free), "wants_balance": self.wants_balance,
                 "refusals": self.refusals, "legs": self.legs, "leg": self.leg, "residue": str(self.residue),
-                "why_left": self.why_left, "wait_ms": self.wait_ms, "max_refusals": self.max_refusals}
+                "why_left": self.why_left, "wait_ms": self.wait_ms, "max_refusals": self.max_refusals,
+                "retry_at": self.retry_at, "transient": self.transient}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "SellUntilFlat":
@@ -134,4 +144,4 @@ class SellUntilFlat:
         return cls(ExitState(d["state"]), d["reason"], int(d["started_ts"]),
                    None if d["free"] is None else Decimal(d["free"]), bool(d["wants_balance"]), int(d["refusals"]),
                    int(d["legs"]), d["leg"], Decimal(d["residue"]), d["why_left"], int(d["wait_ms"]),
-                   int(d.get("max_refusals", 3)))
+                   int(d.get("max_refusals", 3)), int(d.get("retry_at", 0)), int(d.get("transient", 0)))

@@ -153,7 +153,8 @@ class Liquidation:
         leg = self.legs.get(upd.client_order_id)
         if leg is None or not upd.status.is_final or not leg.end(upd.status, upd.executed_qty):
             return []
-        if self.exit.leg_ended(upd.client_order_id, upd.status, upd.reject_reason, self.owed, upd.executed_qty):
+        if self.exit.leg_ended(upd.client_order_id, upd.status, upd.reject_reason, self.owed, upd.executed_qty,
+                               upd.ts_ms):
             return [self._finished()]
         return self._step(upd.ts_ms) if leg.done else []
 

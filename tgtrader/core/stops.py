@@ -257,6 +257,8 @@ class Stop:
         return self._soft_step(ts)
 
     def on_timer(self, ts: int) -> list[Intent]:
+        if self.exit.working:
+            return self._soft_step(ts)  # a sale retried after a transient failure's backoff
         if self.kind == "hard":
             return self._watch_hard(None, ts)
         if self.state != "armed" or ts - self.last_tick_ts <= self.silence_ms:
@@ -292,7 +294,7 @@ class Stop:
             return []  # a repeated final update
         if self.exit.working:  # a soft stop's market leg: partial, expired or refused, the exit sells on
             if self.exit.leg_ended(upd.client_order_id, upd.status, upd.reject_reason, self.remaining,
-                                   upd.executed_qty):
+                                   upd.executed_qty, upd.ts_ms):
                 return self._finish(upd.ts_ms)
             return self._soft_step(upd.ts_ms) if self._order_done() else []
         if upd.status is OrderStatus.FILLED:

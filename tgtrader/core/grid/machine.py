@@ -392,7 +392,8 @@ class Grid:
             return []
         out = []
         if o.role == "exit":
-            if self.exit.leg_ended(o.cid, upd.status, upd.reject_reason, self.pool_base, upd.executed_qty):
+            if self.exit.leg_ended(o.cid, upd.status, upd.reject_reason, self.pool_base, upd.executed_qty,
+                                   upd.ts_ms):
                 out.append(self._exit_alert())
         elif upd.status is OrderStatus.REJECTED:
             out.append(self._alert("order-rejected", client_order_id=o.cid, reject_text=upd.reject_text))
