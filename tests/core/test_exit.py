@@ -3,10 +3,13 @@ flat or say what is left and why."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal as D
 
-from tgtrader.core.exit import Action, ExitState, SellUntilFlat, Step
+from tgtrader.core.exit import Action, ExitState, SellUntilFlat, Step, market_sell_qty
 from tgtrader.types import OrderStatus, RejectReason
+
+from .conftest import REAL_RULES
 
 
 def sellable(q: D) -> D:
@@ -94,3 +97,12 @@ def test_transient_failures_never_end_the_exit_they_back_off() -> None:
         assert ex.step(D("1"), False, False, ts + 1, sellable).step is Step.WAIT  # backing off
         ts = ex.retry_at
     assert ex.state is ExitState.SELLING and ex.transient == 6 and ex.refusals == 0
+
+
+def test_a_position_larger_than_one_market_order_is_sold_leg_after_leg() -> None:
+    """The chaos run's /panic left 137.5 ADA: more than MARKET_LOT_SIZE maxQty (128) failed the filter check and
+    was taken for an unsellable residue. Each leg is now capped at the market maximum."""
+    rules = replace(REAL_RULES["BTCUSDT"], market_max_qty=D("1"))
+    assert market_sell_qty(rules, D("2.5"), D("50000")) == D("1")
+    assert market_sell_qty(rules, D("0.5"), D("50000")) == D("0.5")
+    assert market_sell_qty(rules, D("0.00001"), D("50000")) == 0  # below minNotional: a real residue

@@ -637,7 +637,7 @@ _ALERT_PREFIXES = ("FILL ", "ROUND TRIP", "GRID #", "STREAM ", "ORDER REJECTED",
 
 def _is_alert(text: str) -> bool:
     first = text.lstrip()
-    return first.startswith(_ALERT_PREFIXES) or bool(
+    return first.startswith(_ALERT_PREFIXES) or first[:1] in ("✅", "🛑", "🎯", "⏹") or bool(  # money headlines
         re.match(r"^\d+ FILLS|^\d+ ROUND TRIP|^(grid|stop) \d+ [A-Z0-9]+: ", first))  # machines' alerts
 
 

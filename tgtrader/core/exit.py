@@ -21,10 +21,24 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tgtrader.types import OrderStatus, RejectReason
+from tgtrader.core.rules import SymbolRules
+from tgtrader.types import OrderStatus, OrderType, RejectReason, Side
 
 ZERO = Decimal(0)
 TRANSIENT = frozenset({RejectReason.RATE_LIMITED, RejectReason.UNAVAILABLE, RejectReason.BANNED})
+
+
+def market_sell_qty(rules: SymbolRules, qty: Decimal, reference_price: Decimal | None) -> Decimal:
+    """The largest market sell of at most `qty` the symbol's filters accept (ZERO if none): rounded down to the step
+    and capped at the market maxQty (MARKET_LOT_SIZE), so a position larger than one order is sold leg after leg
+    instead of being mistaken for an unsellable residue."""
+    q = rules.round_qty(qty, market=True)
+    cap = rules.market_max_qty if rules.market_max_qty > 0 else rules.max_qty
+    if cap > 0 and q > cap:
+        q = rules.round_qty(cap, market=True)
+    if q <= 0 or rules.check_order(Side.SELL, OrderType.MARKET, q, None, reference_price=reference_price):
+        return ZERO
+    return q
 
 
 class ExitState(enum.StrEnum):

@@ -16,7 +16,7 @@ from typing import Any
 
 from tgtrader.core.accounting import base_received
 from tgtrader.core.events import CoreEvent
-from tgtrader.core.exit import SellUntilFlat, Step
+from tgtrader.core.exit import SellUntilFlat, Step, market_sell_qty
 from tgtrader.core.ids import exit_order_id, parse_client_order_id
 from tgtrader.core.legs import Leg
 from tgtrader.core.ports import MachineSnapshot
@@ -95,9 +95,7 @@ class Liquidation:
         return self._step(ts)
 
     def _sellable(self, qty: Decimal) -> Decimal:
-        q = self.rules.round_qty(qty, market=True)
-        return q if q > 0 and not self.rules.check_order(Side.SELL, OrderType.MARKET, q, None,
-                                                          reference_price=self.last_price) else ZERO
+        return market_sell_qty(self.rules, qty, self.last_price)
 
     def _step(self, ts: int) -> list[Intent]:
         leg_working = any(not leg.done for leg in self.legs.values())

@@ -26,12 +26,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from tgtrader.core.api import ApiError, PanicPlan, PanicReport
+from tgtrader.core.exit import market_sell_qty
 from tgtrader.core.grid import Grid
 from tgtrader.core.ids import parse_client_order_id
 from tgtrader.core.liquidation import Liquidation, owned_outside_grids
 from tgtrader.core.rules import SymbolRules, fmt_decimal
 from tgtrader.errors import ExchangeError
-from tgtrader.types import CancelOrder, OrderType, Side
+from tgtrader.types import CancelOrder
 
 if TYPE_CHECKING:
     from tgtrader.core.service import TradingCore
@@ -98,9 +99,8 @@ class PanicDesk:
             sell = outside + theirs
             if rules is None or sell <= 0:
                 continue
-            qty = rules.round_qty(sell, market=True)
-            if qty > 0 and not rules.check_order(Side.SELL, OrderType.MARKET, qty, None, reference_price=price):
-                sales.append(Sale(asset, qty, rules, price))
+            if market_sell_qty(rules, sell, price) > 0:  # sold leg after leg: may be more than one order's max
+                sales.append(Sale(asset, rules.round_qty(sell, market=True), rules, price))
         return Holdings(tuple(sales), grid_base, tuple(not_bots), tuple(protected))
 
     async def plan(self, scope: str = "own") -> PanicPlan:

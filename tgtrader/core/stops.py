@@ -19,7 +19,7 @@ from typing import Any
 
 from tgtrader.core.accounting import fee_in_quote
 from tgtrader.core.events import CoreEvent, SaleRealized, StopTriggered
-from tgtrader.core.exit import SellUntilFlat, Step
+from tgtrader.core.exit import SellUntilFlat, Step, market_sell_qty
 from tgtrader.core.ids import stop_order_id
 from tgtrader.core.legs import Leg
 from tgtrader.core.ports import MachineSnapshot
@@ -162,9 +162,7 @@ class Stop:
         return PlaceOrder(self.symbol, cid, Side.SELL, OrderType.MARKET, qty, None, None, None, self.owner)
 
     def _sellable(self, qty: Decimal) -> Decimal:
-        q = self.rules.round_qty(qty, market=True)
-        return q if q > 0 and not self.rules.check_order(Side.SELL, OrderType.MARKET, q, None,
-                                                          reference_price=self.trigger) else ZERO
+        return market_sell_qty(self.rules, qty, self.trigger)
 
     def _order_done(self) -> bool:
         """The working leg is final and its fills caught up with what the exchange says it executed."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from tgtrader.core.exit import Step
+from tgtrader.core.exit import Step, market_sell_qty
 from tgtrader.core.grid.state import GridOrder
 from tgtrader.types import AlertIntent, Intent, OrderType, PlaceOrder, ReadBalance, Side
 
@@ -18,8 +18,7 @@ ZERO = Decimal(0)
 
 
 def sellable(g: Grid, qty: Decimal) -> Decimal:
-    q = g.rules.round_qty(qty, market=True)
-    return q if g._tradable(Side.SELL, q, g.last_price, market=True) else ZERO
+    return market_sell_qty(g.rules, qty, g.last_price)
 
 
 def exit_step(g: Grid, ts: int) -> list[Intent]:
