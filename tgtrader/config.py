@@ -17,6 +17,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from tgtrader.envfile import parse_env_text as parse_env_text  # re-exported: tests and tools import it here
+from tgtrader.envfile import read_env_file as read_env_file
 from tgtrader.errors import ConfigError
 from tgtrader.fees import DEFAULT_FEE_ASSET, FeeAsset, fee_asset_of
 from tgtrader.keys import KeyType, key_type_of, pem_text, private_key_problem
@@ -107,6 +109,7 @@ class Settings:
     max_grid_quote: Decimal = Decimal("5000")
     max_total_quote: Decimal = Decimal("10000")
     max_open_orders: int = 200
+    confirm_trade_above: Decimal = Decimal("1000")  # /buy and /sell worth more (quote) ask first; 0: never
     daily_summary_utc: dt.time | None = None  # when set, every allowed chat gets a summary at this UTC time
 
     @property
@@ -127,83 +130,6 @@ class Settings:
             out += [line.strip() for line in self.binance_private_key.reveal().splitlines()
                     if len(line.strip()) >= 16 and not line.startswith("-----")]
         return out
-
-
-# ---------------------------------------------------------------------------- .env parsing
-
-_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
-
-
-def parse_env_text(text: str, source: str = ".env") -> dict[str, str]:
-    """A strict .env parser: `KEY=VALUE`, `export KEY=VALUE`, `#` comments, '…' and "…" quotes.
-
-    A malformed line raises ConfigError naming the file and line number (never its content,
-    which may hold a secret).
-    """
-    values: dict[str, str] = {}
-    problems: list[str] = []
-    text = text.removeprefix("\ufeff")  # editors on Windows like to add a byte-order mark
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export ") or line.startswith("export\t"):
-            line = line[len("export") :].lstrip()
-        key, sep, rest = line.partition("=")
-        key = key.rstrip()
-        if not sep:
-            problems.append(f"{source} line {number}: expected KEY=VALUE")
-            continue
-        if not _KEY_RE.fullmatch(key):
-            problems.append(f"{source} line {number}: invalid variable name (letters, digits and _ only)")
-            continue
-        try:
-            values[key] = _parse_value(rest.strip())
-        except ValueError as exc:
-            problems.append(f"{source} line {number}: {exc}")
-    if problems:
-        raise ConfigError(problems)
-    return values
-
-
-def _parse_value(rest: str) -> str:
-    if not rest:
-        return ""
-    quote = rest[0]
-    if quote not in ("'", '"'):
-        # unquoted: an inline comment starts at " #"
-        value = re.split(r"\s+#", rest, maxsplit=1)[0].rstrip()
-        if value[-1] in "'\"":
-            raise ValueError("unbalanced quote")
-        return value
-    out: list[str] = []
-    i = 1
-    while i < len(rest):
-        ch = rest[i]
-        if ch == quote:
-            tail = rest[i + 1 :].strip()
-            if tail and not tail.startswith("#"):
-                raise ValueError("unexpected text after the closing quote")
-            return "".join(out)
-        if ch == "\\" and quote == '"' and i + 1 < len(rest):
-            nxt = rest[i + 1]
-            out.append(_ESCAPES.get(nxt, "\\" + nxt))
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    raise ValueError(f"missing closing {quote} quote")
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
-    return parse_env_text(text, source=str(path))
 
 
 # ---------------------------------------------------------------------------- validation
@@ -464,6 +390,7 @@ def load_settings(
     max_grid = r.field("TGTRADER_MAX_GRID_QUOTE", d.max_grid_quote, _decimal(Decimal(0), low_inclusive=False))
     max_total = r.field("TGTRADER_MAX_TOTAL_QUOTE", d.max_total_quote, _decimal(Decimal(0), low_inclusive=False))
     max_orders = r.field("TGTRADER_MAX_OPEN_ORDERS", d.max_open_orders, _int(1, 10_000))
+    confirm_above = r.field("TGTRADER_CONFIRM_TRADE_ABOVE", d.confirm_trade_above, _decimal(Decimal(0)))
     daily = r.field("TGTRADER_DAILY_SUMMARY_UTC", d.daily_summary_utc, _time_of_day)
 
     # Rules across fields. A field that is present but invalid already has its own problem line.
@@ -524,6 +451,7 @@ def load_settings(
         max_grid_quote=max_grid,
         max_total_quote=max_total,
         max_open_orders=max_orders,
+        confirm_trade_above=confirm_above,
         daily_summary_utc=daily,
     )
 
@@ -596,5 +524,6 @@ ENV_VARS: tuple[str, ...] = (
     "TGTRADER_MAX_GRID_QUOTE",
     "TGTRADER_MAX_TOTAL_QUOTE",
     "TGTRADER_MAX_OPEN_ORDERS",
+    "TGTRADER_CONFIRM_TRADE_ABOVE",
     "TGTRADER_DAILY_SUMMARY_UTC",
 )

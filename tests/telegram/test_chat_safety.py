@@ -362,3 +362,20 @@ async def test_alert_text_passes_the_secret_scrubber(private: Stack) -> None:
     await fake.wait_for(lambda: any(t.startswith("ERROR in binance") for t in fake.texts_to(ALICE)))
     text = next(t for t in fake.texts_to(ALICE) if t.startswith("ERROR in binance"))
     assert fake.token.split(":")[1] not in text and "***" in text, text
+
+
+async def test_a_large_buy_asks_for_confirmation_before_anything_is_placed(tmp_path: Path, fake: FakeTelegram) -> None:
+    """Issue 16: /buy and /sell above a configurable notional (TGTRADER_CONFIRM_TRADE_ABOVE) ask first."""
+    stack = await make_stack(tmp_path, fake, confirm_trade_above=D("1000"))
+    try:
+        question = await stack.ask(ALICE, "/buy BTCUSDT 0.1")  # about 5,200 USDT at 52,000
+        assert "Confirm?" in question and "above the confirmation threshold 1000" in question, question
+        assert [b["text"] for b in fake.buttons(ALICE)] == ["Confirm BUY 0.1 BTCUSDT", "Cancel"]
+        await stack.core.idle()
+        assert await stack.paper.open_orders() == []  # nothing placed before the press
+        answer = await stack.press(ALICE, fake.buttons(ALICE)[1]["callback_data"])
+        assert "nothing changed" in answer
+        await stack.core.idle()
+        assert await stack.paper.open_orders() == []
+    finally:
+        await close_stack(stack)

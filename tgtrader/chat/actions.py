@@ -17,6 +17,7 @@ from tgtrader.chat import render as r
 from tgtrader.chat.chart import render_chart_png
 from tgtrader.chat.pnl_chart import render_pnl_png
 from tgtrader.chat.render import ButtonSpec, Reply
+from tgtrader.types import Side
 
 if TYPE_CHECKING:
     from tgtrader.chat.dispatch import Dispatcher
@@ -107,6 +108,19 @@ async def size(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
 
 async def trade(d: "Dispatcher", chat_id: int, req: p.Request) -> Reply:
     assert isinstance(req, p.Trade)
+    if d.confirm_trade_above:
+        value = req.qty * (req.limit_price or await d.api.last_price(req.symbol))
+        if value > d.confirm_trade_above:  # a mistyped quantity must not trade at once
+            label = f"{req.side.value} {r.num(req.qty)} {req.symbol}"
+            specs = [[ButtonSpec(f"Confirm {label}", "trade", (req.symbol, req.side.value, str(req.qty),
+                                                                 str(req.limit_price or "")), d.confirm_ttl_s),
+                      ButtonSpec("Cancel", "keep", (), d.confirm_ttl_s)]]
+            return Reply(f"{label} is worth about {r.num(value.quantize(Decimal('0.01')))} (above the confirmation"
+                         f" threshold {r.num(d.confirm_trade_above)}). Confirm?", buttons=d.bind(chat_id, specs))
+    return await _run_trade(d, chat_id, req)
+
+
+async def _run_trade(d: "Dispatcher", chat_id: int, req: p.Trade) -> Reply:
     limit = f", limit {r.num(req.limit_price)}" if req.limit_price is not None else ""
     await d.say(chat_id, f"Working: {req.side.value} {r.num(req.qty)} {req.symbol} maker-first{limit}...")
     return Reply(r.render_chase(await d.api.chase(req.symbol, req.side, req.qty, req.limit_price)))
@@ -165,6 +179,12 @@ async def on_grid_stop(d: "Dispatcher", chat_id: int, payload: tuple[object, ...
     return Reply(r.render_grid(summary, f"Grid #{grid_id} stopped"), edit=True, toast="Stopped")
 
 
+async def on_trade(d: "Dispatcher", chat_id: int, payload: tuple[object, ...]) -> Reply:
+    symbol, side, qty, limit = (str(x) for x in payload)
+    req = p.Trade(Side(side), symbol, Decimal(qty), Decimal(limit) if limit else None)
+    return await _run_trade(d, chat_id, req)
+
+
 async def on_keep(d: "Dispatcher", chat_id: int, payload: tuple[object, ...]) -> Reply:
     return Reply("OK, nothing changed.", edit=True, toast="Nothing changed")
 
@@ -190,4 +210,5 @@ BUTTON_ACTIONS: dict[str, ButtonAction] = {
     "panic": on_panic,
     "panic_abort": on_panic_abort,
     "resume_all": on_resume_all,
+    "trade": on_trade,
 }

@@ -60,12 +60,14 @@ class Dispatcher:
         progress: Callable[[int, str], Awaitable[object]] | None = None,
         market: guided_flow.MarketData | None = None,
         prefs: object | None = None,
+        confirm_trade_above: Decimal | None = None,
     ) -> None:
         self.api = api
         self.bot_name = bot_name
         self.clock = clock
         self.preview_ttl_s = preview_ttl_s
         self.confirm_ttl_s = confirm_ttl_s
+        self.confirm_trade_above = confirm_trade_above  # /buy and /sell worth more (quote) ask first
         self.on_subscribe = on_subscribe
         self.progress = progress  # transport hook: an interim line before a long operation's answer
         self._secrets = [s for s in secrets_to_hide if s and len(s) >= 6]

@@ -229,6 +229,9 @@ class TradingApi(Protocol):
     ) -> SizeResult: ...
     async def size_kelly(self, win_rate: Decimal, payoff: Decimal) -> SizeResult: ...
 
+    async def last_price(self, symbol: str) -> Decimal:
+        """The symbol's last price (a /buy or /sell worth more than the confirmation threshold asks first)."""
+
     async def chase(self, symbol: str, side: Side, qty: Decimal, limit_price: Decimal | None = None) -> ChaseResult:
         """Smart maker-first order; returns when filled, cancelled at the limit, or fallen back to market."""
 

@@ -113,6 +113,9 @@ class TradingCore(Kernel):
         except ExchangeError as exc:
             raise ApiError(f"exchange unavailable: {exc}") from None
 
+    async def last_price(self, symbol: str) -> Decimal:
+        return await self._price((await self._rules_or_api_error(symbol)).symbol)
+
     async def tick_size(self, symbol: str) -> Decimal:
         return (await self._rules_or_api_error(symbol)).tick_size
 

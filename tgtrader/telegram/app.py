@@ -14,6 +14,7 @@ import datetime as dt
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -307,6 +308,7 @@ def build_application(
     token_retry_s: float = TOKEN_RETRY_S,
     outbox_retention_days: float = 30.0,
     market_data: Any = None,
+    confirm_trade_above: Decimal | None = None,
 ) -> Application:
     """Build the bot. `db` is the store `Database` (its `outbox` makes alerts durable); without it no
     alerts are sent. `base_url` points PTB at another Bot API server (e.g. a test fake)."""
@@ -342,7 +344,7 @@ def build_application(
         api, bot_name=bot_name, preview_ttl_s=preview_ttl_s, confirm_ttl_s=confirm_ttl_s,
         on_subscribe=on_subscribe, secrets_to_hide=hidden, progress=progress,
         market=market_data,  # guided /grid's candles, rules and fee (issue 17); None: /grid alone lists
-        prefs=prefs,
+        prefs=prefs, confirm_trade_above=confirm_trade_above,
     )
     handlers = TelegramHandlers(dispatcher, access, max_command_age_s=max_command_age_s,
                                 answer_timeout_s=answer_timeout_s)
@@ -426,6 +428,7 @@ def telegram_options(settings: Any) -> dict[str, Any]:
         max_command_age_s=settings.telegram_max_command_age_s,
         outbox_retention_days=settings.telegram_outbox_retention_days,
         webhook=webhook_of(settings),
+        confirm_trade_above=settings.confirm_trade_above or None,
     )
 
 
