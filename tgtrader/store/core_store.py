@@ -49,6 +49,7 @@ class CoreStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._used: dict[str, int] = {}  # per id kind: the highest owner number known to be taken
+        self._days: dict[str, DayResult] = {}  # day_results rows written by this store (its only writer)
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
         return self.db.transaction()
@@ -73,6 +74,14 @@ class CoreStore:
 
     async def save_reaction(self, r: Reaction) -> None:
         ts = r.ts_ms
+        days: dict[str, tuple[Decimal, int]] = {}  # this reaction's sales and round trips, per UTC day
+        for when, profit in r.realized:
+            p, n = days.get(day_of(when), (ZERO, 0))
+            days[day_of(when)] = (p + profit, n)
+        for when in r.round_trips:
+            p, n = days.get(day_of(when), (ZERO, 0))
+            days[day_of(when)] = (p, n + 1)
+        written: dict[str, DayResult] = {}
         async with self.db.transaction():
             if r.fill is not None:
                 await self.db.fills.add(r.fill)
@@ -93,10 +102,9 @@ class CoreStore:
                                *((r.fill.client_order_id,) if r.fill is not None else ())])
             for a in r.alerts:
                 await self.db.outbox.enqueue(a.kind, payload=a.payload, now=ts)
-            for when, profit in r.realized:
-                await self._add_day_result(day_of(when), profit, 0)
-            for when in r.round_trips:
-                await self._add_day_result(day_of(when), ZERO, 1)
+            for day, (profit, trips) in days.items():
+                written[day] = await self._add_day_result(day, profit, trips)
+        self._days.update(written)  # only once committed: a failed reaction leaves the cache as the database
 
     async def _taken(self, client_order_ids: list[str]) -> None:
         """Move the id sequences past every owner number seen on the exchange (issue 19).
@@ -132,12 +140,17 @@ class CoreStore:
             row = await self.db.fetchone("SELECT seq FROM sqlite_sequence WHERE name = ?", (ID_TABLES[kind],))
         return int(row[0]) if row and row[0] is not None else 0
 
-    async def _add_day_result(self, day: str, profit: Decimal, round_trips: int) -> None:
+    async def _add_day_result(self, day: str, profit: Decimal, round_trips: int) -> DayResult:
         """Decimal sums in Python: the column is TEXT (SQLite arithmetic would go through float). `profit` is the
-        realized result of every sale that day (issue 15; rows before it summed round trips only)."""
-        (old,) = await self.day_results([day])
+        realized result of every sale that day (issue 15; rows before it summed round trips only). The day's row
+        is read once and then kept in memory (this store is its only writer): one statement per sale, not two."""
+        old = self._days.get(day)
+        if old is None:
+            (old,) = await self.day_results([day])
+        new = DayResult(day, old.profit + profit, old.round_trips + round_trips)
         await self.db.execute("INSERT OR REPLACE INTO day_results(day, profit, round_trips) VALUES (?, ?, ?)",
-                              (day, str(old.profit + profit), old.round_trips + round_trips))
+                              (day, str(new.profit), new.round_trips))
+        return new
 
     async def realized_total(self) -> Decimal:
         """Every day's realized result, summed in Decimal."""
