@@ -141,6 +141,13 @@ class SellUntilFlat:
             self.free = None  # the balance moved: sell what is owed, a refusal reads it again
         return False
 
+    def left(self) -> dict[str, object]:
+        """What an alert says about an unsold residue (nothing when flat): its quantity, why, and the free balance."""
+        if self.residue <= 0:
+            return {}
+        return {"residue": str(self.residue), "why_left": self.why_left,
+                "free": None if self.free is None else str(self.free)}
+
     def on_balance(self, free: Decimal) -> None:
         self.free, self.wants_balance = free, False
 

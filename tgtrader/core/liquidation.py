@@ -114,14 +114,10 @@ class Liquidation:
 
     def _finished(self) -> AlertIntent:
         ex = self.exit
-        left: dict[str, object] = {}
-        if ex.residue > 0:
-            left = {"residue": str(ex.residue), "why_left": ex.why_left,
-                    "free": None if ex.free is None else str(ex.free)}
         return AlertIntent("exit-finished", {"exit_id": self.id, "symbol": self.symbol, "reason": self.reason,
                                              "legs": ex.legs, "sold": str(self.sold), "proceeds": str(self.proceeds),
                                              "base_asset": self.rules.base_asset,
-                                             "quote_asset": self.rules.quote_asset, **left})
+                                             "quote_asset": self.rules.quote_asset, **ex.left()})
 
     def on_tick(self, tick: Tick) -> list[Intent]:
         if tick.symbol == self.symbol and tick.price is not None:

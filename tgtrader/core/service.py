@@ -130,6 +130,14 @@ class TradingCore(Kernel):
         self.last_prices[symbol] = p
         return p
 
+    async def _market_now(self, rules: SymbolRules) -> tuple[Decimal, Decimal, Decimal, Decimal | None]:
+        """What a preview is computed from: the last price, the free quote and base, the venue's average price."""
+        price = await self._price(rules.symbol)
+        bal = await self._balances()
+        free_q = bal.get(rules.quote_asset, Balance(rules.quote_asset, ZERO, ZERO)).free
+        free_b = bal.get(rules.base_asset, Balance(rules.base_asset, ZERO, ZERO)).free
+        return price, free_q, free_b, await self._avg_price(rules.symbol)
+
     async def _avg_price(self, symbol: str) -> Decimal | None:
         try:
             return await self.exchange.avg_price(symbol)
@@ -170,13 +178,9 @@ class TradingCore(Kernel):
     async def preview_grid(self, spec: GridSpec) -> GridPreviewView:
         rules = await self._rules_or_api_error(spec.symbol)
         config = self._grid_config(spec)
-        price = await self._price(config.symbol)
-        bal = await self._balances()
-        free_q = bal.get(rules.quote_asset, Balance(rules.quote_asset, ZERO, ZERO)).free
-        free_b = bal.get(rules.base_asset, Balance(rules.base_asset, ZERO, ZERO)).free
-        avg = await self._avg_price(config.symbol)
+        market = await self._market_now(rules)
         async with self._lock:
-            pv = preview(config, rules, price, free_q, free_b, avg)
+            pv = preview(config, rules, *market)
             problems = tuple(pv.problems) + tuple(self._extra_problems(config))
         token = secrets.token_urlsafe(9)
         view = GridPreviewView.of(pv, token, spec, problems)
@@ -226,11 +230,9 @@ class TradingCore(Kernel):
         (the price fell since the preview) would buy and sell at once; one whose orders changed sides would spend
         what the trader did not see. Either is refused with the new figures (make a new preview)."""
         config, old = pv.preview.config, pv.preview
-        price = await self._price(config.symbol)
-        bal = await self._balances()
-        free_q = bal.get(pv.rules.quote_asset, Balance(pv.rules.quote_asset, ZERO, ZERO)).free
-        free_b = bal.get(pv.rules.base_asset, Balance(pv.rules.base_asset, ZERO, ZERO)).free
-        now = preview(config, pv.rules, price, free_q, free_b, await self._avg_price(config.symbol))
+        market = await self._market_now(pv.rules)
+        price = market[0]
+        now = preview(config, pv.rules, *market)
         if now.problems:
             raise ApiError(f"at the current price {fmt_decimal(price)} the grid has problems: "
                            + "; ".join(now.problems) + "; make a new preview")

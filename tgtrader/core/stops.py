@@ -375,10 +375,9 @@ class Stop:
 
     def _finish(self, ts: int) -> list[Intent]:
         """The stop is over: what was sold, at what average, and (after an exit) what is left and why."""
-        left: dict[str, object] = {}
-        if self.exit.residue > 0:
-            left = {"residue": str(self.exit.residue), "why_left": self.exit.why_left,
-                    "free": str_or_none(self.exit.free), "base_asset": self.rules.base_asset}
+        left = self.exit.left()
+        if left:
+            left["base_asset"] = self.rules.base_asset  # a stop's alerts do not carry it otherwise
         if self.filled <= 0:
             if self.state == "selling":
                 self._to(StopState.FAILED)

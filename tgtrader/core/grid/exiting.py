@@ -44,10 +44,6 @@ def exit_step(g: Grid, ts: int) -> list[Intent]:
 
 def exit_alert(g: Grid) -> AlertIntent:
     ex = g.exit
-    left: dict[str, object] = {}
-    if ex.residue > 0:
-        left = {"residue": str(ex.residue), "why_left": ex.why_left,
-                "free": None if ex.free is None else str(ex.free)}
     return g._alert("exit-finished", reason=ex.reason, legs=ex.legs, state=ex.state.value,
                     base_asset=g.rules.base_asset, realized=str(g.ledger.realized),
-                    quote_asset=g.rules.quote_asset, **left)
+                    quote_asset=g.rules.quote_asset, **ex.left())
