@@ -395,13 +395,7 @@ class RestMixin:
             resp = await self._rest(f"cancel all orders on {symbol}", self.client.cancel_all_open_orders, symbol=symbol)
         except UnknownOrder:
             return []
-        out = []
-        for row in resp if isinstance(resp, list) else []:
-            update = bp.order_from_rest(row)
-            if update is not None:
-                self._track(update)
-                out.append(update)
-        return out
+        return self._tracked_list(resp)
 
     async def replace_order(self, replace: ReplaceOrder) -> OrderUpdate:
         assert self.client is not None
@@ -475,10 +469,8 @@ class RestMixin:
             self._track(update)
         return update
 
-    async def open_orders(self, symbol: str | None = None) -> list[OrderUpdate]:
-        assert self.client is not None
-        params = {"symbol": symbol} if symbol else {}
-        resp = await self._rest(f"list open orders{' on ' + symbol if symbol else ''}", self.client.get_open_orders, **params)
+    def _tracked_list(self, resp: object) -> list[OrderUpdate]:
+        """A REST list of orders (openOrders, the cancel-all answer) as tracked updates; unreadable rows skipped."""
         out = []
         for row in resp if isinstance(resp, list) else []:
             update = bp.order_from_rest(row)
@@ -486,6 +478,12 @@ class RestMixin:
                 self._track(update)
                 out.append(update)
         return out
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderUpdate]:
+        assert self.client is not None
+        params = {"symbol": symbol} if symbol else {}
+        resp = await self._rest(f"list open orders{' on ' + symbol if symbol else ''}", self.client.get_open_orders, **params)
+        return self._tracked_list(resp)
 
     async def _cid_for(self, symbol: str, order_id: int) -> str:
         cid = self._cid_by_order_id.get(order_id)
