@@ -74,7 +74,9 @@ class BacktestInputError(TgTraderError, ValueError):
 def validate(spec: GridSpec, fee: float, fee_asset: str = DEFAULT_FEE_ASSET, slippage_bps: float = 0.0) -> None:
     """Refuse settings the backtest cannot run, in one line: the core's own checks of a grid's settings
     (`setting_problems`, the ones the live preview makes) plus the backtest's (fee, stop triggers, slippage)."""
-    problems = setting_problems(spec.lower, spec.upper, spec.grids, spec.investment, spec.spacing)
+    problems = setting_problems(spec.lower, spec.upper, spec.grids, spec.investment, spec.spacing,
+                                stop_loss=spec.stop_loss, take_profit=spec.take_profit, trail_up=spec.trail_up,
+                                trail_down=spec.trail_down)
     if not (0 <= fee < 0.1):
         problems.append(f"fee must be a rate in [0, 0.1) such as 0.001, got {fee:g}")
     if fee_asset not in FEE_ASSETS:

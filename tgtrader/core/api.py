@@ -36,6 +36,8 @@ class GridSpec:
     take_profit: Decimal | None = None
     sell_on_stop: bool = False
     accept_loss: bool = False  # start although each round trip loses to fees (explicit override)
+    trail_up: Decimal | None = None  # trailing up to this price (the grid's top level never goes above it)
+    trail_down: Decimal | None = None  # trailing down to this price (its bottom level never goes below it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,12 @@ class GridSummary:
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
     grid_profit: Decimal = Decimal(0)  # round trips only; realized_profit also counts sales of start-bought base
+    trail_up: Decimal | None = None  # trailing-up limit (None: the grid does not trail up)
+    trail_down: Decimal | None = None  # trailing-down limit
+    moves_up: int = 0  # times the grid moved up one rung
+    moves_down: int = 0
+    range_lower: Decimal | None = None  # the range it trades now (differs from lower/upper once it has moved)
+    range_upper: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +198,9 @@ class ChartData:
     fill_qty: tuple[Decimal, ...] = ()  # each fill's quantity (same order): the chart's PnL panel
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
+    # (ts_ms, kind, price): "trail-up" / "trail-down" (the grid moved one rung; price = the market's), "stop-loss" /
+    # "take-profit" (a trigger fired at that price)
+    marks: tuple[tuple[int, str, Decimal], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

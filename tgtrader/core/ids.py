@@ -5,7 +5,8 @@ owner persists with its state, so a retry after a timeout can look the order up 
 never reuses an id for a new intent. Ids are <= 36 chars of `[A-Za-z0-9_-]` (Binance's limit).
 
 Formats:
-- grid order on an interval: ``tg-g{grid}-{level}{B|S}{seq}``   (level = interval index)
+- grid order on an interval: ``tg-g{grid}-{level}{B|S}{seq}``   (level = interval's rung; below 0 (a grid
+  that trailed down) written ``n{-level}``)
 - grid start buy:            ``tg-g{grid}-x{B|S}{seq}``
 - grid start chase leg:      ``tg-g{grid}-c{B|S}{seq}``  (the chase's own sequence: never equal to a start buy's id)
 - grid exit (sl/tp/stop):    ``tg-g{grid}-z{B|S}{seq}``
@@ -25,7 +26,7 @@ from tgtrader.types import Side
 
 MAX_LEN = 36
 _VALID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
-_GRID = re.compile(r"^tg-g(\d+)-(\d+|x|z|c)([BS])(\d+)$")
+_GRID = re.compile(r"^tg-g(\d+)-(\d+|n\d+|x|z|c)([BS])(\d+)$")
 _STOP = re.compile(r"^tg-s(\d+)-(\d+)$")
 _CHASE = re.compile(r"^tg-c(\d+)-(\d+)$")
 _PANIC = re.compile(r"^tg-p(\d+)-([A-Z0-9]+)$")
@@ -56,7 +57,9 @@ def _checked(cid: str) -> str:
 
 
 def grid_order_id(grid_id: int, level: int | str, side: Side, seq: int) -> str:
-    """`level` is an interval index, or "x" (start buy) / "z" (exit sell)."""
+    """`level` is an interval's rung (negative after trailing down), or "x" (start buy) / "z" (exit sell)."""
+    if isinstance(level, int) and level < 0:
+        level = f"n{-level}"
     return _checked(f"tg-g{grid_id}-{level}{side.value[0]}{seq}")
 
 
@@ -99,7 +102,8 @@ def parse_client_order_id(cid: str) -> ParsedId | None:
             return ParsedId("grid", int(m.group(1)), int(m.group(4)), None, "start", side)
         if lvl == "z":
             return ParsedId("grid", int(m.group(1)), int(m.group(4)), None, "exit", side)
-        return ParsedId("grid", int(m.group(1)), int(m.group(4)), int(lvl), "level", side)
+        return ParsedId("grid", int(m.group(1)), int(m.group(4)),
+                            -int(lvl[1:]) if lvl.startswith("n") else int(lvl), "level", side)
     if m := _STOP.match(cid):
         return ParsedId("stop", int(m.group(1)), int(m.group(2)))
     if m := _CHASE.match(cid):

@@ -32,7 +32,7 @@ from tgtrader.core.api import (
 from tgtrader.core.chase import Chase
 from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import ErrorEvent, EventBus
-from tgtrader.core.grid import Grid, GridConfig, GridPreview, overlap_problem, preview
+from tgtrader.core.grid import Grid, GridConfig, GridPreview, overlap_problem, preview, reach
 from tgtrader.core.ids import chase_prefix, parse_client_order_id
 from tgtrader.core.kernel import Kernel, wall_clock_ms
 from tgtrader.core.machines import Machine
@@ -156,7 +156,7 @@ class TradingCore(Kernel):
         return GridConfig(
             spec.symbol.upper(), spec.lower, spec.upper, spec.grids, spec.investment, spec.spacing, spec.stop_loss,
             spec.take_profit, spec.sell_on_stop, self.config.fee_rate, self.config.start_mode,
-            self.config.chase_step_ms, self.config.chase_max_slippage, spec.accept_loss,
+            self.config.chase_step_ms, self.config.chase_max_slippage, spec.accept_loss, spec.trail_up, spec.trail_down,
         )
 
     def _limits(self) -> ExposureLimits:
@@ -166,7 +166,7 @@ class TradingCore(Kernel):
     def _extra_problems(self, config: GridConfig) -> list[str]:
         active = [g for g in self.machines.grids.values() if g.state in ("running", "paused")]
         out = []
-        ov = overlap_problem(config, [(g.id, g.config.symbol, g.config.lower, g.config.upper) for g in active])
+        ov = overlap_problem(config, [(g.id, g.config.symbol, *reach(g.config)) for g in active])
         if ov:
             out.append(ov)
         breach = check_exposure(self._limits(), config.investment, [g.config.investment for g in active],

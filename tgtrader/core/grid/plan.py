@@ -38,6 +38,8 @@ class GridConfig:
     chase_step_ms: int = 5_000
     chase_max_slippage: Decimal = Decimal("0.005")  # chase never pays more than P0 x (1 + this)
     accept_loss: bool = False  # the trader's explicit override: start although a grid loses to fees per round trip
+    trail_up: Decimal | None = None  # trailing up: the grid moves up while its new top level stays at or below this
+    trail_down: Decimal | None = None  # trailing down: ... moves down while its new bottom level stays at or above this
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -55,7 +57,7 @@ class GridConfig:
             v = d[f.name]
             if f.name in ("lower", "upper", "investment", "fee_rate", "chase_max_slippage"):
                 v = Decimal(v)
-            elif f.name in ("stop_loss", "take_profit"):
+            elif f.name in ("stop_loss", "take_profit", "trail_up", "trail_down"):
                 v = None if v is None else Decimal(v)
             kw[f.name] = v
         return cls(**kw)
@@ -84,6 +86,23 @@ def compute_levels(config: GridConfig, rules: SymbolRules | None = None) -> list
     if rules is not None:
         levels = [rules.round_price(x) for x in levels[:-1]] + [config.upper]
     return levels
+
+
+def ladder_price(lower: Decimal, upper: Decimal, n: int, spacing: str, k: int) -> Decimal:
+    """Level k of the grid's ladder, not rounded: k in 0..n are `level_prices`' levels; below 0 and above n the
+    ladder goes on with the same step (arithmetic) or ratio (geometric). A trailing grid moves along it (issue 17):
+    its intervals are always n consecutive rungs. The backtest converts these exactly, as `level_prices`'."""
+    if 0 <= k <= n or _no_range(lower, upper, n):
+        return level_prices(lower, upper, n, spacing)[min(max(k, 0), n)]
+    lo, hi = float(lower), float(upper)
+    x = lo * (hi / lo) ** (k / n) if spacing == "geometric" else lo + (hi - lo) * k / n
+    return Decimal(repr(float(x)))
+
+
+def ladder_level(config: GridConfig, k: int, rules: SymbolRules | None = None) -> Decimal:
+    """Rung k as the live grid trades it: rounded to the tick (nearest) like `compute_levels`; rung n is `upper`."""
+    x = ladder_price(config.lower, config.upper, config.n, config.spacing, k)
+    return x if rules is None or k == config.n else rules.round_price(x)
 
 
 def _no_range(lower: Decimal, upper: Decimal, n: int) -> bool:
@@ -124,7 +143,11 @@ class GridPreview:
         return not self.problems
 
 
-def setting_problems(lower: Decimal, upper: Decimal, n: int, investment: Decimal, spacing: str) -> list[str]:
+def setting_problems(
+    lower: Decimal, upper: Decimal, n: int, investment: Decimal, spacing: str, *,
+    stop_loss: Decimal | None = None, take_profit: Decimal | None = None,
+    trail_up: Decimal | None = None, trail_down: Decimal | None = None,
+) -> list[str]:
     """What is wrong with a grid's own settings, before any price, filter or balance is known.
 
     The one copy of these rules: the live preview and the backtest (which raises them) both check with it.
@@ -138,6 +161,19 @@ def setting_problems(lower: Decimal, upper: Decimal, n: int, investment: Decimal
         problems.append(f"spacing {spacing!r} must be arithmetic or geometric")
     if investment <= 0:
         problems.append("investment must be positive")
+    if trail_up is not None:
+        if trail_up <= upper:
+            problems.append(f"the trailing-up limit {fmt_decimal(trail_up)} must be above upper {fmt_decimal(upper)}")
+        elif take_profit is not None and trail_up > take_profit:
+            problems.append(f"the trailing-up limit {fmt_decimal(trail_up)} must not be above the take-profit "
+                            f"{fmt_decimal(take_profit)} (the grid would trail past its own exit)")
+    if trail_down is not None:
+        if not 0 < trail_down < lower:
+            problems.append(f"the trailing-down limit {fmt_decimal(trail_down)} must be positive and below lower "
+                            f"{fmt_decimal(lower)}")
+        elif stop_loss is not None and trail_down < stop_loss:
+            problems.append(f"the trailing-down limit {fmt_decimal(trail_down)} must not be below the stop-loss "
+                            f"{fmt_decimal(stop_loss)} (the grid would trail past its own exit)")
     return problems
 
 
@@ -155,7 +191,9 @@ def preview(
     problems: list[str] = []
     if config.symbol != rules.symbol:
         problems.append(f"rules are for {rules.symbol}, not {config.symbol}")
-    problems += setting_problems(config.lower, config.upper, config.n, config.investment, config.spacing)
+    problems += setting_problems(
+        config.lower, config.upper, config.n, config.investment, config.spacing, stop_loss=config.stop_loss,
+        take_profit=config.take_profit, trail_up=config.trail_up, trail_down=config.trail_down)
     if price <= 0:
         problems.append("no current price")
     if problems:
@@ -219,12 +257,19 @@ def preview(
     )
 
 
+def reach(config: GridConfig) -> tuple[Decimal, Decimal]:
+    """The prices a grid may ever trade between: its range, widened to its trailing limits."""
+    return (config.trail_down or config.lower, config.trail_up or config.upper)
+
+
 def overlap_problem(config: GridConfig, others: Iterable[tuple[int, str, Decimal, Decimal]]) -> str | None:
-    """Refuse a second grid on a symbol whose range overlaps an active one; `others` = (id, symbol, lower, upper)."""
+    """Refuse a second grid on a symbol whose reach overlaps an active one's; `others` = (id, symbol, low, high),
+    each grid's `reach` (a trailing grid may move over its trailing limits' whole range)."""
+    lo, hi = reach(config)
     for gid, symbol, lower, upper in others:
-        if symbol == config.symbol and config.lower < upper and lower < config.upper:
+        if symbol == config.symbol and lo < upper and lower < hi:
             return (
                 f"grid {gid} on {symbol} already covers {fmt_decimal(lower)}-{fmt_decimal(upper)}, "
-                f"which overlaps {fmt_decimal(config.lower)}-{fmt_decimal(config.upper)}"
+                f"which overlaps {fmt_decimal(lo)}-{fmt_decimal(hi)}"
             )
     return None
