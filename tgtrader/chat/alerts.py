@@ -53,7 +53,7 @@ Renderer = Callable[[str, Payload], str]
 def render_alert(kind: str, payload: Payload) -> str:
     """One alert's message. Raises (KeyError, ValueError...) on a kind or payload this version can't read."""
     if "grid_id" in payload:
-        table = GRID_ALERTS if kind in GRID_ALERTS else OLD_GRID_ALERTS
+        table = GRID_ALERTS if kind in GRID_ALERTS else TRAIL_ALERTS if kind in TRAIL_ALERTS else OLD_GRID_ALERTS
     elif "stop_id" in payload:
         table = STOP_ALERTS
     else:
@@ -170,7 +170,26 @@ def _grid_start_failed(kind: str, p: Payload) -> str:
             f" ({_num(p, 'filled')} of {_num(p, 'qty')} filled); grid paused")
 
 
+def _grid_trailed(kind: str, p: Payload) -> str:
+    way = "up" if p["direction"] == "up" else "down"
+    return (f"grid {p['grid_id']} {p['symbol']} moved {way} at {_num(p, 'price')}: now trades {_num(p, 'lower')}"
+            f" - {_num(p, 'upper')} ({p['moves']} {'move' if p['moves'] == 1 else 'moves'} {way} so far)")
+
+
+def _grid_trail_stopped(kind: str, p: Payload) -> str:
+    way = "up" if p["direction"] == "up" else "down"
+    if p["reason"] == "limit":
+        why = f"the next move would pass its limit {_num(p, 'limit')}" if p.get("limit") is not None else "at its limit"
+    else:
+        why = f"the next level's order would fail {p['symbol']}'s order filters (too small)"
+    return (f"grid {p['grid_id']} {p['symbol']} stopped trailing {way} at {_num(p, 'price')}: {why};"
+            " it waits for the price to come back into its range")
+
+
 OLD_GRID_ALERTS: dict[str, Renderer] = {"grid-residue": _grid_residue}  # outbox rows of earlier versions
+
+# a trailing grid's (issue 17): kept out of GRID_ALERTS until a machine test emits them with the others
+TRAIL_ALERTS: dict[str, Renderer] = {"grid-trailed": _grid_trailed, "grid-trail-stopped": _grid_trail_stopped}
 
 STOP_ALERTS: dict[str, Renderer] = {
     "stop-loss-triggered": _stop_triggered,

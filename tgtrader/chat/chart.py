@@ -1,5 +1,5 @@
-"""A grid chart as PNG bytes: price line, grid levels, buy/sell fills, stop-loss / take-profit lines, and
-under it the grid's PnL over time (issue 17) when the fills' quantities are known (matplotlib, headless Agg).
+"""A grid chart as PNG bytes: price line, grid levels (the levels it trades now), buy/sell fills, stop-loss /
+take-profit lines, trailing moves (small triangles) and stop triggers (a labelled X), and under it the grid's PnL over time (issue 17) when the fills' quantities are known (matplotlib, headless Agg).
 
 Uses the object API (`Figure` + Agg canvas) rather than pyplot, so no global state is shared between
 concurrent renders and no display is ever needed.
@@ -11,13 +11,18 @@ import io
 from datetime import UTC, datetime
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
 from tgtrader.core.api import ChartData
+from tgtrader.core.rules import fmt_decimal
 
 PNL_COLOUR = "#9467bd"
+# ChartData.marks: a trailing move, a small triangle its way; a stop that fired, a labelled X
+TRAIL_MARKS = {"trail-up": ("^", "#ff7f0e", "grid moved up"), "trail-down": ("v", "#17becf", "grid moved down")}
+STOP_MARKS = {"stop-loss": ("#8c1c13", "SL"), "take-profit": ("#1b7837", "TP")}
 
 
 def pnl_series(data: ChartData) -> np.ndarray | None:
@@ -61,10 +66,11 @@ def render_chart_png(data: ChartData, width_in: float = 9.0, height_in: float = 
         ax.axhline(float(data.stop_loss), color="#d62728", linewidth=1.0, linestyle=":", label="stop-loss")
     if data.take_profit is not None:
         ax.axhline(float(data.take_profit), color="#2ca02c", linewidth=1.0, linestyle=":", label="take-profit")
+    _draw_marks(ax, data)
     ax.set_title(f"Grid #{data.grid_id} {data.symbol}")
     ax.set_ylabel("price")
     ax.grid(alpha=0.2)
-    if times or buys or sells:
+    if times or buys or sells or data.marks:
         ax.legend(loc="upper left", fontsize="small")
     else:
         ax.text(0.5, 0.5, "no price data yet", ha="center", va="center", transform=ax.transAxes)
@@ -86,3 +92,23 @@ def render_chart_png(data: ChartData, width_in: float = 9.0, height_in: float = 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _draw_marks(ax: Axes, data: ChartData) -> None:
+    """Trailing moves (at the market's price when the grid moved) and stop triggers (labelled with their price)."""
+    for kind, (marker, colour, label) in TRAIL_MARKS.items():
+        points = [(datetime.fromtimestamp(t / 1000, tz=UTC), float(p)) for t, k, p in data.marks if k == kind]
+        if points:
+            ax.scatter([t for t, _ in points], [p for _, p in points], marker=marker, color=colour, s=22,
+                       edgecolors="none", label=label, zorder=4)
+    labelled: set[str] = set()
+    for ts, kind, price in data.marks:
+        if kind not in STOP_MARKS:
+            continue
+        colour, short = STOP_MARKS[kind]
+        at = datetime.fromtimestamp(ts / 1000, tz=UTC)
+        label = f"{kind} triggered" if kind not in labelled else "_nolegend_"
+        labelled.add(kind)
+        ax.scatter([at], [float(price)], marker="X", color=colour, s=110, zorder=5, label=label)
+        ax.annotate(f"{short} {fmt_decimal(price)}", (at, float(price)), textcoords="offset points", xytext=(-8, 8),
+                    ha="right", color=colour, fontsize="small", fontweight="bold")  # left: a stop is often the end

@@ -176,7 +176,8 @@ SYNTAX: dict[str, str] = {
     "start": "/start",
     "help": "/help [COMMAND]",
     "grid": "/grid new|list|show|pause|resume|stop ...",
-    "grid new": "/grid new SYMBOL LOWER UPPER GRIDS INVESTMENT [geo|arith] [sl=PRICE] [tp=PRICE] [sell_on_stop] [accept_loss]",
+    "grid new": "/grid new SYMBOL LOWER UPPER GRIDS INVESTMENT [geo|arith] [sl=PRICE] [tp=PRICE] [sell_on_stop]"
+                " [accept_loss] [trail_up=PRICE] [trail_down=PRICE]",
     "grid list": "/grid list",
     "grid show": "/grid show ID",
     "grid pause": "/grid pause ID",
@@ -340,12 +341,11 @@ def _parse_grid_new(args: list[str], ctx: Context) -> GridNew:
         raise ParseError(f"GRIDS must be from {MIN_GRIDS} to {MAX_GRIDS}, got {grids}", syntax)
     investment = parse_number(args[4], "INVESTMENT", syntax)
     spacing = "arithmetic"
-    stop_loss: Decimal | None = None
-    take_profit: Decimal | None = None
+    prices: dict[str, Decimal | None] = dict.fromkeys(_PRICE_OPTIONS)  # sl=, tp=, trail_up=, trail_down=
     sell_on_stop = accept_loss = False
     seen: set[str] = set()
     options = args[5:]
-    _too_many(options, 5, syntax)
+    _too_many(options, 7, syntax)
     for option in options:
         low = option.lower()
         key = low.split("=", 1)[0] if "=" in low else low
@@ -357,25 +357,42 @@ def _parse_grid_new(args: list[str], ctx: Context) -> GridNew:
             spacing = "geometric"
         elif low in {"arith", "arithmetic"}:
             spacing = "arithmetic"
-        elif low.startswith("sl="):
-            stop_loss = parse_number(option[3:], "sl", syntax)
-        elif low.startswith("tp="):
-            take_profit = parse_number(option[3:], "tp", syntax)
+        elif key in prices and "=" in low:
+            prices[key] = parse_number(option[len(key) + 1:], key, syntax)
+        elif key in prices:
+            raise ParseError(f"{key} needs a price, e.g. {key}=65000", syntax)
         elif low in {"sell_on_stop", "sell"}:
             sell_on_stop = True
         elif low == "accept_loss":
             accept_loss = True
         else:
             raise ParseError(f"unknown option {_show(option)}", syntax)
-    if stop_loss is not None and stop_loss >= lower:
-        raise ParseError(f"sl must be below LOWER {fmt_decimal(lower)}, got {fmt_decimal(stop_loss)}", syntax)
-    if take_profit is not None and take_profit <= upper:
-        raise ParseError(f"tp must be above UPPER {fmt_decimal(upper)}, got {fmt_decimal(take_profit)}", syntax)
-    for what, value in (("LOWER", lower), ("UPPER", upper), ("sl", stop_loss), ("tp", take_profit)):
+    stop_loss, take_profit, trail_up, trail_down = prices.values()
+    problems = _price_problems(lower, upper, stop_loss, take_profit, trail_up, trail_down)
+    if problems:
+        raise ParseError(problems[0], syntax)
+    for what, value in (("LOWER", lower), ("UPPER", upper), *prices.items()):
         if value is not None:
             check_tick(symbol, value, what, ctx, syntax)
-    spec = GridSpec(symbol, lower, upper, grids, investment, spacing, stop_loss, take_profit, sell_on_stop, accept_loss)
-    return GridNew(spec)
+    return GridNew(GridSpec(symbol, lower, upper, grids, investment, spacing, stop_loss, take_profit, sell_on_stop,
+                            accept_loss, trail_up, trail_down))
+
+
+_PRICE_OPTIONS = ("sl", "tp", "trail_up", "trail_down")
+
+
+def _price_problems(lower: Decimal, upper: Decimal, sl: Decimal | None, tp: Decimal | None,
+                    up: Decimal | None, down: Decimal | None) -> list[str]:
+    """What is wrong with a grid's option prices, first problem first (the core checks again: `setting_problems`).
+    A trailing limit past the grid's own stop would trail the grid past its exit."""
+    lo, hi, s, t, u, d = (fmt_decimal(v) if v is not None else "-" for v in (lower, upper, sl, tp, up, down))
+    checks = ((sl is not None and sl >= lower, f"sl must be below LOWER {lo}, got {s}"),
+              (tp is not None and tp <= upper, f"tp must be above UPPER {hi}, got {t}"),
+              (up is not None and up <= upper, f"trail_up must be above UPPER {hi}, got {u}"),
+              (up is not None and tp is not None and up > tp, f"trail_up {u} must not be above tp {t}"),
+              (down is not None and down >= lower, f"trail_down must be below LOWER {lo}, got {d}"),
+              (down is not None and sl is not None and down < sl, f"trail_down {d} must not be below sl {s}"))
+    return [problem for failed, problem in checks if failed]
 
 
 def _parse_size(args: list[str], ctx: Context) -> Request:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 KINDS: dict[str, str] = {  # name typed in /notify -> what it covers
     "fills": "order fills",
     "trips": "grid round trips",
-    "grids": "grid state (paused, stopped, exits)",
+    "grids": "grid state (paused, stopped, exits, trailing moves)",
     "stops": "stop-loss / take-profit",
     "errors": "errors, rejections, stream outages",
     "daily": "the daily summary",
@@ -38,7 +38,8 @@ DEFAULTS: dict[str, str] = {"fills": "silent", "trips": "silent", "grids": "on",
 SYNTAX = "/notify [KIND on|silent|off]"
 _KEY = "notify:"
 _GRID_KINDS = {"exit-finished": "grids", "stop-loss": "stops", "take-profit": "stops", "order-rejected": "errors",
-               "grid-start-failed": "errors", "grid-residue": "grids"}
+               "grid-start-failed": "errors", "grid-residue": "grids", "grid-trailed": "grids",
+               "grid-trail-stopped": "grids"}
 
 
 @dataclass(frozen=True, slots=True)

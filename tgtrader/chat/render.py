@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from tgtrader.chat import trailing
 from tgtrader.core.api import (
     BalancesView,
     ChaseResult,
@@ -226,6 +227,7 @@ def render_preview(preview: GridPreviewView) -> str:
         lines.append(f"Take-profit: {num(spec.take_profit)}")
     if spec.stop_loss is not None or spec.take_profit is not None:
         lines.append("On stop: " + ("sell base at market" if spec.sell_on_stop else "keep base"))
+    lines += trailing.preview_lines(spec)
     if preview.problems:
         lines.append("")
         lines.append("Cannot start:")
@@ -246,7 +248,7 @@ def preview_buttons(preview: GridPreviewView, ttl_s: float) -> list[list[ButtonS
 def _grid_line(grid: GridSummary) -> str:
     p = places_for(_quote_of(grid.symbol))
     return (
-        f"#{grid.id} {grid.symbol} {grid.state} {num(grid.lower)}-{num(grid.upper)} x{grid.grids}"
+        f"#{grid.id} {grid.symbol} {grid.state} {trailing.list_range(grid)} x{grid.grids}"
         f" | grid profit {signed(grid.grid_profit, p)} | {grid.round_trips} trips"
         f" | realized {signed(grid.realized_profit, p)}"
         f" | unrealized {signed(grid.unrealized_pnl, p)}"
@@ -265,7 +267,8 @@ def render_grid(grid: GridSummary, title: str = "", now_ms: int | None = None) -
     lines = [
         title or f"Grid #{grid.id} {grid.symbol}",
         f"State: {grid.state}" + (f" ({grid.stop_reason})" if grid.stop_reason else ""),
-        f"Range {num(grid.lower)} - {num(grid.upper)}, {grid.grids} grids, {grid.spacing}",
+        f"{trailing.range_line(grid)}, {grid.grids} grids, {grid.spacing}",
+        *trailing.show_lines(grid),
         f"Investment {money(grid.investment, p)} {q}, qty per order {num(grid.qty_per_order)}",
         f"Grid profit {signed(grid.grid_profit, p)} {q} from {grid.round_trips} round trips (after fees)",
         f"Realized {signed(grid.realized_profit, p)} {q} (every sale, fees once), fees {money(grid.fees, p)} {q}",

@@ -1,0 +1,79 @@
+"""A trailing grid's words (issue 17): the preview's promise, `/grid show`'s and `/status`'s moves and range now.
+
+Kept apart from `render.py` (the rest of the grid's text) so a grid that never trails reads as before: every
+function here returns nothing for it. The alerts a move or a stall sends are worded in `alerts.py`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tgtrader.core.api import GridSpec, GridSummary
+from tgtrader.core.rules import fmt_decimal
+
+
+def _n(value: Decimal) -> str:
+    return fmt_decimal(value)
+
+
+def limits_text(trail_up: Decimal | None, trail_down: Decimal | None) -> str:
+    """'up to 60000, down to 38000' (either part alone); '' for a grid that does not trail."""
+    parts = ([f"up to {_n(trail_up)}"] if trail_up is not None else []) + (
+        [f"down to {_n(trail_down)}"] if trail_down is not None else [])
+    return ", ".join(parts)
+
+
+def preview_lines(spec: GridSpec) -> list[str]:
+    """The limits, and in one line what they do (the rule: /tmp/trail_rule.md in the issue 17 work)."""
+    limits = limits_text(spec.trail_up, spec.trail_down)
+    if not limits:
+        return []
+    if spec.trail_up is not None and spec.trail_down is not None:
+        meaning = ("when the price leaves the range by one level, the grid follows it one level at a time"
+                   " (up: the lowest buy moves to the top; down: the top sell moves to the bottom)")
+    elif spec.trail_up is not None:
+        meaning = "when the price rises one level above the top, the lowest buy moves to the top, one level at a time"
+    else:
+        meaning = "when the price falls one level below the bottom, the top sell moves to the bottom, one level at a time"
+    return [f"Trailing: {limits}", f"  ({meaning}; never past the limit, no market orders)"]
+
+
+def range_now(grid: GridSummary) -> tuple[Decimal, Decimal]:
+    """The range the grid trades now (its set range before it starts or when it never moved)."""
+    if grid.range_lower is None or grid.range_upper is None:
+        return grid.lower, grid.upper
+    return grid.range_lower, grid.range_upper
+
+
+def moved(grid: GridSummary) -> bool:
+    return range_now(grid) != (grid.lower, grid.upper)
+
+
+def moves_text(grid: GridSummary) -> str:
+    """'moved up 3, down 1'; '' when it never moved."""
+    parts = ([f"up {grid.moves_up}"] if grid.moves_up else []) + ([f"down {grid.moves_down}"] if grid.moves_down else [])
+    return "moved " + ", ".join(parts) if parts else ""
+
+
+def show_lines(grid: GridSummary) -> list[str]:
+    """`/grid show`: the limits and the moves so far (the range line itself says the range now)."""
+    limits = limits_text(grid.trail_up, grid.trail_down)
+    if not limits:
+        return []
+    moves = moves_text(grid)
+    return [f"Trailing: {limits}; " + (moves if moves else "not moved yet")]
+
+
+def range_line(grid: GridSummary) -> str:
+    """'Range 40000 - 48000' or, once it moved, 'Range now 44000 - 52000 (set 40000 - 48000)'."""
+    low, high = range_now(grid)
+    if not moved(grid):
+        return f"Range {_n(low)} - {_n(high)}"
+    return f"Range now {_n(low)} - {_n(high)} (set {_n(grid.lower)} - {_n(grid.upper)})"
+
+
+def list_range(grid: GridSummary) -> str:
+    """A one-line listing's range: '44000-52000 (moved up 3)' once it moved, else '40000-48000'."""
+    low, high = range_now(grid)
+    moves = moves_text(grid)
+    return f"{_n(low)}-{_n(high)}" + (f" ({moves})" if moves else "")
