@@ -260,6 +260,8 @@ class TradingCore(Kernel):
             g.id, c.symbol, g.state, g.stop_reason, c.lower, c.upper, c.n, c.spacing, c.investment, g.q,
             st.realized, st.fees, st.round_trips, st.base_held, st.avg_cost, st.unrealized, st.last_price,
             st.annualized_return_pct, st.open_orders, g.start_ts, c.stop_loss, c.take_profit, st.grid_profit,
+            c.trail_up, c.trail_down, g.moves_up, g.moves_down, g.levels[0] if g.levels else None,
+            g.levels[-1] if g.levels else None,
         )
 
     async def list_grids(self) -> list[GridSummary]:
@@ -497,5 +499,5 @@ class TradingCore(Kernel):
         return ChartData(
             g.id, g.config.symbol, times, prices, tuple(g.levels),
             tuple((f.ts_ms, f.side.value, f.price) for f in own),
-            tuple(f.qty for f in own), g.config.stop_loss, g.config.take_profit,
+            tuple(f.qty for f in own), g.config.stop_loss, g.config.take_profit, tuple(g.marks),
         )

@@ -38,6 +38,7 @@ from tgtrader.core.exit import SellUntilFlat
 from tgtrader.core.grid.books import GridStats, grid_stats
 from tgtrader.core.grid.exiting import exit_alert, exit_step
 from tgtrader.core.grid.plan import GridConfig, compute_levels, quantity_per_order
+from tgtrader.core.grid.starting import after_chase, after_start, allocate_start, start_market, start_shortfall
 from tgtrader.core.grid.state import (
     GRID_TRANSITIONS,
     INTERVAL_TRANSITIONS,
@@ -48,6 +49,7 @@ from tgtrader.core.grid.state import (
     grid_to_state,
     load_grid_state,
 )
+from tgtrader.core.grid.trailing import add_mark, order_ended, trail_step
 from tgtrader.core.ids import grid_chase_prefix, grid_order_id
 from tgtrader.core.ports import MachineSnapshot
 from tgtrader.core.rules import SymbolRules
@@ -99,6 +101,12 @@ class Grid:
         self.chase_trades: list[int] = []
         self.exit = SellUntilFlat()  # sell until flat after a stop with sell (SL/TP, /grid stop ID sell, panic)
         self._events: list[CoreEvent] = []
+        # trailing (grid/trailing.py): intervals are rungs shift .. shift+n-1 of the ladder
+        self.shift = 0
+        self.moves_up = self.moves_down = 0
+        self.trail_move: tuple[str, int] | None = None  # (direction, rung of the interval whose order is cancelled)
+        self.trail_stalled: set[str] = set()  # directions whose stall was reported (once per stall)
+        self.marks: list[tuple[int, str, Decimal]] = []  # (ts, kind, price): trailing moves and stop triggers
 
     # ------------------------------------------------------------ small helpers
 
@@ -122,6 +130,14 @@ class Grid:
     @property
     def owner(self) -> str:
         return f"grid:{self.id}"
+
+    def record(self, event: CoreEvent) -> None:
+        self._events.append(event)
+
+    def _iv(self, k: int | None) -> Interval | None:
+        """The interval on rung k (None for an order of no interval, or of one a trailing move removed)."""
+        i = -1 if k is None else k - self.shift
+        return self.intervals[i] if 0 <= i < len(self.intervals) else None
 
     def drain_events(self) -> list[CoreEvent]:
         out, self._events = self._events, []
@@ -169,7 +185,7 @@ class Grid:
             if self._tradable(Side.SELL, qty, iv.upper):
                 return self._new_order(iv, Side.SELL, iv.upper, qty)
             self._set_interval(iv, WAITING)  # dust: buy a full step first
-        need = self.rules.round_qty(self.q - iv.base) if iv.base < self.q else ZERO
+        need = self.rules.round_qty(iv.qty - iv.base) if iv.base < iv.qty else ZERO
         if need > 0 and self._tradable(Side.BUY, need, iv.lower):
             return self._new_order(iv, Side.BUY, iv.lower, need)
         held = self.rules.round_qty(iv.base)
@@ -178,8 +194,8 @@ class Grid:
             # rather than buying a full quantity on top (twice the planned capital on this level)
             self._set_interval(iv, HOLDING)
             return self._new_order(iv, Side.SELL, iv.upper, held)
-        if self._tradable(Side.BUY, self.q, iv.lower):
-            return self._new_order(iv, Side.BUY, iv.lower, self.q)  # only dust held: it rides along
+        if self._tradable(Side.BUY, iv.qty, iv.lower):
+            return self._new_order(iv, Side.BUY, iv.lower, iv.qty)  # only dust held: it rides along
         return None
 
     def _new_order(self, iv: Interval, side: Side, price: Decimal, qty: Decimal) -> PlaceOrder:
@@ -230,7 +246,7 @@ class Grid:
             raise ValueError("quantity per order rounds to zero")
         self.start_ts, self.start_price, self.last_price, self.last_ts = ts, p0, p0, ts
         self.intervals = [
-            Interval(i, lo, hi, HOLDING if lo >= p0 else WAITING)
+            Interval(i, lo, hi, HOLDING if lo >= p0 else WAITING, qty=self.q)
             for i, (lo, hi) in enumerate(zip(self.levels, self.levels[1:]))
         ]
         self._set_state(RUNNING, "user", ts)
@@ -256,12 +272,6 @@ class Grid:
         out += self._place_all()
         return out
 
-    def _start_market(self, qty: Decimal) -> PlaceOrder:
-        qty = self.rules.round_qty(qty, market=True)
-        cid = self._cid("x", Side.BUY)
-        self.orders[cid] = GridOrder(cid, qty, role="start", side=Side.BUY)
-        return PlaceOrder(self.config.symbol, cid, Side.BUY, OrderType.MARKET, qty, None, None, None, self.owner)
-
     def pause(self, ts: int, reason: str = "user") -> list[Intent]:
         if self.state != RUNNING:
             return []
@@ -283,16 +293,12 @@ class Grid:
         )
         out: list[Intent] = []
         if self.start_pending and not start_busy:
-            short = self._start_shortfall()
+            short = start_shortfall(self)
             if self._tradable(Side.BUY, short, self.last_price, market=True):
                 out.append(self._start_market(short))  # the start buy failed or was cut short: retry the rest
             else:
-                self._allocate_start(ts)
+                allocate_start(self, ts)
         return out + self._place_all()
-
-    def _start_shortfall(self) -> Decimal:
-        need = self.q * sum(1 for iv in self.intervals if iv.awaiting_start) - self.pool_base
-        return self.rules.round_qty(max(need, ZERO), market=True)
 
     def stop(self, sell: bool, ts: int, reason: str = "user") -> list[Intent]:
         if self.state in (STOPPED, PREVIEW):
@@ -300,6 +306,7 @@ class Grid:
         self._set_state(STOPPED, reason, ts)
         self.stop_reason = reason
         self.stopped_ts = ts
+        self.trail_move = None
         out = self._cancel_all()
         self._pool_all()
         if sell:
@@ -348,7 +355,8 @@ class Grid:
         elif cfg.take_profit is not None and price >= cfg.take_profit:
             kind, trigger = "take-profit", cfg.take_profit
         if kind is None:
-            return out
+            return out + trail_step(self, tick.ts_ms)
+        add_mark(self, tick.ts_ms, kind, price)
         out += self.stop(cfg.sell_on_stop, tick.ts_ms, kind)
         qty = self.pool_base
         unreal = Position(self.pool_base, self.pool_cost, price).unrealized
@@ -403,7 +411,7 @@ class Grid:
             o.status = OrderStatus.REJECTED.value
             out.append(self._alert("order-rejected", client_order_id=o.cid, reject_text=upd.reject_text,
                                    reason=RejectReason.SELF_TRADE.value))
-        return out + self._maybe_complete(o, upd.ts_ms) + self._exit_step(upd.ts_ms)
+        return out + self._maybe_complete(o, upd.ts_ms) + self._exit_step(upd.ts_ms) + trail_step(self, upd.ts_ms)
 
     def on_fill(self, fill: Fill, fee_quote: Decimal | None = None) -> list[Intent]:
         self.last_ts = max(self.last_ts, fill.ts_ms)
@@ -426,7 +434,7 @@ class Grid:
             return []
         o.fee += fee
         self.ledger.record(fill.side, fill.qty, fill.price, fee)
-        iv = self.intervals[o.interval] if o.interval is not None else None
+        iv = self._iv(o.interval)
         if fill.side is Side.BUY:
             if iv is not None and self.state != STOPPED:
                 iv.base += recv
@@ -450,7 +458,7 @@ class Grid:
             else:
                 self.pool_base -= fill.qty
                 self.pool_cost -= part
-        return self._maybe_complete(o, fill.ts_ms) + self._exit_step(fill.ts_ms)
+        return self._maybe_complete(o, fill.ts_ms) + self._exit_step(fill.ts_ms) + trail_step(self, fill.ts_ms)
 
     def _maybe_complete(self, o: GridOrder, ts: int) -> list[Intent]:
         full = o.filled >= o.qty
@@ -470,7 +478,7 @@ class Grid:
             return out + self._after_start(ts)
         if o.role == "exit":
             return out
-        iv = self.intervals[o.interval] if o.interval is not None else None
+        iv = self._iv(o.interval)
         if iv is None:
             return out
         if iv.order == o.cid:
@@ -500,6 +508,9 @@ class Grid:
             iv.trip_profit += o.profit
             iv.trip_qty += o.filled
             iv.trip_quote += o.quote
+        moved = order_ended(self, iv, full, ts)  # a trailing move waited for this order (grid/trailing.py)
+        if moved is not None:
+            return out + moved
         if o.status == OrderStatus.REJECTED.value and not full:
             # a refused order leaves the interval without one (no retry loop); resume re-places it
             return out
@@ -509,60 +520,16 @@ class Grid:
                 out.append(p)
         return out
 
-    # ------------------------------------------------------------ start buy
+    # ------------------------------------------------------------ start buy (grid/starting.py)
+
+    def _start_market(self, qty: Decimal) -> PlaceOrder:
+        return start_market(self, qty)
 
     def _after_chase(self, ts: int) -> list[Intent]:
-        assert self.chase is not None
-        rep = self.chase.report()
-        short = self.rules.round_qty(self.chase.qty - rep.filled_qty, market=True)
-        if rep.status in ("cancelled", "partial", "rejected") and self.state == RUNNING and self._tradable(
-            Side.BUY, short, self.last_price, market=True
-        ):
-            # the chase could not finish: buy the rest at market so the grid is whole
-            return [self._start_market(short)]
-        return self._after_start(ts)
+        return after_chase(self, ts)
 
     def _after_start(self, ts: int) -> list[Intent]:
-        if any(o.role == "start" for o in self.orders.values()):
-            return []
-        if self.state == PAUSED:
-            return []  # allocated on resume
-        self._allocate_start(ts)
-        return self._place_all() if self.state == RUNNING else []
-
-    def _allocate_start(self, ts: int) -> None:
-        """Share the start base among the holding intervals (equal when whole, else lowest first)."""
-        if not self.start_pending:
-            return
-        self.start_pending = False
-        holding = [iv for iv in self.intervals if iv.awaiting_start]
-        for iv in holding:
-            iv.awaiting_start = False
-        if not holding or self.pool_base <= 0:
-            for iv in holding:
-                self._set_interval(iv, WAITING)
-            return
-        pool, cost = self.pool_base, self.pool_cost
-        whole = pool >= self.q * len(holding) * (1 - 2 * self.config.fee_rate)
-        shares: list[Decimal] = []
-        left = pool
-        for k, _iv in enumerate(holding):
-            if k == len(holding) - 1:
-                share = left
-            elif whole:
-                share = self.rules.round_qty(pool / len(holding))
-            else:
-                share = min(self.q, left)
-            shares.append(share)
-            left -= share
-        for iv, share in zip(holding, shares):
-            iv.base = share
-            iv.cost = cost * share / pool
-            iv.last_buy_price = ZERO  # base from the start buy: its sale is position profit, not a round trip
-            if share <= 0:
-                self._set_interval(iv, WAITING)  # unfunded: its buy at L_i (>= P0) completes the start when it can
-        self.pool_base = ZERO
-        self.pool_cost = ZERO
+        return after_start(self, ts)
 
     # ------------------------------------------------------------ accounting
 

@@ -68,6 +68,7 @@ class Interval:
     trip_profit: Decimal = ZERO
     trip_qty: Decimal = ZERO
     trip_quote: Decimal = ZERO
+    qty: Decimal = ZERO  # the base its buy buys: the grid's q, or (trailing up) the same quote value one rung up
 
 
 @dataclass
@@ -98,7 +99,8 @@ def grid_to_state(g: Grid) -> dict[str, Any]:
         "q": str(g.q),
         "intervals": [
             [iv.index, str(iv.lower), str(iv.upper), iv.state.value, str(iv.base), str(iv.cost), iv.order,
-             str(iv.last_buy_price), iv.awaiting_start, str(iv.trip_profit), str(iv.trip_qty), str(iv.trip_quote)]
+             str(iv.last_buy_price), iv.awaiting_start, str(iv.trip_profit), str(iv.trip_qty), str(iv.trip_quote),
+             str(iv.qty)]
             for iv in g.intervals
         ],
         "orders": [
@@ -121,6 +123,11 @@ def grid_to_state(g: Grid) -> dict[str, Any]:
         "start_pending": g.start_pending,
         "chase": None if g.chase is None else g.chase.to_state(),
         "chase_trades": list(g.chase_trades),
+        "shift": g.shift,
+        "moves": [g.moves_up, g.moves_down],
+        "trail_move": None if g.trail_move is None else list(g.trail_move),
+        "trail_stalled": sorted(g.trail_stalled),
+        "marks": [[ts, kind, str(price)] for ts, kind, price in g.marks],
     }
 
 
@@ -131,9 +138,11 @@ def load_grid_state(g: Grid, d: dict[str, Any], rules: SymbolRules) -> None:
     g.q = Decimal(d["q"])
     g.intervals = [
         Interval(int(v[0]), Decimal(v[1]), Decimal(v[2]), IntervalState(v[3]), Decimal(v[4]), Decimal(v[5]), v[6],
-                 Decimal(v[7]), bool(v[8]), *(Decimal(x) for x in v[9:12]))  # rows before issue 15 have 9 fields
+                 Decimal(v[7]), bool(v[8]), *(Decimal(x) for x in v[9:13]))  # rows before issue 15 have 9 fields
         for v in d["intervals"]
     ]
+    for iv in g.intervals:
+        iv.qty = iv.qty or g.q  # rows before trailing grids (issue 17) have 12 fields: every interval had q
     for od in d["orders"]:
         status = od["final_status"]
         g.orders[od["cid"]] = GridOrder(
@@ -153,6 +162,12 @@ def load_grid_state(g: Grid, d: dict[str, Any], rules: SymbolRules) -> None:
     g.chase = None if d["chase"] is None else Chase.from_state(d["chase"], rules)
     g.chase_trades = [int(t) for t in d.get("chase_trades", [])]
     g.exit = SellUntilFlat.from_dict(d.get("exit"))
+    g.shift = int(d.get("shift", 0))
+    g.moves_up, g.moves_down = (int(x) for x in d.get("moves", [0, 0]))
+    move = d.get("trail_move")
+    g.trail_move = None if move is None else (str(move[0]), int(move[1]))
+    g.trail_stalled = set(d.get("trail_stalled", []))
+    g.marks = [(int(ts), str(kind), Decimal(price)) for ts, kind, price in d.get("marks", [])]
 
 
 def _opt_str(v: object) -> str | None:
