@@ -1,0 +1,47 @@
+"""Trailing grids (issue 17) through the real python-telegram-bot Application against the fake Bot API, on the
+paper core: `/grid new ... trail_up=... trail_down=...` answers with a preview that names the limits, Start runs a
+grid that carries them; a limit on the wrong side of the range is refused in one line before the core is asked."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.fake_telegram import FakeTelegram
+from tests.telegram.test_bot_e2e import ALICE, GRID, Stack, close_stack, make_stack
+
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, fake: FakeTelegram) -> AsyncIterator[Stack]:
+    s = await make_stack(tmp_path, fake)
+    try:
+        yield s
+    finally:
+        await close_stack(s)
+
+
+async def test_grid_new_with_trailing_limits_previews_them_and_starts_on_paper(stack: Stack) -> None:
+    preview = await stack.ask(ALICE, GRID + " trail_up=70000 trail_down=35000")
+    assert "Grid preview BTCUSDT" in preview and "Levels: 40000, 45000, 50000, 55000, 60000" in preview
+    assert "Trailing: up to 70000, down to 35000" in preview and "no market orders" in preview, preview
+    assert "Cannot start" not in preview
+    assert [b["text"] for b in stack.fake.buttons(ALICE)] == ["Start", "Cancel"]
+    assert not await stack.core.list_grids()  # the preview placed nothing
+
+    started = await stack.press(ALICE, stack.fake.buttons(ALICE)[0]["callback_data"])
+    assert "Grid #1 BTCUSDT started" in started
+    config = stack.core.machines.grids[1].config  # the limits reached the grid the core runs
+    assert (config.trail_up, config.trail_down) == (D(70000), D(35000))
+
+
+async def test_a_trailing_limit_inside_the_range_is_refused_before_the_core(stack: Stack) -> None:
+    answer = await stack.ask(ALICE, GRID + " trail_up=55000")
+    assert answer.startswith("trail_up must be above UPPER 60000, got 55000\nUsage: /grid new"), answer
+    answer = await stack.ask(ALICE, GRID + " sl=38000 trail_down=36000")
+    assert answer.startswith("trail_down 36000 must not be below sl 38000"), answer
+    assert not await stack.core.list_grids() and not stack.fake.buttons(ALICE)
