@@ -20,7 +20,7 @@ from tgtrader.chat import parse as p
 from tgtrader.chat import prefs
 from tgtrader.chat import render as r
 from tgtrader.chat.chart import STOP_MARKS, TRAIL_MARKS, render_chart_png
-from tgtrader.chat.commands import help_text
+from tgtrader.chat.commands import BY_NAME, help_text
 from tgtrader.core.api import ChartData, GridPreviewView, GridSpec, GridSummary, StatusView
 from tgtrader.core.grid.plan import GridConfig, GridPreview
 from tgtrader.core.ports import ExchangeHealth
@@ -48,6 +48,8 @@ def test_trailing_limits_are_parsed_with_the_other_options() -> None:
     assert (spec_of(NEW).trail_up, spec_of(NEW).trail_down) == (None, None)
     assert spec_of(NEW + " trail_down=1,000").trail_down == D(1000)
     assert "trail_up=PRICE" in p.SYNTAX["grid new"] and "trail_down=PRICE" in help_text("grid new")
+    example = BY_NAME["grid"].topics[1][1]  # /help's example for /grid new parses, with its trailing limit
+    assert "trail_up=71000" in example and p.parse(example, CTX) == p.parse(example)
 
 
 @pytest.mark.parametrize("options, needle", [

@@ -64,7 +64,7 @@ COMMANDS: tuple[Command, ...] = (
         actions.grid,
         topics=(
             ("/grid [SYMBOL]", "/grid"),
-            (p.SYNTAX["grid new"], "/grid new BTCUSDT 60000 70000 10 1000 geo sl=58000 tp=72000"),
+            (p.SYNTAX["grid new"], "/grid new BTCUSDT 60000 70000 10 1000 geo sl=58000 tp=72000 trail_up=71000"),
             (p.SYNTAX["grid list"], "/grid list"),
             (p.SYNTAX["grid show"], "/grid show 1"),
             (p.SYNTAX["grid pause"], "/grid pause 1"),
