@@ -18,7 +18,7 @@ per-candle equity arrays. Here:
   that may set a new peak (few: the price moves less than a grid step between fills inside the range) is
   expanded candle by candle. Exact, like the reference, without per-candle arrays for every setting.
 
-Scope: no stop-loss / take-profit and no symbol rounding (`rules`); those settings go through
+Scope: no stop-loss / take-profit, no trailing and no symbol rounding (`rules`); those settings go through
 `run_backtest` (the suggestions re-run their few winners there with the rules for the numbers shown).
 `workers=2` splits the settings over two forked processes.
 """
@@ -367,6 +367,8 @@ def run_batch(
         validate(spec, rate, fee_asset)
         if spec.stop_loss is not None or spec.take_profit is not None:
             raise BacktestInputError("the batched sweep has no stop-loss / take-profit: use run_backtest")
+        if spec.trail_up is not None or spec.trail_down is not None:
+            raise BacktestInputError("the batched sweep does not trail (its levels are fixed): use run_backtest")
     prep = _prepare(candles)
     parts = [(specs[i:i + chunk], fees[i:i + chunk], fee_asset) for i in range(0, len(specs), chunk)]
     if workers > 1 and len(parts) > 1 and "fork" in mp.get_all_start_methods():

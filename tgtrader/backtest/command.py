@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "price at or beyond its trigger (default 0)")
     parser.add_argument("--stop-loss", metavar="P", help="sell all base and stop when the price reaches P")
     parser.add_argument("--take-profit", metavar="P", help="sell all base and stop when the price reaches P")
+    parser.add_argument("--trail-up", metavar="PRICE",
+                        help="trailing up (Binance's rule): when the price passes the top level by one step the grid "
+                             "moves up one level, its lowest buy's quote buying at the old top, while the new top "
+                             "stays at or below PRICE")
+    parser.add_argument("--trail-down", metavar="PRICE",
+                        help="trailing down, the mirror: the highest sell's base moves to a new bottom level, while "
+                             "the new bottom stays at or above PRICE")
     parser.add_argument("--symbol", metavar="SYM",
                         help="round levels to the tick and q to the step of SYM (from the shipped exchangeInfo)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -121,6 +128,8 @@ def _spec(args: argparse.Namespace, swept: set[str]) -> tuple[GridSpec, float]:
         stop_loss=_number("stop-loss", args.stop_loss, Decimal, required=False),
         take_profit=_number("take-profit", args.take_profit, Decimal, required=False),
         sell_on_stop=True,  # the backtest's fill model: a trigger sells all base
+        trail_up=_number("trail-up", getattr(args, "trail_up", None), Decimal, required=False),
+        trail_down=_number("trail-down", getattr(args, "trail_down", None), Decimal, required=False),
     )
     fee = _number("fee", args.fee)
     if not swept:

@@ -71,6 +71,12 @@ def summary_rows(result: Result, load_s: float | None = None) -> list[tuple[str,
                     f"{fmt_num(r.stop_qty)} base at {fmt_num(r.stop_price or 0)}"
                     + (f" ({r.slippage_bps:g} bps slippage)" if r.slippage_bps else ""))
         )
+    if spec.trail_up is not None or spec.trail_down is not None:
+        ups = sum(1 for m in r.trail_moves if m.direction == "up")
+        limits = ", ".join(f"{name} {fmt_num(float(x))}" for name, x in (("up to", spec.trail_up),
+                                                                         ("down to", spec.trail_down)) if x is not None)
+        rows.append(("trailing", f"{len(r.trail_moves):,} moves ({ups:,} up, {len(r.trail_moves) - ups:,} down; "
+                                 f"{limits}), levels now {fmt_num(float(r.levels[0]))} – {fmt_num(float(r.levels[-1]))}"))
     taken = fmt_duration(r.elapsed_s)
     if load_s is not None:
         taken += f" (+ {fmt_duration(load_s)} reading the file)"

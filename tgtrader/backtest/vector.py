@@ -31,7 +31,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -126,6 +126,16 @@ class Fills:
         )
 
 
+class TrailMove(NamedTuple):
+    """One move of a trailing grid (issue 17): in candle `candle` the grid moved one rung `direction` ("up" or
+    "down"); its levels are now `lower` .. `upper`."""
+
+    candle: int
+    direction: str
+    lower: float
+    upper: float
+
+
 @dataclass(frozen=True, eq=False)
 class Result:
     candles: int
@@ -162,6 +172,7 @@ class Result:
     fee_asset: FeeAsset = DEFAULT_FEE_ASSET
     slippage_bps: float = 0.0
     bnb_fees: float = 0.0  # quote value of the fees BNB paid (part of `fees`)
+    trail_moves: tuple[TrailMove, ...] = ()  # a trailing grid's moves, in order (trailing.py)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,6 +197,9 @@ class Result:
             fee_asset=self.fee_asset,
             slippage_bps=self.slippage_bps,
             bnb_fees=self.bnb_fees,
+            trail_up=_float_or_none(self.spec.trail_up),
+            trail_down=_float_or_none(self.spec.trail_down),
+            trail_moves=[list(m) for m in self.trail_moves],
         )
         return out
 
@@ -243,6 +257,56 @@ def _first_vertex(mask: np.ndarray) -> int | None:
     return int(hit[0]) + 1 if hit.size else None
 
 
+@dataclass(frozen=True, eq=False)
+class Setup:
+    """What a run starts from, shared by this model and the trailing walk (trailing.py): the checked settings as
+    floats, the levels (rounded to the tick with rules), the path, the quantity per grid and the start split."""
+
+    path: np.ndarray
+    levels: np.ndarray
+    p0: float
+    q: float
+    holding0: np.ndarray  # per interval: holding at the start (its base bought at P0)
+    n_hold: int
+    stop_loss: float | None
+    take_profit: float | None
+    investment: float
+
+
+def prepare(
+    candles: Candles, spec: GridSpec, rules: SymbolRules | None, fee: float, fee_asset: FeeAsset,
+    slippage_bps: float, path: np.ndarray | None = None,
+) -> Setup:
+    """Check the settings (one line for the trader when they cannot run) and compute the run's start."""
+    validate(spec, fee, fee_asset, slippage_bps)
+    if len(candles) == 0:
+        raise BacktestInputError("no candles to backtest")
+    # the numpy boundary: the spec's Decimals as floats from here on
+    lower, upper, investment = float(spec.lower), float(spec.upper), float(spec.investment)
+    stop_loss, take_profit = _float_or_none(spec.stop_loss), _float_or_none(spec.take_profit)
+    levels = grid_levels(lower, upper, spec.grids, spec.spacing)
+    if rules is not None:
+        levels = round_levels(levels, rules)
+    if path is None:
+        path = candle_path(candles)
+    p0 = float(path[0])
+    if stop_loss is not None and not (stop_loss < p0):
+        raise BacktestInputError(f"stop-loss ({stop_loss:g}) must be below the start price {p0:g}")
+    if take_profit is not None and not (take_profit > p0):
+        raise BacktestInputError(f"take-profit ({take_profit:g}) must be above the start price {p0:g}")
+    buy_levels = levels[:-1]
+    holding0 = buy_levels >= p0
+    n_hold = int(holding0.sum())
+    q = investment / (float(buy_levels[~holding0].sum()) + p0 * n_hold)
+    if rules is not None:
+        q = float(rules.round_qty(Decimal(repr(q))))
+        if q <= 0:
+            raise BacktestInputError(
+                f"investment too small: the quantity per grid rounds to 0 at {rules.symbol} step {rules.step_size}"
+            )
+    return Setup(path, levels, p0, q, holding0, n_hold, stop_loss, take_profit, investment)
+
+
 # ---------------------------------------------------------------- the backtest
 
 
@@ -259,37 +323,17 @@ def run_backtest(
     """Backtest one grid over `candles`, paying `fee` per fill in `fee_asset`'s way; a stop exit sells
     `slippage_bps` below the path price. `spec.symbol` is a label here: pass the rules to round as that symbol
     does. Pass a precomputed `candle_path(candles)` to share it in sweeps."""
-    validate(spec, fee, fee_asset, slippage_bps)
-    if len(candles) == 0:
-        raise BacktestInputError("no candles to backtest")
+    if spec.trail_up is not None or spec.trail_down is not None:
+        from tgtrader.backtest.trailing import run_trailing  # the walk builds on this module
+
+        return run_trailing(candles, spec, rules, fee=fee, fee_asset=fee_asset, slippage_bps=slippage_bps, path=path)
     t0 = time.perf_counter()
+    setup = prepare(candles, spec, rules, fee, fee_asset, slippage_bps, path)
+    path, levels, p0, q, holding0, n_hold = setup.path, setup.levels, setup.p0, setup.q, setup.holding0, setup.n_hold
+    stop_loss, take_profit, investment = setup.stop_loss, setup.take_profit, setup.investment
     n = len(candles)
     N = spec.grids
-    # the numpy boundary: the spec's Decimals as floats from here on
-    lower, upper, investment = float(spec.lower), float(spec.upper), float(spec.investment)
-    stop_loss, take_profit = _float_or_none(spec.stop_loss), _float_or_none(spec.take_profit)
-    levels = grid_levels(lower, upper, N, spec.spacing)
-    if rules is not None:
-        levels = round_levels(levels, rules)
-    if path is None:
-        path = candle_path(candles)
-    p0 = float(path[0])
-    if stop_loss is not None and not (stop_loss < p0):
-        raise BacktestInputError(f"stop-loss ({stop_loss:g}) must be below the start price {p0:g}")
-    if take_profit is not None and not (take_profit > p0):
-        raise BacktestInputError(f"take-profit ({take_profit:g}) must be above the start price {p0:g}")
 
-    # ---- capital
-    buy_levels = levels[:-1]
-    holding0 = buy_levels >= p0  # per interval
-    n_hold = int(holding0.sum())
-    q = investment / (float(buy_levels[~holding0].sum()) + p0 * n_hold)
-    if rules is not None:
-        q = float(rules.round_qty(Decimal(repr(q))))
-        if q <= 0:
-            raise BacktestInputError(
-                f"investment too small: the quantity per grid rounds to 0 at {rules.symbol} step {rules.step_size}"
-            )
     start = start_buy(q, n_hold, p0, fee, fee_asset)
     quote0 = investment - start.quote
     base0 = start.base
