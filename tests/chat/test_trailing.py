@@ -115,9 +115,12 @@ def test_grid_show_and_status_show_the_limits_the_moves_and_the_range_now() -> N
     assert "Range 40000 - 48000, 4 grids" in plain and "Trailing" not in plain
     status = StatusView("paper", (moved, summary(id=4)), 5, D(0), D(0), D(0), ExchangeHealth(1.0, 2.0, 0, 5, 40))
     lines = r.render_status(status).split("\n")
-    assert any(line.startswith("  #3 BTCUSDT running 44000-52000 (moved up 3, down 1) x4 |") for line in lines)
-    assert any(line.startswith("  #4 BTCUSDT running 40000-48000 x4 |") for line in lines)
-    assert "#3 BTCUSDT running 44000-52000 (moved up 3, down 1) x4" in r.render_grid_list([moved])
+    assert any(line.startswith("  #3 BTCUSDT running 44000-52000 x4 (trailing up to 56000, down to 36000;"
+                               " moved up 3, down 1) | grid profit") for line in lines)
+    assert any(line.startswith("  #4 BTCUSDT running 40000-48000 x4 | grid profit") for line in lines)
+    listing = r.render_grid_list([moved, summary(id=5, trail_down=D(36000))])
+    assert "#3 BTCUSDT running 44000-52000 x4 (trailing up to 56000, down to 36000; moved up 3, down 1) |" in listing
+    assert "#5 BTCUSDT running 40000-48000 x4 (trailing down to 36000) |" in listing
 
 
 # ---------------------------------------------------------------- alerts and /notify

@@ -248,7 +248,7 @@ def preview_buttons(preview: GridPreviewView, ttl_s: float) -> list[list[ButtonS
 def _grid_line(grid: GridSummary) -> str:
     p = places_for(_quote_of(grid.symbol))
     return (
-        f"#{grid.id} {grid.symbol} {grid.state} {trailing.list_range(grid)} x{grid.grids}"
+        f"#{grid.id} {grid.symbol} {grid.state} {trailing.list_range(grid)} x{grid.grids}{trailing.list_note(grid)}"
         f" | grid profit {signed(grid.grid_profit, p)} | {grid.round_trips} trips"
         f" | realized {signed(grid.realized_profit, p)}"
         f" | unrealized {signed(grid.unrealized_pnl, p)}"

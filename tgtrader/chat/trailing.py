@@ -73,7 +73,15 @@ def range_line(grid: GridSummary) -> str:
 
 
 def list_range(grid: GridSummary) -> str:
-    """A one-line listing's range: '44000-52000 (moved up 3)' once it moved, else '40000-48000'."""
+    """A one-line listing's range (`/status`, `/grid list`): the range it trades now."""
     low, high = range_now(grid)
+    return f"{_n(low)}-{_n(high)}"
+
+
+def list_note(grid: GridSummary) -> str:
+    """After a listing's range: ' (trailing up to 56000; moved up 3)'; '' for a grid that does not trail."""
+    limits = limits_text(grid.trail_up, grid.trail_down)
     moves = moves_text(grid)
-    return f"{_n(low)}-{_n(high)}" + (f" ({moves})" if moves else "")
+    if not limits and not moves:
+        return ""
+    return " (" + "; ".join(part for part in (f"trailing {limits}" if limits else "", moves) if part) + ")"
