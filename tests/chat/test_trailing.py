@@ -142,8 +142,8 @@ def test_the_two_trailing_alerts_read_on_a_phone() -> None:
         "grid 3 BTCUSDT moved down at 37990: now trades 38000 - 46000 (1 move down so far)",
         "grid 3 BTCUSDT stopped trailing up at 58050: the next move would pass its limit 56000;"
         " it waits for the price to come back into its range",
-        "grid 3 BTCUSDT stopped trailing down at 20: the next level's order would fail BTCUSDT's order filters"
-        " (too small); it waits for the price to come back into its range",
+        "grid 3 BTCUSDT stopped trailing down at 20: the next level's order would not pass BTCUSDT's filters"
+        " (order size or price tick); it waits for the price to come back into its range",
     ]
     for text in texts:
         assert "\n" not in text and len(text) < 200 and not re.search(r"[{}]|None|Decimal", text)

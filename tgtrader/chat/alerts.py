@@ -171,9 +171,9 @@ def _grid_start_failed(kind: str, p: Payload) -> str:
 
 
 def _grid_trailed(kind: str, p: Payload) -> str:
-    way = "up" if p["direction"] == "up" else "down"
+    way, moves = ("up" if p["direction"] == "up" else "down"), int(p["moves"])
     return (f"grid {p['grid_id']} {p['symbol']} moved {way} at {_num(p, 'price')}: now trades {_num(p, 'lower')}"
-            f" - {_num(p, 'upper')} ({p['moves']} {'move' if p['moves'] == 1 else 'moves'} {way} so far)")
+            f" - {_num(p, 'upper')} ({moves} {'move' if moves == 1 else 'moves'} {way} so far)")
 
 
 def _grid_trail_stopped(kind: str, p: Payload) -> str:
@@ -181,7 +181,7 @@ def _grid_trail_stopped(kind: str, p: Payload) -> str:
     if p["reason"] == "limit":
         why = f"the next move would pass its limit {_num(p, 'limit')}" if p.get("limit") is not None else "at its limit"
     else:
-        why = f"the next level's order would fail {p['symbol']}'s order filters (too small)"
+        why = f"the next level's order would not pass {p['symbol']}'s filters (order size or price tick)"
     return (f"grid {p['grid_id']} {p['symbol']} stopped trailing {way} at {_num(p, 'price')}: {why};"
             " it waits for the price to come back into its range")
 
