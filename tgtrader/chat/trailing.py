@@ -24,18 +24,19 @@ def limits_text(trail_up: Decimal | None, trail_down: Decimal | None) -> str:
 
 
 def preview_lines(spec: GridSpec) -> list[str]:
-    """The limits, and in one line what they do (the rule: /tmp/trail_rule.md in the issue 17 work)."""
+    """The limits, and in one line what they do (the rule itself: `core/grid/trailing.py`)."""
     limits = limits_text(spec.trail_up, spec.trail_down)
     if not limits:
         return []
     if spec.trail_up is not None and spec.trail_down is not None:
-        meaning = ("when the price leaves the range by one level, the grid follows it one level at a time"
-                   " (up: the lowest buy moves to the top; down: the top sell moves to the bottom)")
+        meaning = ("when the price leaves the range by a level, the grid follows it one level at a time (up: its lowest"
+                   " buy moves to the top; down: its top sell moves to the bottom)")
     elif spec.trail_up is not None:
-        meaning = "when the price rises one level above the top, the lowest buy moves to the top, one level at a time"
+        meaning = "when the price rises a level above the top, the lowest buy moves to the top, one level at a time"
     else:
-        meaning = "when the price falls one level below the bottom, the top sell moves to the bottom, one level at a time"
-    return [f"Trailing: {limits}", f"  ({meaning}; never past the limit, no market orders)"]
+        meaning = "when the price falls a level below the bottom, the top sell moves to the bottom, one level at a time"
+    both = spec.trail_up is not None and spec.trail_down is not None
+    return [f"Trailing: {limits}", f"Means: {meaning}, never past the limit{'s' if both else ''}; no market orders."]
 
 
 def range_now(grid: GridSummary) -> tuple[Decimal, Decimal]:
