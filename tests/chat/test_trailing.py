@@ -15,6 +15,7 @@ import pytest
 from matplotlib.image import imread
 
 from tests.chat.test_pnl_chart import size
+from tests.core.sim import drive
 from tgtrader.chat import alerts as a
 from tgtrader.chat import parse as p
 from tgtrader.chat import prefs
@@ -194,3 +195,23 @@ def test_chart_marks_trailing_moves_and_the_stop_trigger() -> None:
     tp = render_chart_png(chart(((T0 + 420_000, "take-profit", D("52000")), (T0 + 430_000, "take-profit",
                                                                              D("52000")), (T0, "future-kind", D(1)))))
     assert has_colour(tp, STOP_MARKS["take-profit"][0])  # an unknown kind is left out, not an error
+
+
+def test_the_machines_own_trailing_alerts_render_and_are_grid_state() -> None:
+    """The payloads the core writes (not hand-made): every move and stall renders to one line, /notify's grids."""
+    from tests.core.test_trailing import started
+
+    g, sim = started(trail_up=D("165"), trail_down=D("80"))
+    for price in ("175", "180", "141", "75", "70"):  # up 2 moves, stall at the limit; down past its limit too
+        drive(g, sim, [], sim.move(D(price)))
+    rows = [x for x in sim.alerts if x.kind in a.TRAIL_ALERTS]
+    assert {x.kind for x in rows} == set(a.TRAIL_ALERTS) and g.moves_up == 2 and g.moves_down >= 1
+    for alert in rows:
+        text = a.render_alert(alert.kind, json.loads(json.dumps(alert.payload)))
+        assert text.startswith("grid 1 TESTUSDT ") and "\n" not in text and len(text) < 200, text
+        assert not re.search(r"[{}]|None|Decimal", text), text
+        assert prefs.row_kinds(OutboxRow(1, None, alert.kind, "", 0, 0, 0, None, None, alert.payload)) == {"grids"}
+    texts = [a.render_alert(x.kind, x.payload) for x in rows]
+    assert "grid 1 TESTUSDT moved up at 175: now trades 120 - 160 (2 moves up so far)" in texts
+    assert any(t.startswith("grid 1 TESTUSDT stopped trailing up at 175: the next move would pass its limit 165")
+               for t in texts), texts
