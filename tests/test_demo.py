@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tgtrader.backtest.candles import load_candles
-from tgtrader.backtest.vector import run_backtest
+from tgtrader.backtest.candles import Candles, load_candles
+from tgtrader.backtest.vector import Result, run_backtest
 from tgtrader.core.api import GridSpec
-from tgtrader.demo import SAMPLE, Demo, grid_words, read_script
+from tgtrader.demo import SAMPLE, Demo, DemoSummary, grid_words, read_script
 from tgtrader.exchange.paper import load_exchange_info
 from tgtrader.fees import FEE_ASSETS, FeeAsset
 from tgtrader.store.db import Database
@@ -35,11 +35,35 @@ async def test_unattended_demo_fills_equal_the_backtest(tmp_path: Path, fee_asse
                 out_dir=tmp_path / "charts", interactive=False, write=out.append, fee_asset=fee_asset)
     summary = await demo.run()
     text = "\n".join(out)
-
     lower, upper, n, investment = grid.split()
     spec = GridSpec("BTCUSDT", Decimal(lower), Decimal(upper), int(n), Decimal(investment))
-    vec = run_backtest(candles, spec, load_exchange_info()["BTCUSDT"], fee=0.001, fee_asset=fee_asset)
+    await _assert_demo_is_backtest(tmp_path, candles, spec, summary, fee_asset)
+    # what a trader sees: the scripted commands answered, alerts, the summary and the chart
+    for needle in ("you> /status", "you> /orders", "you> /pnl", "ALERT", "demo summary", "round trips"):
+        assert needle in text
+    assert summary.chart is not None and Path(summary.chart).stat().st_size > 10_000
 
+
+@pytest.mark.parametrize("fee_asset", FEE_ASSETS)
+async def test_demo_trailing_grid_equals_the_backtest(tmp_path: Path, fee_asset: FeeAsset) -> None:
+    """Issue 17: a trailing grid started in the demo's chat (`/grid new ... trail_up=22500`) follows the sample's
+    last-day climb up 4 rungs exactly as the backtest's trailing model does."""
+    candles = load_candles(SAMPLE)
+    out: list[str] = []
+    grid = grid_words(None, float(candles.open[0])) + " trail_up=22500"
+    demo = Demo(candles, "BTCUSDT", speed=None, grid=grid, script=[], db_path=tmp_path / "d.db",
+                out_dir=tmp_path / "charts", interactive=False, write=out.append, fee_asset=fee_asset)
+    summary = await demo.run()
+    lower, upper, n, investment, _ = grid.split()
+    spec = GridSpec("BTCUSDT", Decimal(lower), Decimal(upper), int(n), Decimal(investment), trail_up=Decimal(22500))
+    vec = await _assert_demo_is_backtest(tmp_path, candles, spec, summary, fee_asset)
+    assert [m.direction for m in vec.trail_moves] == ["up"] * 4
+    assert vec.fills.level.max() > int(n)  # it traded above its first range
+
+
+async def _assert_demo_is_backtest(tmp_path: Path, candles: Candles, spec: GridSpec, summary: DemoSummary,
+                                   fee_asset: FeeAsset) -> Result:
+    vec = run_backtest(candles, spec, load_exchange_info()["BTCUSDT"], fee=0.001, fee_asset=fee_asset)
     db = await Database.open(tmp_path / "d.db")
     try:
         fills = await db.fills.list(symbol="BTCUSDT")
@@ -57,10 +81,7 @@ async def test_unattended_demo_fills_equal_the_backtest(tmp_path: Path, fee_asse
     assert Decimal(summary.fees) == pytest.approx(Decimal(str(round(vec.fees, 2))), abs=cent)
     assert Decimal(summary.final_equity) - Decimal(summary.start_equity) == pytest.approx(
         Decimal(str(round(vec.final_equity - float(spec.investment), 2))), abs=Decimal("0.01"))
-    # what a trader sees: the scripted commands answered, alerts, the summary and the chart
-    for needle in ("you> /status", "you> /orders", "you> /pnl", "ALERT", "demo summary", "round trips"):
-        assert needle in text
-    assert summary.chart is not None and Path(summary.chart).stat().st_size > 10_000
+    return vec
 
 
 def test_demo_cli_runs_unattended_and_exits_0(tmp_path: Path) -> None:

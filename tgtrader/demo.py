@@ -60,8 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None,
                         help="candle CSV to replay (default: the bundled real BTCUSDT 1m sample)")
     parser.add_argument("--symbol", default=SAMPLE_SYMBOL, help="symbol the candles belong to (default BTCUSDT)")
-    parser.add_argument("--grid", default=None, metavar="'LOWER UPPER GRIDS INVESTMENT'",
-                        help="the default grid to start (default: +-6%% around the first price, 20 grids, 5000 USDT)")
+    parser.add_argument("--grid", default=None, metavar="'LOWER UPPER GRIDS INVESTMENT [option=value ...]'",
+                        help="the default grid to start (default: +-6%% around the first price, 20 grids, 5000 USDT); "
+                             "options as in /grid new, e.g. trail_up=22500")
     parser.add_argument("--no-grid", action="store_true", help="start without a default grid")
     parser.add_argument("--script", type=Path, default=None,
                         help="file of chat commands to apply unattended; '@50%% /status' waits for 50%% of the replay")
@@ -148,8 +149,9 @@ def grid_words(text: str | None, first_price: float) -> str:
         lower, upper = first_price * 0.94, first_price * 1.06
         return f"{lower:.0f} {upper:.0f} 20 5000" if first_price > 100 else f"{lower:.6g} {upper:.6g} 20 5000"
     words = text.split()
-    if len(words) != 4:
-        raise ValueError("--grid takes 'LOWER UPPER GRIDS INVESTMENT', e.g. --grid '19500 22500 20 5000'")
+    if len(words) < 4 or any("=" in w for w in words[:4]) or not all("=" in w for w in words[4:]):
+        raise ValueError("--grid takes 'LOWER UPPER GRIDS INVESTMENT [option=value ...]' (the options of /grid new), "
+                         "e.g. --grid '19500 22500 20 5000' or --grid '19500 22500 20 5000 trail_up=23500'")
     return " ".join(words)
 
 
