@@ -90,7 +90,12 @@ def grid_alerts() -> list[AlertIntent]:
         drive(grid, sim, grid.start(sim.price, 0))
         drive(grid, sim, [], sim.move(price))
         out += sim.alerts
-    return out
+    trailing = Grid(6, cfg(trail_up=D("150")), RULES)  # one move up to its limit, then a stall there
+    sim = Sim(RULES, D("115"), quote=D("2000"))
+    drive(trailing, sim, trailing.start(sim.price, 0))
+    for price in (D("150"), D("165")):
+        drive(trailing, sim, [], sim.move(price))
+    return out + sim.alerts
 
 
 # what the machines wrote into their alerts before they carried facts instead of text (issue 12)
@@ -111,6 +116,10 @@ WORDING = [
     "grid 4 TESTUSDT: stop-loss at 89 (trigger 90); orders cancelled, selling 9.088 TEST; realized before the exit 0 USDT",
     "grid 4 TESTUSDT: exit (stop-loss) finished after 1 sell(s); no TEST left; grid realized -192.6565 USDT",
     "grid 5 TESTUSDT: take-profit at 151 (trigger 150); orders cancelled, keeping 0 TEST; realized before the exit 89.744 USDT",
+    # issue 17, a trailing grid's (no earlier wording):
+    "grid 6 TESTUSDT moved up at 150: now trades 110 - 150 (1 move up so far)",
+    "grid 6 TESTUSDT stopped trailing up at 165: the next move would pass its limit 150; it waits for the price to come"
+    " back into its range",
 ]
 
 

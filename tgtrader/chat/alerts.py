@@ -53,7 +53,7 @@ Renderer = Callable[[str, Payload], str]
 def render_alert(kind: str, payload: Payload) -> str:
     """One alert's message. Raises (KeyError, ValueError...) on a kind or payload this version can't read."""
     if "grid_id" in payload:
-        table = GRID_ALERTS if kind in GRID_ALERTS else TRAIL_ALERTS if kind in TRAIL_ALERTS else OLD_GRID_ALERTS
+        table = GRID_ALERTS if kind in GRID_ALERTS else OLD_GRID_ALERTS
     elif "stop_id" in payload:
         table = STOP_ALERTS
     else:
@@ -187,8 +187,6 @@ def _grid_trail_stopped(kind: str, p: Payload) -> str:
 
 
 OLD_GRID_ALERTS: dict[str, Renderer] = {"grid-residue": _grid_residue}  # outbox rows of earlier versions
-
-# a trailing grid's (issue 17): kept out of GRID_ALERTS until a machine test emits them with the others
 TRAIL_ALERTS: dict[str, Renderer] = {"grid-trailed": _grid_trailed, "grid-trail-stopped": _grid_trail_stopped}
 
 STOP_ALERTS: dict[str, Renderer] = {
@@ -208,6 +206,7 @@ GRID_ALERTS: dict[str, Renderer] = {
     "take-profit": _grid_stopped_out,
     "order-rejected": _grid_order_rejected,
     "grid-start-failed": _grid_start_failed,
+    **TRAIL_ALERTS,  # a trailing grid's moves and stalls (issue 17)
 }
 
 
