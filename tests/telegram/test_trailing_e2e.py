@@ -1,6 +1,7 @@
 """Trailing grids (issue 17) through the real python-telegram-bot Application against the fake Bot API, on the
 paper core: `/grid new ... trail_up=... trail_down=...` answers with a preview that names the limits, Start runs a
-grid that carries them; a limit on the wrong side of the range is refused in one line before the core is asked."""
+grid that carries them, and when the price passes its top the alert, /grid show, /status and /chart follow the
+move; a limit on the wrong side of the range is refused in one line before the core is asked."""
 
 from __future__ import annotations
 
@@ -37,6 +38,20 @@ async def test_grid_new_with_trailing_limits_previews_them_and_starts_on_paper(s
     assert "Grid #1 BTCUSDT started" in started
     config = stack.core.machines.grids[1].config  # the limits reached the grid the core runs
     assert (config.trail_up, config.trail_down) == (D(70000), D(35000))
+    shown = await stack.ask(ALICE, "/grid show 1")
+    assert "Range 40000 - 60000, 4 grids" in shown and "Trailing: up to 70000, down to 35000; not moved yet" in shown
+    await stack.core.idle()
+
+    await stack.price("56000", "61000", "65000")  # its sells fill, then 65000 is one step over the top: it moves
+    await stack.fake.wait_for(lambda: any("moved up" in t for t in stack.fake.texts_to(ALICE)), timeout=5)
+    alert = next(t for t in stack.fake.texts_to(ALICE) if "moved up" in t)
+    assert "grid 1 BTCUSDT moved up at 65000: now trades 45000 - 65000 (1 move up so far)" in alert, alert
+    shown = await stack.ask(ALICE, "/grid show 1")
+    assert "Range now 45000 - 65000 (set 40000 - 60000)" in shown and "moved up 1" in shown, shown
+    status = await stack.ask(ALICE, "/status")
+    assert "#1 BTCUSDT running 45000-65000 x4 (trailing up to 70000, down to 35000; moved up 1)" in status, status
+    assert (await stack.core.chart_data(1)).marks[-1][1:] == ("trail-up", D(65000))
+    assert (await stack.ask(ALICE, "/chart 1", "sendPhoto")).startswith("Grid #1 BTCUSDT")
 
 
 async def test_a_trailing_limit_inside_the_range_is_refused_before_the_core(stack: Stack) -> None:
