@@ -22,108 +22,35 @@ Everything runs on 127.0.0.1 with a random port.
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
-import hashlib
-import hmac
 import itertools
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import parse_qsl, unquote
 
 import orjson
-from aiohttp import WSMsgType, web
-from Crypto.Hash import SHA256
-from Crypto.PublicKey import ECC, RSA
-from Crypto.Signature import eddsa, pkcs1_15
+from aiohttp import web
 
 from tests.fakes.binance import Order, Trade, Venue, VenueError
-
-API_KEY = "test-api-key"
-API_SECRET = "test-api-secret"
-
-D0 = Decimal(0)
-ACCOUNT = "main"  # the one account the API key trades on
-
-# BTCUSDT as GET /api/v3/exchangeInfo returns it (field set from the recorded ccxt static markets, numbers as ints
-# the way the live API sends them). Other symbols are derived from it.
-_BTCUSDT_INFO: dict[str, Any] = {
-    "symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "baseAssetPrecision": 8,
-    "quoteAsset": "USDT", "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
-    "quoteCommissionPrecision": 8,
-    "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
-    "icebergAllowed": True, "ocoAllowed": True, "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": True,
-    "cancelReplaceAllowed": True, "isSpotTradingAllowed": True, "isMarginTradingAllowed": True,
-    "filters": [
-        {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000", "tickSize": "0.01000000"},
-        {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
-        {"filterType": "ICEBERG_PARTS", "limit": 10},
-        {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": "128.52621715", "stepSize": "0.00000000"},
-        {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000,
-         "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
-        {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5", "bidMultiplierDown": "0.2",
-         "askMultiplierUp": "5", "askMultiplierDown": "0.2", "avgPriceMins": 5},
-        {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
-         "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
-        {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
-        {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
-    ],
-    "permissions": [], "permissionSets": [["SPOT", "MARGIN"]],
-    "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-    "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
-}
+from tests.fakes.fake_binance_faults import FaultInjection
+from tests.fakes.fake_binance_sockets import Sockets
+from tests.fakes.fake_binance_wire import (  # noqa: F401 (re-exported: tests import them from here)
+    ACCOUNT,
+    API_KEY,
+    API_SECRET,
+    D0,
+    DEFAULT_SYMBOLS,
+    ApiError,
+    MarketConn,
+    _Fault,
+    f8,
+    symbol_info,
+)
 
 
-def symbol_info(symbol: str, base: str, quote: str, tick: str, step: str, min_qty: str | None = None) -> dict[str, Any]:
-    info = copy.deepcopy(_BTCUSDT_INFO)
-    info.update(symbol=symbol, baseAsset=base, quoteAsset=quote)
-    for f in info["filters"]:
-        if f["filterType"] == "PRICE_FILTER":
-            f["tickSize"] = tick
-            f["minPrice"] = tick
-        elif f["filterType"] == "LOT_SIZE":
-            f["stepSize"] = step
-            f["minQty"] = min_qty or step
-    return info
-
-
-DEFAULT_SYMBOLS = [
-    copy.deepcopy(_BTCUSDT_INFO),
-    symbol_info("ETHUSDT", "ETH", "USDT", "0.01000000", "0.00010000"),
-    symbol_info("ADAUSDT", "ADA", "USDT", "0.00010000", "0.10000000"),
-]
-
-
-def f8(d: Decimal) -> str:
-    """Binance prints amounts with 8 decimals."""
-    return f"{d.quantize(Decimal('0.00000001'), rounding=ROUND_DOWN):.8f}"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: int, msg: str, headers: dict[str, str] | None = None, data: Any = None):
-        super().__init__(msg)
-        self.status, self.code, self.msg, self.headers, self.data = status, code, msg, headers or {}, data
-
-
-@dataclass
-class _Fault:
-    status: int
-    retry_after: float | None = None
-    code: int | None = None
-    msg: str = ""
-    path: str | None = None  # only calls to this path (e.g. "/api/v3/order") are affected
-
-
-@dataclass
-class MarketConn:
-    ws: web.WebSocketResponse
-    streams: set[str] = field(default_factory=set)
-
-
-class FakeBinance:
+class FakeBinance(FaultInjection, Sockets):
     """The server. One instance per test; `await start()` / `await stop()`."""
 
     def __init__(self, symbols: list[dict[str, Any]] | None = None, api_key: str = API_KEY,
@@ -291,106 +218,6 @@ class FakeBinance:
     async def _ctl_stats(self, request: web.Request) -> web.Response:
         return self._json({"order_received_at": self.order_received_at, "trade_event_sent_at": self.trade_event_sent_at,
                            "order_posts": dict(self.order_posts)})
-
-    # ------------------------------------------------------------ test API: faults
-
-    def fail_next(self, status: int, n: int = 1, retry_after: float | None = None,
-                  code: int | None = None, msg: str = "", path: str | None = None) -> None:
-        """The next n REST calls answer `status` (429/418 with Retry-After, 500/502/503, or any status with
-        `code`/`msg`, e.g. 400/-1021) without executing."""
-        self._faults.extend(_Fault(status, retry_after, code, msg, path) for _ in range(n))
-
-    def delay_next(self, seconds: float, n: int = 1) -> None:
-        """The next n REST calls execute, then answer only after `seconds` (past the client's timeout)."""
-        self._delays.extend([seconds] * n)
-
-    def lose_next_order_response(self, n: int = 1) -> None:
-        """The next n POST /order calls execute, then the connection is closed without an answer."""
-        self._lose_order_responses += n
-
-    def fail_next_order_after_execution(self, status: int = 503, code: int = -1007,
-                                        msg: str = "Timeout waiting for response from backend server. Send status "
-                                                   "unknown; execution status unknown.", n: int = 1) -> None:
-        """The next n POST /order calls execute, then answer an error (rest-api.md, "HTTP Return Codes": 5XX "the
-        execution status is UNKNOWN and could have been a success"; errors.md -1006 / -1007 "execution status
-        unknown")."""
-        self._errors_after_execution.extend([(status, code, msg)] * n)
-
-    def lag_order_queries(self, seconds: float) -> None:
-        """GET /api/v3/order (and openOrders, myTrades) do not see an order until `seconds` after it was accepted.
-
-        rest-api.md, "Query order (USER_DATA)": Data Source "Memory => Database" (and "Data Sources" in General
-        API Information): a query can be answered from a source that does not have a just-accepted order yet.
-        """
-        self._query_lag_s = seconds
-
-    def refuse_ws_for(self, seconds: float) -> None:
-        """WebSocket handshakes fail (HTTP 503) for `seconds`."""
-        self._refuse_ws_until = time.monotonic() + seconds
-
-    def server_shutdown(self, close_after_s: float = 1.0) -> None:
-        """Every open market-stream and WebSocket-API connection gets `serverShutdown`, then is closed after
-        `close_after_s` (new connections are accepted meanwhile: they land on another server).
-
-        web-socket-streams.md, "Server Shutdown": combined streams get {"stream": "!serverShutdown", "data":
-        {"e": "serverShutdown", "E": ...}}; web-socket-api.md, "Connection events": {"event": {"e":
-        "serverShutdown", "E": ...}}. Both: "Please establish a new connection as soon as possible to prevent
-        interruption."
-        """
-        now = self.server_ms()
-        doomed = [c.ws for c in self.market_conns] + list(self.ws_api_conns)
-        for c in self.market_conns:
-            self._send(c.ws, orjson.dumps({"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": now}}).decode())
-        for ws in self.ws_api_conns:
-            self._send(ws, orjson.dumps({"event": {"e": "serverShutdown", "E": now}}).decode())
-        self.shutdowns_sent += 1
-        loop = asyncio.get_running_loop()
-        for ws in doomed:
-            loop.call_later(close_after_s, self._close_later, ws)
-
-    def _close_later(self, ws: web.WebSocketResponse) -> None:
-        if not ws.closed:
-            self._writers.add(asyncio.ensure_future(ws.close()))
-
-    def _age_limit(self, ws: web.WebSocketResponse) -> asyncio.TimerHandle | None:
-        """web-socket-streams.md: "A single connection to stream.binance.com is only valid for 24 hours; expect
-        to be disconnected at the 24 hour mark." web-socket-api.md: the same for the WebSocket API. Tests set
-        `max_connection_age_s` to seconds."""
-        if self.max_connection_age_s is None:
-            return None
-        return asyncio.get_running_loop().call_later(self.max_connection_age_s, self._close_later, ws)
-
-    def terminate_user_streams(self) -> int:
-        """End every user-data subscription with `eventStreamTerminated`; the connections stay open.
-
-        user-data-stream.md, "Event Stream Terminated": sent when a subscription ends (listen token expiry,
-        session.logout, userDataStream.unsubscribe); afterwards that subscription delivers nothing."""
-        ended = 0
-        for ws, subs in list(self.user_subs.items()):
-            for sub in sorted(subs):
-                self._send(ws, self._terminated(sub))
-                ended += 1
-            subs.clear()
-        return ended
-
-    def _terminated(self, sub: int) -> str:
-        return orjson.dumps({"subscriptionId": sub, "event": {"e": "eventStreamTerminated", "E": self.server_ms()}}).decode()
-
-    async def drop_websockets(self) -> None:
-        """Close every market-stream and WebSocket-API connection now (user subscriptions die with them)."""
-        conns = [c.ws for c in self.market_conns] + list(self.ws_api_conns)
-        self.market_conns.clear()
-        self.ws_api_conns.clear()
-        self.user_subs.clear()
-        for ws in conns:
-            try:
-                await ws.close()
-            except Exception:  # noqa: BLE001 - already gone is fine
-                pass
-        for w in list(self._writers):
-            w.cancel()
-        self._writers.clear()
-        self._outboxes.clear()
 
     # ------------------------------------------------------------ HTTP plumbing
 
@@ -754,178 +581,3 @@ class FakeBinance:
         from tests.fakes.fake_klines import answer  # candles: deterministic per symbol, or self.kline_rows
 
         return await self._call(request, 2, False, lambda p: answer(self, p))
-
-    # ------------------------------------------------------------ market-stream WebSocket
-
-    def _refusing(self) -> bool:
-        return time.monotonic() < self._refuse_ws_until
-
-    async def _market_ws(self, request: web.Request) -> web.StreamResponse:
-        if self._refusing():
-            return web.Response(status=503, text="Service Unavailable")
-        ws = web.WebSocketResponse(heartbeat=None)
-        await ws.prepare(request)
-        self.market_connections_opened += 1
-        streams = request.query.get("streams", "")
-        conn = MarketConn(ws, {s for s in streams.split("/") if s})
-        self.market_conns.append(conn)
-        aged = self._age_limit(ws)
-        try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                try:
-                    req = orjson.loads(msg.data)
-                    method, rid = req.get("method"), req.get("id")
-                except (orjson.JSONDecodeError, AttributeError):
-                    await ws.send_str('{"error":{"code":2,"msg":"Invalid request"},"id":null}')
-                    continue
-                self.control_messages.append(req)
-                params = req.get("params") or []
-                if method == "SUBSCRIBE":
-                    conn.streams.update(params)
-                    await ws.send_bytes(orjson.dumps({"result": None, "id": rid}))
-                elif method == "UNSUBSCRIBE":
-                    conn.streams.difference_update(params)
-                    await ws.send_bytes(orjson.dumps({"result": None, "id": rid}))
-                elif method == "LIST_SUBSCRIPTIONS":
-                    await ws.send_bytes(orjson.dumps({"result": sorted(conn.streams), "id": rid}))
-                else:
-                    await ws.send_bytes(orjson.dumps({"error": {"code": 1, "msg": "Invalid value type"}, "id": rid}))
-        finally:
-            if aged is not None:
-                aged.cancel()
-            if conn in self.market_conns:
-                self.market_conns.remove(conn)
-        return ws
-
-    def _broadcast(self, stream: str, data: dict[str, Any]) -> None:
-        frame: str | None = None
-        for conn in self.market_conns:
-            if stream in conn.streams and not conn.ws.closed:
-                if frame is None:
-                    frame = orjson.dumps({"stream": stream, "data": data}).decode()
-                self._send(conn.ws, frame)
-
-    def _send(self, ws: web.WebSocketResponse, frame: str, stamp: str | None = None) -> None:
-        """Queue a frame for `ws`; one writer task per socket keeps frames in order."""
-        q = self._outboxes.get(ws)
-        if q is None:
-            q = self._outboxes[ws] = asyncio.Queue()
-            self._writers.add(asyncio.ensure_future(self._writer(ws, q)))
-        q.put_nowait((frame, stamp))
-
-    async def _writer(self, ws: web.WebSocketResponse, q: asyncio.Queue) -> None:
-        try:
-            while not ws.closed:
-                frame, stamp = await q.get()
-                if stamp is not None:
-                    self.trade_event_sent_at[stamp] = time.perf_counter()
-                await ws.send_str(frame)
-        except Exception:  # noqa: BLE001 - the peer is gone; a real exchange just drops it
-            pass
-        finally:
-            self._outboxes.pop(ws, None)
-
-    # ------------------------------------------------------------ WebSocket API (user data stream)
-
-    async def _ws_api(self, request: web.Request) -> web.StreamResponse:
-        if self._refusing():
-            return web.Response(status=503, text="Service Unavailable")
-        ws = web.WebSocketResponse(heartbeat=None)
-        await ws.prepare(request)
-        self.ws_api_conns.add(ws)
-        self.ws_api_connections_opened += 1
-        aged = self._age_limit(ws)
-        try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                try:
-                    req = orjson.loads(msg.data)
-                except orjson.JSONDecodeError:
-                    continue
-                rid, method, params = req.get("id"), req.get("method"), req.get("params") or {}
-                if method == "userDataStream.subscribe.signature":
-                    err = self._check_ws_signature(params)
-                    if err is not None:
-                        await ws.send_bytes(orjson.dumps({"id": rid, "status": 400, "error": err}))
-                        continue
-                    sub = next(self._sub_ids)
-                    self.user_subs.setdefault(ws, set()).add(sub)
-                    self.user_subscriptions_opened += 1
-                    await ws.send_bytes(orjson.dumps({"id": rid, "status": 200, "result": {"subscriptionId": sub}}))
-                elif method == "userDataStream.unsubscribe":
-                    subs = self.user_subs.get(ws, set())
-                    sub = params.get("subscriptionId")
-                    await ws.send_bytes(orjson.dumps({"id": rid, "status": 200, "result": {}}))
-                    if sub in subs:  # user-data-stream.md, "Event Stream Terminated"
-                        subs.discard(sub)
-                        await ws.send_str(self._terminated(sub))
-                else:
-                    await ws.send_bytes(orjson.dumps({"id": rid, "status": 400,
-                                                      "error": {"code": -1100, "msg": f"Unknown method {method}"}}))
-        finally:
-            if aged is not None:
-                aged.cancel()
-            self.ws_api_conns.discard(ws)
-            self.user_subs.pop(ws, None)
-        return ws
-
-    def _check_ws_signature(self, params: dict[str, Any]) -> dict[str, Any] | None:
-        if params.get("apiKey") != self.api_key:
-            return {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
-        unsigned = {k: v for k, v in params.items() if k != "signature"}
-        if not self._signature_ok(urlencode(dict(sorted(unsigned.items()))), str(params.get("signature", ""))):
-            return {"code": -1022, "msg": "Signature for this request is not valid."}
-        # rest-api.md / web-socket-api.md, "Timing security": recvWindow defaults to 5000 ms; a timestamp more
-        # than 1 s ahead of the server is refused.
-        ts, window = int(params.get("timestamp", 0)), float(params.get("recvWindow", 5000))
-        if ts >= self.server_ms() + 1000 or self.server_ms() - ts > window:
-            return {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."}
-        return None
-
-    # ------------------------------------------------------------ API keys (HMAC, Ed25519, RSA)
-
-    def use_public_key(self, pem: str | None) -> None:
-        """Verify signatures with this Ed25519 or RSA public key (PEM) instead of the HMAC secret (None: HMAC).
-
-        rest-api.md, "SIGNED Endpoint security": HMAC signatures are hex and "not case-sensitive"; RSA
-        (RSASSA-PKCS1-v1_5 with SHA-256) and Ed25519 signatures are base64 and case-sensitive; the signed
-        payload is the query string concatenated with the body, percent-encoded as sent."""
-        self.key_type = "hmac"
-        self.public_key: Any = None
-        if pem is not None:
-            try:
-                self.public_key, self.key_type = ECC.import_key(pem), "ed25519"
-            except ValueError:
-                self.public_key, self.key_type = RSA.import_key(pem), "rsa"
-        self.signatures_checked: Counter[str] = Counter()
-
-    def _signature_ok(self, payload: str, sig: str) -> bool:
-        kind = self.key_type
-        self.signatures_checked[kind] += 1
-        if kind == "hmac":
-            good = hmac.new(self.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-            return hmac.compare_digest(good, sig.lower())
-        try:
-            raw = base64.b64decode(sig, validate=True)
-            if kind == "ed25519":
-                eddsa.new(self.public_key, "rfc8032").verify(payload.encode(), raw)
-            else:
-                pkcs1_15.new(self.public_key).verify(SHA256.new(payload.encode()), raw)
-        except (ValueError, TypeError):
-            return False
-        return True
-
-    def _user_event(self, event: dict[str, Any]) -> None:
-        if self.user_event_hook is not None:
-            self.user_event_hook(event)
-        if self.mute_user_stream:
-            return
-        for ws, subs in list(self.user_subs.items()):
-            if ws.closed:
-                continue
-            for sub in subs:
-                stamp = event["c"] if event.get("x") == "TRADE" else None
-                self._send(ws, orjson.dumps({"subscriptionId": sub, "event": event}).decode(), stamp)
