@@ -90,6 +90,7 @@ class _Walk:
         self.ladder = _Ladder(spec, setup.levels, rules)
         q = _dec(setup.q)
         self.ivs = [_Interval(k, bool(h), q) for k, h in enumerate(setup.holding0.tolist())]
+        self.m = self.n - setup.n_hold  # the waiting intervals are ivs[:m] (see refresh)
         self.quote = Decimal(spec.investment)
         self.fees = self.bnb = self.realized = self.grid_profit = ZERO
         self.round_trips = 0
@@ -205,48 +206,53 @@ class _Walk:
         low, lad = self.ivs[0], self.ladder
         return self._round(low.q * lad.d(low.k) / lad.d(self.s + self.n))
 
-    def _up_at(self) -> float:
+    def _up_at(self, limit: Decimal) -> float:
         """The price from which the grid moves up (inf: it cannot now)."""
         s, n, lad = self.s, self.n, self.ladder
-        if self.trail_up is None or self.ivs[0].holding:
-            return INF
         top = lad.d(s + n + 1)
-        if top > self.trail_up or top <= lad.d(s + n) or not self._tradable(Side.BUY, self._up_qty(), lad.d(s + n)):
+        if top > limit or top <= lad.d(s + n) or not self._tradable(Side.BUY, self._up_qty(), lad.d(s + n)):
             return INF
         return lad.f(s + n + 1)
 
-    def _down_at(self) -> float:
+    def _down_at(self, limit: Decimal) -> float:
         """The price from which the grid moves down (-inf: it cannot now)."""
         s, lad, top = self.s, self.ladder, self.ivs[-1]
-        if self.trail_down is None or not top.holding:
-            return -INF
         bottom = lad.d(s - 1)
-        if bottom < self.trail_down or bottom >= lad.d(s) or not self._tradable(Side.SELL, self._round(top.base),
+        if bottom < limit or bottom >= lad.d(s) or not self._tradable(Side.SELL, self._round(top.base),
                                                                                 lad.d(s)):
             return -INF
         return lad.f(s - 1)
 
     def refresh(self, stop_loss: float | None, take_profit: float | None) -> None:
-        """The prices the next event is at: lo (a vertex at or below it) and hi (at or above it)."""
-        f = self.ladder.f
-        buys = [f(iv.k) for iv in self.ivs if not iv.holding]
-        sells = [f(iv.k + 1) for iv in self.ivs if iv.holding]
-        self.hb = max(buys) if buys else -INF
-        self.ls = min(sells) if sells else INF
-        self.up_at, self.down_at = self._up_at(), self._down_at()
+        """The prices the next event is at: lo (a vertex at or below it) and hi (at or above it).
+
+        Every buy rests below the price and every sell above it, so the waiting intervals are the lowest m
+        (ivs[:m]) and the holding ones the rest: the highest buy is ivs[m-1]'s, the lowest sell ivs[m]'s. A move
+        up needs the lowest interval waiting and the price over the top, where every sell has filled (m = n);
+        a move down, the mirror (m = 0): only then are the moves' thresholds (filter checks) computed."""
+        f, m, n, ivs = self.ladder.f, self.m, self.n, self.ivs
+        self.hb = f(ivs[m - 1].k) if m > 0 else -INF
+        self.ls = f(ivs[m].k + 1) if m < n else INF
+        up, down = self.trail_up, self.trail_down
+        self.up_at = self._up_at(up) if m == n and up is not None else INF
+        self.down_at = self._down_at(down) if m == 0 and down is not None else -INF
         self.lo = max(self.hb, -INF if stop_loss is None else stop_loss, self.down_at)
         self.hi = min(self.ls, INF if take_profit is None else take_profit, self.up_at)
 
     def fill(self, u: int, p: float) -> None:
         """The segment into vertex u: a falling one fills the buys it reached (higher first), a rising one the
         sells (lower first). Every order rests on its side of the previous price, so "reached" is "crossed"."""
-        f = self.ladder.f
+        f, ivs = self.ladder.f, self.ivs
+        j = self.m
         if p <= self.hb:
-            for iv in [iv for iv in reversed(self.ivs) if not iv.holding and f(iv.k) >= p]:
-                self._buy(u, iv)
+            while j > 0 and f(ivs[j - 1].k) >= p:
+                j -= 1
+                self._buy(u, ivs[j])
         elif p >= self.ls:
-            for iv in [iv for iv in self.ivs if iv.holding and f(iv.k + 1) <= p]:
-                self._sell(u, iv)
+            while j < self.n and f(ivs[j].k + 1) <= p:
+                self._sell(u, ivs[j])
+                j += 1
+        self.m = j
 
     def trail(self, u: int, p: float, stop_loss: float | None, take_profit: float | None) -> None:
         """Move while the rule holds at price p (a jump over several rungs moves several times)."""
@@ -277,13 +283,15 @@ def _dec(x: float) -> Decimal:
 def _next_event(path: np.ndarray, start: int, lo: float, hi: float) -> int:
     """First vertex from `start` at or below lo or at or above hi (len(path) if none): numpy over growing chunks."""
     end = int(path.shape[0])
-    i, step = start, 32
+    if start < end and not lo < path[start] < hi:  # often the very next one (a price around a level)
+        return start
+    i, step = start + 1, 32
     while i < end:
         j = min(end, i + step)
-        seg = path[i:j]
-        hit = np.flatnonzero((seg <= lo) | (seg >= hi))
-        if hit.size:
-            return i + int(hit[0])
+        hit = (path[i:j] <= lo) | (path[i:j] >= hi)
+        first = int(hit.argmax())
+        if hit[first]:
+            return i + first
         i = j
         step = min(step * 4, 1 << 16)
     return end
