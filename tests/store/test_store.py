@@ -171,6 +171,34 @@ async def test_fill_dedup_by_symbol_and_trade_id(db: Database) -> None:
     assert await db.fills.exists("ETHUSDT", 1)
 
 
+async def test_fill_exists_is_exact_with_the_in_memory_bound(db: Database) -> None:
+    """exists() skips the read for trade ids above the stored ones; it must never call a stored fill new."""
+    assert not await db.fills.exists("BTCUSDT", 0)  # bound loaded: nothing stored
+    assert await db.fills.add(_fill(0))
+    assert await db.fills.exists("BTCUSDT", 0)  # trade id 0 is a trade id
+    assert await db.fills.add(_fill(7)) and await db.fills.exists("BTCUSDT", 7)
+    assert await db.fills.add(_fill(3))  # an older trade stored late (reconciliation)
+    assert await db.fills.exists("BTCUSDT", 3) and not await db.fills.exists("BTCUSDT", 5)
+    with pytest.raises(RuntimeError):
+        async with db.transaction():
+            await db.fills.add(_fill(9))
+            raise RuntimeError("the reaction failed")
+    assert not await db.fills.exists("BTCUSDT", 9)  # rolled back: not stored, whatever the bound says
+    assert await db.fills.add(_fill(9)) and await db.fills.exists("BTCUSDT", 9)
+
+
+async def test_upsert_is_one_statement_and_keeps_a_known_exchange_id(db: Database) -> None:
+    row = OrderRow("u1", "BTCUSDT", Side.SELL, OrderType.LIMIT, Decimal("30000"), Decimal("0.001"), OrderStatus.NEW,
+                   exchange_order_id=77)
+    await db.orders.upsert(row, ts_ms=1_000)
+    await db.orders.upsert(OrderRow("u1", "BTCUSDT", Side.SELL, OrderType.LIMIT, Decimal("30000"), Decimal("0.001"),
+                                    OrderStatus.PARTIALLY_FILLED, executed_qty=Decimal("0.0004")), ts_ms=2_000)
+    got = await db.orders.get("u1")
+    assert got is not None
+    assert (got.status, got.executed_qty, got.exchange_order_id, got.created_ms, got.updated_ms) == (
+        OrderStatus.PARTIALLY_FILLED, Decimal("0.0004"), 77, 1_000, 2_000)
+
+
 async def test_last_seen_trade_id_never_moves_back(db: Database) -> None:
     assert await db.fills.last_seen_trade_id("BTCUSDT") is None
     assert await db.fills.set_last_seen_trade_id("BTCUSDT", 10) == 10

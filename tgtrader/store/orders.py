@@ -61,44 +61,47 @@ def _row(r: Any) -> OrderRow:
     )
 
 
+_VALUES = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+
+def _values(order: OrderRow, ts: int) -> tuple[object, ...]:
+    return (
+        order.client_order_id,
+        order.symbol,
+        order.side.value,
+        order.type.value,
+        dec_to_db(order.price),
+        dec_to_db(order.qty),
+        order.status.value,
+        dec_to_db(order.executed_qty),
+        order.owner,
+        order.exchange_order_id,
+        dec_to_db(order.stop_price),
+        order.created_ms or ts,
+        order.updated_ms or ts,
+    )
+
+
 class OrderRepo:
     def __init__(self, db: "Database"):
         self._db = db
 
     async def insert(self, order: OrderRow, *, ts_ms: int | None = None) -> bool:
         """Record a new order. Returns False (and changes nothing) if the client id already exists."""
-        ts = now_ms() if ts_ms is None else ts_ms
-        n, _ = await self._db.insert(
-            f"INSERT OR IGNORE INTO orders({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                order.client_order_id,
-                order.symbol,
-                order.side.value,
-                order.type.value,
-                dec_to_db(order.price),
-                dec_to_db(order.qty),
-                order.status.value,
-                dec_to_db(order.executed_qty),
-                order.owner,
-                order.exchange_order_id,
-                dec_to_db(order.stop_price),
-                order.created_ms or ts,
-                order.updated_ms or ts,
-            ),
-        )
+        n, _ = await self._db.insert(f"INSERT OR IGNORE INTO orders({_COLS}) VALUES {_VALUES}",
+                                     _values(order, now_ms() if ts_ms is None else ts_ms))
         return n == 1
 
     async def upsert(self, order: OrderRow, *, ts_ms: int | None = None) -> None:
-        """Insert, or refresh status / executed qty / exchange id of an existing row (reconciliation)."""
-        async with self._db.transaction():
-            if not await self.insert(order, ts_ms=ts_ms):
-                await self.update(
-                    order.client_order_id,
-                    status=order.status,
-                    executed_qty=order.executed_qty,
-                    exchange_order_id=order.exchange_order_id,
-                    ts_ms=ts_ms,
-                )
+        """Insert, or refresh status / executed qty / exchange id of an existing row (reconciliation). One statement:
+        the engine upserts on every order update it persists, before the order's counter order may leave."""
+        ts = now_ms() if ts_ms is None else ts_ms
+        await self._db.execute(
+            f"INSERT INTO orders({_COLS}) VALUES {_VALUES} ON CONFLICT(client_order_id) DO UPDATE SET "
+            "status = excluded.status, executed_qty = excluded.executed_qty, "
+            "exchange_order_id = COALESCE(excluded.exchange_order_id, orders.exchange_order_id), updated_ms = ?",
+            (*_values(order, ts), ts),
+        )
 
     async def get(self, client_order_id: str) -> OrderRow | None:
         r = await self._db.fetchone(f"SELECT {_COLS} FROM orders WHERE client_order_id = ?", (client_order_id,))
