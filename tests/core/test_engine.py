@@ -252,12 +252,12 @@ async def test_failed_save_halts_and_restart_recovers_the_fill_once(tmp_path: Pa
     await feed(core, paper, clock, "52000")
     gid = (await core.start_grid((await core.preview_grid(SPEC)).token)).id
     await core.idle()
-    real = db.fills.set_last_seen_trade_id
+    real = db.write
 
-    async def broken(symbol: str, trade_id: int) -> int:
+    async def broken(statements: object) -> None:
         raise OSError("disk full")
 
-    db.fills.set_last_seen_trade_id = broken  # type: ignore[method-assign]
+    db.write = broken  # type: ignore[method-assign]
     await feed(core, paper, clock, "49000")  # the buy at 50000 fills; saving its reaction fails
     from tgtrader.core.events import ErrorEvent
 
@@ -265,7 +265,7 @@ async def test_failed_save_halts_and_restart_recovers_the_fill_once(tmp_path: Pa
     with pytest.raises(ApiError):
         await core.pause_grid(gid)
     assert not any(o.side is Side.SELL and o.price == D("55000") for o in await paper.open_orders("BTCUSDT"))
-    db.fills.set_last_seen_trade_id = real  # type: ignore[method-assign]
+    db.write = real  # type: ignore[method-assign]
     await core.stop()
     await paper.close()
     events2: list = []

@@ -15,8 +15,11 @@ from tgtrader.core.ids import parse_client_order_id
 from tgtrader.core.orders import TrackedOrder
 from tgtrader.core.ports import DayResult, MachineSnapshot, Reaction, SavedMachine, SavedState
 from tgtrader.store.codec import json_from_db, json_to_db
-from tgtrader.store.db import Database
-from tgtrader.store.orders import OrderRow
+from tgtrader.store.db import Database, Statement
+from tgtrader.store.fills import FillRepo
+from tgtrader.store.grids import GridRepo
+from tgtrader.store.orders import OrderRepo, OrderRow
+from tgtrader.store.outbox import OutboxRepo
 from tgtrader.types import Fill, OrderStatus
 
 ZERO = Decimal(0)
@@ -73,6 +76,8 @@ class CoreStore:
     # ------------------------------------------------------------ one reaction, one transaction
 
     async def save_reaction(self, r: Reaction) -> None:
+        """The reaction's writes as one transaction in one trip to the database thread (`Database.write`): what the
+        statements depend on (a day's row, an id sequence) is read first, the caches move only once committed."""
         ts = r.ts_ms
         days: dict[str, tuple[Decimal, int]] = {}  # this reaction's sales and round trips, per UTC day
         for when, profit in r.realized:
@@ -81,39 +86,43 @@ class CoreStore:
         for when in r.round_trips:
             p, n = days.get(day_of(when), (ZERO, 0))
             days[day_of(when)] = (p, n + 1)
-        written: dict[str, DayResult] = {}
-        async with self.db.transaction():
-            if r.fill is not None:
-                await self.db.fills.add(r.fill)
-                await self.db.fills.set_last_seen_trade_id(r.fill.symbol, r.fill.trade_id)
-                o = r.fill_order
-                if o is not None:
-                    await self.db.orders.update(o.client_order_id, status=o.status, executed_qty=o.executed_qty,
-                                                ts_ms=ts)
-            if r.machine is not None:
-                await self.save_machine(r.machine, ts)
-            for o in r.new_orders:
-                await self.db.orders.insert(order_row(o, ts), ts_ms=ts)
-            for o in r.updated_orders:
-                await self.db.orders.upsert(order_row(o, ts), ts_ms=ts)
-            for cid in r.cancel_requested:
-                await self.db.orders.update(cid, status=OrderStatus.PENDING_CANCEL, ts_ms=ts)
-            await self._taken([*(o.client_order_id for o in r.updated_orders),
-                               *((r.fill.client_order_id,) if r.fill is not None else ())])
-            for a in r.alerts:
-                await self.db.outbox.enqueue(a.kind, payload=a.payload, now=ts)
-            for day, (profit, trips) in days.items():
-                written[day] = await self._add_day_result(day, profit, trips)
-        self._days.update(written)  # only once committed: a failed reaction leaves the cache as the database
+        written = {day: await self._day_after(day, profit, trips) for day, (profit, trips) in days.items()}
+        taken = await self._taken([*(o.client_order_id for o in r.updated_orders),
+                                   *((r.fill.client_order_id,) if r.fill is not None else ())])
+        statements: list[Statement] = []
+        if r.fill is not None:
+            statements += [FillRepo.add_statement(r.fill), FillRepo.cursor_statement(r.fill.symbol, r.fill.trade_id)]
+            o = r.fill_order
+            if o is not None:
+                statements.append(OrderRepo.update_statement(o.client_order_id, status=o.status,
+                                                             executed_qty=o.executed_qty, ts_ms=ts))
+        if r.machine is not None:
+            statements.append(self._machine_statement(r.machine, ts))
+        statements += [OrderRepo.insert_statement(order_row(o, ts), ts) for o in r.new_orders]
+        statements += [OrderRepo.upsert_statement(order_row(o, ts), ts) for o in r.updated_orders]
+        statements += [OrderRepo.update_statement(cid, status=OrderStatus.PENDING_CANCEL, ts_ms=ts)
+                       for cid in r.cancel_requested]
+        for kind, owner_id in taken.items():
+            statements += _sequence_statements(kind, owner_id)
+        statements += [OutboxRepo.enqueue_statement(a.kind, payload=a.payload, now=ts) for a in r.alerts]
+        statements += [("INSERT OR REPLACE INTO day_results(day, profit, round_trips) VALUES (?, ?, ?)",
+                        (d.day, str(d.profit), d.round_trips)) for d in written.values()]
+        await self.db.write(statements)
+        # only once committed: a failed reaction leaves the caches as the database
+        if r.fill is not None:
+            self.db.fills.stored(r.fill)
+        self._days.update(written)
+        self._used.update(taken)
 
-    async def _taken(self, client_order_ids: list[str]) -> None:
-        """Move the id sequences past every owner number seen on the exchange (issue 19).
+    async def _taken(self, client_order_ids: list[str]) -> dict[str, int]:
+        """The id sequences to move past owner numbers seen on the exchange (issue 19): {kind: owner number}.
 
         A database that lost its last transactions (power loss, a restored backup) also lost the sequence
         increments that named their orders, while the exchange kept those orders. Reconciliation brings them
         back here (adopted orders, recovered fills); an owner number beyond its sequence moves the sequence
         on, so the next grid, stop, chase or panic never reuses a client order id. Checked in memory: no
         statement on the hot path unless a number is new."""
+        out: dict[str, int] = {}
         for cid in client_order_ids:
             parsed = parse_client_order_id(cid)
             if parsed is None or (parsed.kind not in ID_SEQUENCES and parsed.kind not in ID_TABLES):
@@ -121,17 +130,9 @@ class CoreStore:
             used = self._used.get(parsed.kind)
             if used is None:
                 used = self._used[parsed.kind] = await self._sequence_value(parsed.kind)
-            if parsed.owner_id <= used:
-                continue
-            self._used[parsed.kind] = parsed.owner_id
-            if parsed.kind in ID_SEQUENCES:
-                await self.db.execute("INSERT INTO sequences(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
-                                      "SET value = max(value, excluded.value)", (ID_SEQUENCES[parsed.kind], parsed.owner_id))
-            else:
-                table = ID_TABLES[parsed.kind]
-                if not await self.db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?",
-                                             (parsed.owner_id, table)):
-                    await self.db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES (?, ?)", (table, parsed.owner_id))
+            if parsed.owner_id > max(used, out.get(parsed.kind, 0)):
+                out[parsed.kind] = parsed.owner_id
+        return out
 
     async def _sequence_value(self, kind: str) -> int:
         if kind in ID_SEQUENCES:
@@ -140,17 +141,15 @@ class CoreStore:
             row = await self.db.fetchone("SELECT seq FROM sqlite_sequence WHERE name = ?", (ID_TABLES[kind],))
         return int(row[0]) if row and row[0] is not None else 0
 
-    async def _add_day_result(self, day: str, profit: Decimal, round_trips: int) -> DayResult:
-        """Decimal sums in Python: the column is TEXT (SQLite arithmetic would go through float). `profit` is the
-        realized result of every sale that day (issue 15; rows before it summed round trips only). The day's row
-        is read once and then kept in memory (this store is its only writer): one statement per sale, not two."""
+    async def _day_after(self, day: str, profit: Decimal, round_trips: int) -> DayResult:
+        """A day's row after adding a reaction's results. Decimal sums in Python: the column is TEXT (SQLite
+        arithmetic would go through float). `profit` is the realized result of every sale that day (issue 15; rows
+        before it summed round trips only). The row is read once and then kept in memory (this store is its only
+        writer)."""
         old = self._days.get(day)
         if old is None:
             (old,) = await self.day_results([day])
-        new = DayResult(day, old.profit + profit, old.round_trips + round_trips)
-        await self.db.execute("INSERT OR REPLACE INTO day_results(day, profit, round_trips) VALUES (?, ?, ?)",
-                              (day, str(new.profit), new.round_trips))
-        return new
+        return DayResult(day, old.profit + profit, old.round_trips + round_trips)
 
     async def realized_total(self) -> Decimal:
         """Every day's realized result, summed in Decimal."""
@@ -158,24 +157,24 @@ class CoreStore:
         return sum((Decimal(r[0]) for r in rows), ZERO)
 
     async def save_machine(self, m: MachineSnapshot, ts_ms: int) -> None:
+        await self.db.execute(*self._machine_statement(m, ts_ms))
+
+    def _machine_statement(self, m: MachineSnapshot, ts_ms: int) -> Statement:
         runtime = json_to_db(m.runtime)
         if m.kind == "grid":
             if m.runtime:
-                await self.db.grids.save_runtime(m.id, m.runtime, state=m.state, ts_ms=ts_ms)
-            else:  # a grid that never started (its start was refused): a state, nothing to rebuild at restart
-                await self.db.grids.set_state(m.id, m.state, ts_ms=ts_ms)
-        elif m.kind == "stop":
-            await self.db.execute(
-                "UPDATE stops SET state = ?, hard_client_order_id = coalesce(?, hard_client_order_id), runtime = ?, "
-                "updated_ms = ? WHERE id = ?", (m.state, m.order, runtime, ts_ms, m.id))
-        elif m.kind in ("chase", "exit"):
+                return GridRepo.runtime_statement(m.id, m.runtime, m.state, ts_ms)
+            # a grid that never started (its start was refused): a state, nothing to rebuild at restart
+            return GridRepo.state_statement(m.id, m.state, ts_ms)
+        if m.kind == "stop":
+            return ("UPDATE stops SET state = ?, hard_client_order_id = coalesce(?, hard_client_order_id), runtime = ?, "
+                    "updated_ms = ? WHERE id = ?", (m.state, m.order, runtime, ts_ms, m.id))
+        if m.kind in ("chase", "exit"):
             table = "chases" if m.kind == "chase" else "exits"
-            await self.db.execute(
-                f"INSERT INTO {table}(id, symbol, state, runtime, updated_ms) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET state = excluded.state, runtime = excluded.runtime, "
-                "updated_ms = excluded.updated_ms", (m.id, m.symbol, m.state, runtime, ts_ms))
-        else:
-            raise ValueError(f"no table for machine kind {m.kind!r}")
+            return (f"INSERT INTO {table}(id, symbol, state, runtime, updated_ms) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET state = excluded.state, runtime = excluded.runtime, "
+                    "updated_ms = excluded.updated_ms", (m.id, m.symbol, m.state, runtime, ts_ms))
+        raise ValueError(f"no table for machine kind {m.kind!r}")
 
     # ------------------------------------------------------------ creating things
 
@@ -217,3 +216,14 @@ class CoreStore:
             f"SELECT day, profit, round_trips FROM day_results WHERE day IN ({','.join('?' * len(days))})", days)
         found = {r[0]: (Decimal(r[1]), int(r[2])) for r in rows}
         return [DayResult(d, *found.get(d, (ZERO, 0))) for d in days]
+
+
+def _sequence_statements(kind: str, owner_id: int) -> list[Statement]:
+    """Move an id sequence on to at least `owner_id` (never back)."""
+    if kind in ID_SEQUENCES:
+        return [("INSERT INTO sequences(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
+                 "SET value = max(value, excluded.value)", (ID_SEQUENCES[kind], owner_id))]
+    table = ID_TABLES[kind]
+    return [("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", (owner_id, table)),
+            ("INSERT INTO sqlite_sequence(name, seq) SELECT ?, ? WHERE NOT EXISTS "
+             "(SELECT 1 FROM sqlite_sequence WHERE name = ?)", (table, owner_id, table))]

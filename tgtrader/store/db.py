@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ import aiosqlite
 from tgtrader.errors import StoreError
 from tgtrader.store.codec import now_ms
 from tgtrader.store.migrations import MIGRATIONS, latest_version
+
+Statement = tuple[str, tuple[Any, ...]]  # one write statement and its parameters
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -220,6 +222,27 @@ class Database:
                 continue
         cleanup.result()
 
+    async def write(self, statements: Sequence[Statement]) -> None:
+        """Write statements as one durable transaction in ONE trip to the database thread.
+
+        Why: every `await` on aiosqlite is a hand-off to its thread and back; the engine writes each reaction (the
+        fill, its order, the machine, the new orders, the alert row) before the counter order may leave, and as
+        separate statements those hand-offs were most of the fill reaction's time. BEGIN IMMEDIATE, the statements
+        and COMMIT run back to back in the thread (ROLLBACK there on any error), so a cancelled caller can never
+        leave a transaction open. Inside the calling task's open transaction they run in a savepoint instead.
+        Statements only: whatever they depend on must be read before."""
+        if not statements:
+            return
+        if self._tx_owner is not None and self._tx_owner is asyncio.current_task():
+            await _in_thread(self.conn, _run_all, statements, "SAVEPOINT batch", "RELEASE batch",
+                             "ROLLBACK TO batch")
+            return
+        async with self._lock:
+            try:
+                await _in_thread(self.conn, _run_all, statements, "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(_describe(self.path, exc)) from None
+
     # ------------------------------------------------------------------ helpers
 
     async def execute(self, sql: str, params: Iterable[Any] = (), *, durable: bool = True) -> int:
@@ -262,6 +285,27 @@ class Database:
         """SQLite's `PRAGMA quick_check`: 'ok' or the first problem found."""
         row = await self.fetchone("PRAGMA quick_check")
         return str(row[0]) if row else "no answer"
+
+
+async def _in_thread(conn: aiosqlite.Connection, fn: Any, *args: Any) -> Any:
+    """Run `fn(sqlite3_connection, *args)` on the connection's own thread, in one hand-off. aiosqlite (0.22) has no
+    public call for it: its `_execute` queues a callable to the worker and `_conn` is the sqlite3 connection there
+    (tests/store/test_db_write.py pins both)."""
+    return await conn._execute(lambda: fn(conn._conn, *args))
+
+
+def _run_all(db: sqlite3.Connection, statements: Sequence[Statement], begin: str, end: str, undo: str) -> None:
+    db.execute(begin)
+    try:
+        for sql, params in statements:
+            db.execute(sql, params)
+        db.execute(end)
+    except BaseException:
+        if db.in_transaction:
+            db.execute(undo)
+            if undo.startswith("ROLLBACK TO"):
+                db.execute(end)  # a savepoint rolled back to is still open: release it
+        raise
 
 
 def _daemon_worker(conn: aiosqlite.Connection) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from tgtrader.types import Fill, Side
 
 if TYPE_CHECKING:
-    from tgtrader.store.db import Database
+    from tgtrader.store.db import Database, Statement
 
 _COLS = "symbol, trade_id, client_order_id, side, price, qty, fee, fee_asset, is_maker, ts_ms, exchange_order_id"
 _LAST_SEEN = "last_trade_id:"
@@ -40,26 +40,25 @@ class FillRepo:
 
     async def add(self, fill: Fill) -> bool:
         """Store a fill. True if it was new, False if (symbol, trade_id) was already recorded."""
-        n, _ = await self._db.insert(
-            f"INSERT OR IGNORE INTO fills({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                fill.symbol,
-                fill.trade_id,
-                fill.client_order_id,
-                fill.side.value,
-                str(fill.price),
-                str(fill.qty),
-                str(fill.fee),
-                fill.fee_asset,
-                1 if fill.is_maker else 0,
-                fill.ts_ms,
-                fill.exchange_order_id,
-            ),
-        )
-        top = self._top.get(fill.symbol)
-        if n == 1 and top is not None and fill.trade_id > top:
-            self._top[fill.symbol] = fill.trade_id
+        n, _ = await self._db.insert(*self.add_statement(fill))
+        if n == 1:
+            self.stored(fill)
         return n == 1
+
+    @staticmethod
+    def add_statement(fill: Fill) -> Statement:
+        """The INSERT of `add` (a duplicate (symbol, trade_id) is ignored), for a batch (`Database.write`)."""
+        return (
+            f"INSERT OR IGNORE INTO fills({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (fill.symbol, fill.trade_id, fill.client_order_id, fill.side.value, str(fill.price), str(fill.qty),
+             str(fill.fee), fill.fee_asset, 1 if fill.is_maker else 0, fill.ts_ms, fill.exchange_order_id),
+        )
+
+    def stored(self, fill: Fill) -> None:
+        """A batch wrote `fill`: keep the bound of stored trade ids above it."""
+        top = self._top.get(fill.symbol)
+        if top is not None and fill.trade_id > top:
+            self._top[fill.symbol] = fill.trade_id
 
     async def exists(self, symbol: str, trade_id: int) -> bool:
         top = self._top.get(symbol)
@@ -101,11 +100,14 @@ class FillRepo:
         """Advance the cursor; it never moves backwards. Returns the stored value. One statement when it advances
         (the engine moves it with every fill it stores)."""
         async with self._db.transaction():
-            moved = await self._db.execute(
-                "INSERT INTO kv(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value "
-                "WHERE CAST(kv.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
-                (_LAST_SEEN + symbol, str(int(trade_id))))
+            moved = await self._db.execute(*self.cursor_statement(symbol, trade_id))
             if moved:
                 return int(trade_id)
             current = await self.last_seen_trade_id(symbol)
             return int(trade_id) if current is None else current
+
+    @staticmethod
+    def cursor_statement(symbol: str, trade_id: int) -> Statement:
+        """Advance the reconciliation cursor to `trade_id` unless it is further already."""
+        return ("INSERT INTO kv(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value "
+                "WHERE CAST(kv.value AS INTEGER) < CAST(excluded.value AS INTEGER)", (_LAST_SEEN + symbol, str(int(trade_id))))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from tgtrader.store.codec import json_from_db, json_to_db, now_ms
 
 if TYPE_CHECKING:
-    from tgtrader.store.db import Database
+    from tgtrader.store.db import Database, Statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +70,12 @@ class GridRepo:
         return [_row(r) for r in await self._db.fetchall(sql + " ORDER BY id", params)]
 
     async def set_state(self, grid_id: int, state: str, *, ts_ms: int | None = None) -> bool:
-        n = await self._db.execute(
-            "UPDATE grids SET state = ?, updated_ms = ? WHERE id = ?",
-            (state, now_ms() if ts_ms is None else ts_ms, grid_id),
-        )
+        n = await self._db.execute(*self.state_statement(grid_id, state, now_ms() if ts_ms is None else ts_ms))
         return n == 1
+
+    @staticmethod
+    def state_statement(grid_id: int, state: str, ts_ms: int) -> Statement:
+        return "UPDATE grids SET state = ?, updated_ms = ? WHERE id = ?", (state, ts_ms, grid_id)
 
     async def set_config(self, grid_id: int, config: dict[str, Any], *, ts_ms: int | None = None) -> bool:
         n = await self._db.execute(
@@ -87,17 +88,15 @@ class GridRepo:
         self, grid_id: int, runtime: Any, *, state: str | None = None, ts_ms: int | None = None
     ) -> bool:
         """Persist the engine's runtime blob (optionally with a new state) in one statement."""
-        ts = now_ms() if ts_ms is None else ts_ms
-        if state is None:
-            n = await self._db.execute(
-                "UPDATE grids SET runtime = ?, updated_ms = ? WHERE id = ?", (json_to_db(runtime), ts, grid_id)
-            )
-        else:
-            n = await self._db.execute(
-                "UPDATE grids SET runtime = ?, state = ?, updated_ms = ? WHERE id = ?",
-                (json_to_db(runtime), state, ts, grid_id),
-            )
+        n = await self._db.execute(*self.runtime_statement(grid_id, runtime, state, now_ms() if ts_ms is None else ts_ms))
         return n == 1
+
+    @staticmethod
+    def runtime_statement(grid_id: int, runtime: Any, state: str | None, ts_ms: int) -> Statement:
+        if state is None:
+            return "UPDATE grids SET runtime = ?, updated_ms = ? WHERE id = ?", (json_to_db(runtime), ts_ms, grid_id)
+        return ("UPDATE grids SET runtime = ?, state = ?, updated_ms = ? WHERE id = ?",
+                (json_to_db(runtime), state, ts_ms, grid_id))
 
     async def delete(self, grid_id: int) -> bool:
         return await self._db.execute("DELETE FROM grids WHERE id = ?", (grid_id,)) == 1

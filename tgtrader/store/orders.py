@@ -14,7 +14,7 @@ from tgtrader.store.codec import dec_from_db, dec_to_db, now_ms
 from tgtrader.types import OrderStatus, OrderType, Side
 
 if TYPE_CHECKING:
-    from tgtrader.store.db import Database
+    from tgtrader.store.db import Database, Statement
 
 ZERO = Decimal(0)
 
@@ -88,19 +88,25 @@ class OrderRepo:
 
     async def insert(self, order: OrderRow, *, ts_ms: int | None = None) -> bool:
         """Record a new order. Returns False (and changes nothing) if the client id already exists."""
-        n, _ = await self._db.insert(f"INSERT OR IGNORE INTO orders({_COLS}) VALUES {_VALUES}",
-                                     _values(order, now_ms() if ts_ms is None else ts_ms))
+        n, _ = await self._db.insert(*self.insert_statement(order, now_ms() if ts_ms is None else ts_ms))
         return n == 1
+
+    @staticmethod
+    def insert_statement(order: OrderRow, ts_ms: int) -> Statement:
+        return f"INSERT OR IGNORE INTO orders({_COLS}) VALUES {_VALUES}", _values(order, ts_ms)
 
     async def upsert(self, order: OrderRow, *, ts_ms: int | None = None) -> None:
         """Insert, or refresh status / executed qty / exchange id of an existing row (reconciliation). One statement:
         the engine upserts on every order update it persists, before the order's counter order may leave."""
-        ts = now_ms() if ts_ms is None else ts_ms
-        await self._db.execute(
+        await self._db.execute(*self.upsert_statement(order, now_ms() if ts_ms is None else ts_ms))
+
+    @staticmethod
+    def upsert_statement(order: OrderRow, ts_ms: int) -> Statement:
+        return (
             f"INSERT INTO orders({_COLS}) VALUES {_VALUES} ON CONFLICT(client_order_id) DO UPDATE SET "
             "status = excluded.status, executed_qty = excluded.executed_qty, "
             "exchange_order_id = COALESCE(excluded.exchange_order_id, orders.exchange_order_id), updated_ms = ?",
-            (*_values(order, ts), ts),
+            (*_values(order, ts_ms), ts_ms),
         )
 
     async def get(self, client_order_id: str) -> OrderRow | None:
@@ -117,7 +123,16 @@ class OrderRepo:
         ts_ms: int | None = None,
     ) -> bool:
         """Change the given fields only. Returns False if there is no such order."""
-        sets, params = ["updated_ms = ?"], [now_ms() if ts_ms is None else ts_ms]
+        n = await self._db.execute(*self.update_statement(
+            client_order_id, status=status, executed_qty=executed_qty, exchange_order_id=exchange_order_id,
+            ts_ms=now_ms() if ts_ms is None else ts_ms))
+        return n == 1
+
+    @staticmethod
+    def update_statement(client_order_id: str, *, status: OrderStatus | None = None,
+                         executed_qty: Decimal | None = None, exchange_order_id: int | None = None,
+                         ts_ms: int) -> Statement:
+        sets, params = ["updated_ms = ?"], [ts_ms]
         if status is not None:
             sets.append("status = ?")
             params.append(status.value)
@@ -128,8 +143,7 @@ class OrderRepo:
             sets.append("exchange_order_id = ?")
             params.append(exchange_order_id)
         params.append(client_order_id)
-        n = await self._db.execute(f"UPDATE orders SET {', '.join(sets)} WHERE client_order_id = ?", params)
-        return n == 1
+        return f"UPDATE orders SET {', '.join(sets)} WHERE client_order_id = ?", tuple(params)
 
     async def open_orders(self, symbol: str | None = None, owner: str | None = None) -> list[OrderRow]:
         """Orders whose status is open (PENDING_NEW, NEW, PARTIALLY_FILLED, PENDING_CANCEL)."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tgtrader.store.codec import json_from_db, json_to_db, now_ms
 
 if TYPE_CHECKING:
-    from tgtrader.store.db import Database
+    from tgtrader.store.db import Database, Statement
 
 DEFAULT_CHANNEL = "telegram"
 
@@ -48,13 +48,19 @@ class OutboxRepo:
                       payload: Mapping[str, Any] | None = None, channel: str = DEFAULT_CHANNEL,
                       now: int | None = None) -> int:
         """Queue an alert (kind + payload; or a ready text), due at once. Returns its id."""
-        ts = now_ms() if now is None else now
-        _, alert_id = await self._db.insert(
+        _, alert_id = await self._db.insert(*self.enqueue_statement(
+            kind, text, chat_id, payload=payload, channel=channel, now=now_ms() if now is None else now))
+        return alert_id
+
+    @staticmethod
+    def enqueue_statement(kind: str, text: str = "", chat_id: int | None = None, *,
+                          payload: Mapping[str, Any] | None = None, channel: str = DEFAULT_CHANNEL,
+                          now: int) -> Statement:
+        return (
             "INSERT INTO outbox(chat_id, kind, text, payload, channel, created_ms, attempts, next_attempt_ms)"
             " VALUES (?,?,?,?,?,?,0,?)",
-            (chat_id, kind, text, json_to_db(None if payload is None else dict(payload)), channel, ts, ts),
+            (chat_id, kind, text, json_to_db(None if payload is None else dict(payload)), channel, now, now),
         )
-        return alert_id
 
     async def due(self, now: int, limit: int = 50, channel: str = DEFAULT_CHANNEL) -> list[OutboxRow]:
         """The channel's unsent alerts whose next attempt time has come, oldest first."""
