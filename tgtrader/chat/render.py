@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 from tgtrader.chat import trailing
 from tgtrader.core.api import (
@@ -110,6 +110,15 @@ def split_lines(text: str, limit: int = MAX_MESSAGE, max_parts: int = MAX_PARTS)
 def num(value: Decimal | None) -> str:
     """A price or quantity as the exchange wrote it (no exponent, no trailing zeros)."""
     return "-" if value is None else fmt_decimal(value)
+
+
+def avg(value: Decimal | None) -> str:
+    """A computed average price (cost / quantity): 8 significant digits, not the division's 28."""
+    if value is None:
+        return "-"
+    with localcontext() as ctx:
+        ctx.prec = 8
+        return fmt_decimal(+value)
 
 
 def money(value: Decimal | None, places: int = 2) -> str:
@@ -272,7 +281,7 @@ def render_grid(grid: GridSummary, title: str = "", now_ms: int | None = None) -
         f"Investment {money(grid.investment, p)} {q}, qty per order {num(grid.qty_per_order)}",
         f"Grid profit {signed(grid.grid_profit, p)} {q} from {grid.round_trips} round trips (after fees)",
         f"Realized {signed(grid.realized_profit, p)} {q} (every sale, fees once), fees {money(grid.fees, p)} {q}",
-        f"Holding {num(grid.base_held)} at avg {num(grid.avg_cost)}, unrealized {signed(grid.unrealized_pnl, p)} {q}",
+        f"Holding {num(grid.base_held)} at avg {avg(grid.avg_cost)}, unrealized {signed(grid.unrealized_pnl, p)} {q}",
         f"Total PnL {signed(grid.realized_profit + grid.unrealized_pnl, p)} {q} (realized + unrealized)",
         f"Last price {num(grid.last_price)}, open orders {grid.open_orders}",
     ]
@@ -424,7 +433,7 @@ def render_chase(result: ChaseResult) -> str:
     lines = [
         f"{result.side.value} {result.symbol}: {result.status}",
         f"Filled {num(result.filled_qty)} of {num(result.requested_qty)}"
-        + (f" at avg {num(result.avg_price)}" if result.avg_price is not None else ""),
+        + (f" at avg {avg(result.avg_price)}" if result.avg_price is not None else ""),
         f"Maker {num(result.maker_qty)}, taker {num(result.taker_qty)}, fees {money(result.fees)}",
     ]
     if result.message:
