@@ -171,3 +171,15 @@ async def test_a_trailing_grid_on_paper_moves_reports_and_survives_a_restart(tmp
     assert (await core2.grid(gid)).range_upper == D("56000")
     await core2.stop()
     await kit.db.close()
+
+
+def test_a_resume_drops_a_move_whose_cancel_was_refused_and_the_next_price_moves_it() -> None:
+    g, sim = started(trail_up=D("200"))
+    drive(g, sim, [], sim.move(D("141")))
+    g.on_tick(Tick("TESTUSDT", D("150"), D("150"), D("150"), 5_000))  # the move's cancel is refused (a ban, say)
+    g.pause(5_001)  # the pause's cancels are refused too: every order still rests
+    g.resume(D("150"), 5_002)
+    assert g.trail_move is None and g.marks == []  # not stuck waiting for a cancel nobody sends
+    sim.price = D("149")
+    drive(g, sim, [], sim.move(D("151")))
+    assert g.moves_up == 1 and g.levels[-1] == D("150")

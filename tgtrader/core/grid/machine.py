@@ -49,7 +49,7 @@ from tgtrader.core.grid.state import (
     grid_to_state,
     load_grid_state,
 )
-from tgtrader.core.grid.trailing import add_mark, order_ended, trail_step
+from tgtrader.core.grid.trailing import add_mark, drop_move, order_ended, trail_step
 from tgtrader.core.ids import grid_chase_prefix, grid_order_id
 from tgtrader.core.ports import MachineSnapshot
 from tgtrader.core.rules import SymbolRules
@@ -288,6 +288,7 @@ class Grid:
         self.stop_reason = ""
         for o in self.orders.values():  # still resting (the cancel was refused or is in flight): keep it; a
             o.cancel_requested = False   # cancel that still lands ends the order and its interval is refilled
+        drop_move(self)  # a trailing move waiting for its cancel: the order stays, the next price decides again
         start_busy = any(o.role == "start" for o in self.orders.values()) or (
             self.chase is not None and not self.chase.done
         )

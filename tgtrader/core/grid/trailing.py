@@ -123,11 +123,19 @@ def order_ended(g: Grid, iv: Interval, completed: bool, ts: int) -> list[Intent]
     if g.trail_move is None or g.trail_move[1] != iv.index:
         return None
     if completed:
-        g.trail_move = None
-        if g.marks and g.marks[-1][1].startswith("trail-"):
-            g.marks.pop()  # it did not move
+        drop_move(g)
         return None
     return finish_move(g, ts)
+
+
+def drop_move(g: Grid) -> None:
+    """Forget a move that waits for its cancel (its order filled, or a resume keeps the order): it did not move;
+    the next price decides again."""
+    if g.trail_move is None:
+        return
+    g.trail_move = None
+    if g.marks and g.marks[-1][1].startswith("trail-"):
+        g.marks.pop()
 
 
 def finish_move(g: Grid, ts: int) -> list[Intent]:
