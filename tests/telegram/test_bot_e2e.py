@@ -7,7 +7,6 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal as D
 from pathlib import Path
@@ -107,15 +106,6 @@ async def close_stack(stack: Stack) -> None:
     await stack.bot.stop()
     await stack.paper.close()
     await stack.db.close()
-
-
-@pytest.fixture
-async def stack(tmp_path: Path, fake: FakeTelegram) -> AsyncIterator[Stack]:
-    s = await make_stack(tmp_path, fake)
-    try:
-        yield s
-    finally:
-        await close_stack(s)
 
 
 async def test_start_help_and_menu(stack: Stack) -> None:

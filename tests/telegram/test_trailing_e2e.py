@@ -5,25 +5,13 @@ move; a limit on the wrong side of the range is refused in one line before the c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal as D
-from pathlib import Path
 
 import pytest
 
-from tests.fakes.fake_telegram import FakeTelegram
-from tests.telegram.test_bot_e2e import ALICE, GRID, Stack, close_stack, make_stack
+from tests.telegram.test_bot_e2e import ALICE, GRID, Stack
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
-
-
-@pytest.fixture
-async def stack(tmp_path: Path, fake: FakeTelegram) -> AsyncIterator[Stack]:
-    s = await make_stack(tmp_path, fake)
-    try:
-        yield s
-    finally:
-        await close_stack(s)
 
 
 async def test_grid_new_with_trailing_limits_previews_them_and_starts_on_paper(stack: Stack) -> None:
