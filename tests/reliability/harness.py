@@ -265,7 +265,7 @@ class Harness(Invariants):
         return [c for c in self.telegram.calls[index:]
                 if c.ok and c.method in methods and _int(c.params.get("chat_id")) == chat_id]
 
-    async def command(self, text: str, chat_id: int | None = None, timeout: float = 15.0,
+    async def command(self, text: str, chat_id: int | None = None, timeout: float = 30.0,
                       want: Callable[[str], bool] | None = None) -> str:
         """Send a chat message; return the text of the bot's answer (the first message matching `want`).
 
@@ -277,7 +277,7 @@ class Harness(Invariants):
         call = await self._wait_call(index, chat, ("sendMessage", "sendPhoto"), pred, timeout)
         return str(call.params.get("text", call.params.get("caption", "")))
 
-    async def press(self, label: str, chat_id: int | None = None, timeout: float = 20.0) -> str:
+    async def press(self, label: str, chat_id: int | None = None, timeout: float = 30.0) -> str:
         """Press the button labelled `label` on the latest message with buttons; return the bot's answer."""
         chat = self.chat_id if chat_id is None else chat_id
         buttons = {b["text"]: b["callback_data"] for b in self.telegram.buttons(chat)}
@@ -285,7 +285,7 @@ class Harness(Invariants):
             raise AssertionError(f"no button {label!r} in {sorted(buttons)}")
         return await self.press_data(buttons[label], chat, timeout=timeout)
 
-    async def press_data(self, data: str, chat_id: int, message_id: int | None = None, timeout: float = 20.0,
+    async def press_data(self, data: str, chat_id: int, message_id: int | None = None, timeout: float = 30.0,
                          user_id: int | None = None) -> str:
         index = len(self.telegram.calls)
         self.telegram.push_callback(chat_id, data, message_id=message_id, user_id=user_id)
@@ -381,9 +381,13 @@ class Harness(Invariants):
     def resting(self) -> list[Any]:
         return self.binance.engine.open_order_records(ACCOUNT)
 
-    async def settle(self, timeout: float = 20.0, quiet_s: float = 1.5) -> bool:
+    async def settle(self, timeout: float = 60.0, quiet_s: float = 1.5) -> bool:
         """Wait until the bot stops changing exchange and DB state for `quiet_s`, no DB order is in flight and
-        the DB holds as many fills as the exchange made (a bot that missed a fill has not settled)."""
+        the DB holds as many fills as the exchange made (a bot that missed a fill has not settled).
+
+        The harness's timeouts are bounds for a loaded machine, not expected durations (a passing wait returns as
+        soon as its condition holds): under load an order whose answer came late is looked up for up to 16 s before
+        the bot may call it settled, so 20 s was too tight when the suite shared two cores with other work."""
         deadline = time.monotonic() + timeout
         last, since = None, time.monotonic()
         while time.monotonic() < deadline:
@@ -403,7 +407,7 @@ class Harness(Invariants):
             await asyncio.sleep(0.1)
         return False
 
-    async def quiesce(self, timeout: float = 30.0) -> bool:
+    async def quiesce(self, timeout: float = 60.0) -> bool:
         """Settled exchange/DB state, every fill's alert written to the outbox, outbox empty."""
         ok = await self.settle(timeout=timeout, quiet_s=0.8)
         await self.alerts_written(timeout)
@@ -420,7 +424,7 @@ class Harness(Invariants):
                             (self.run_outbox_base, self.chat_id))
         return sum(fills_reported(_worded(*row)) for row in rows) >= stored
 
-    async def alerts_written(self, timeout: float = 20.0) -> None:
+    async def alerts_written(self, timeout: float = 40.0) -> None:
         """Wait (bounded) until `fills_alerted()`: the bot's coalescing window for them is over."""
         await wait_for(self.fills_alerted, timeout, "every fill stored by the running bot to be alerted in the outbox")
 
