@@ -18,7 +18,7 @@ from tgtrader.chat.dispatch import Dispatcher
 from tgtrader.chat.prefs import MemoryKv, NotifyPrefs, event_kind
 from tgtrader.chat.render import Button, Reply
 from tgtrader.core.api import TradingApi
-from tgtrader.core.events import CoreEvent
+from tgtrader.core.events import CoreEvent, StopTriggered
 
 CONSOLE_CHAT_ID = 0
 PROMPT = "tgtrader> "
@@ -68,7 +68,8 @@ class ConsoleChat:
             self._alert_handle = None
         events, self._alerts = self._alerts, []
         wanted = self.prefs.known(self.chat_id)
-        events = [e for e in events if wanted.get(event_kind(e)) != "off"]
+        # a stop's trigger is told by its machine's alert (AlertRaised), as in the chat
+        events = [e for e in events if wanted.get(event_kind(e)) != "off" and not isinstance(e, StopTriggered)]
         text = render_alerts(events) if events else None
         if text:
             self.write("ALERT " + text.replace("\n", "\n      "))

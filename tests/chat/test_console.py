@@ -111,3 +111,22 @@ async def test_run_console_reads_lines_until_quit(running: Core, tmp_path: Path,
     out = capsys.readouterr().out
     assert "tgtrader console (demo)" in out and "Mode: DEMO" in out and "USDT: 10000" in out
     assert out.count("Mode: DEMO") == 1  # nothing after quit
+
+
+async def test_console_tells_a_trailing_move_and_a_stop_loss_once(running: Core, tmp_path: Path) -> None:
+    """A machine's alerts (here a trailing move, then the stop-loss) reach the console as they reach the chat; they
+    used to go only to the outbox, which the console does not read."""
+    out: list[str] = []
+    chat = ConsoleChat(running.core, write=out.append, chart_dir=tmp_path, alert_window_s=0.01)
+    chat.attach()
+    await chat.handle_line("grid new BTCUSDT 48000 56000 4 1000 sl=30000 sell_on_stop trail_up=70000")
+    await chat.handle_line("1")
+    await running.price("54500", "58100")  # one step over the top (58000): the grid moves up
+    await wait_for(lambda: any("moved up" in line for line in out), timeout=5)
+    await running.price("29000")
+    await wait_for(lambda: any("exit (stop-loss) finished" in line for line in out), timeout=5)
+    chat.detach()
+    text = "\n".join(out)
+    assert text.count("moved up at 58100: now trades 50000 - 58000") == 1, text
+    assert text.count("stop-loss at 29000 (trigger 30000)") == 1, text  # the machine's alert; the bus event not again
+    assert "STOP-LOSS triggered" not in text

@@ -25,6 +25,7 @@ from tgtrader.chat.render import clip, money, num, render_pnl, render_status, si
 from tgtrader.core.api import PnlView, StatusView
 from tgtrader.core.events import (
     EVENTS_ALERT,
+    AlertRaised,
     CoreEvent,
     ErrorEvent,
     GridRoundTrip,
@@ -293,6 +294,8 @@ def render_event(event: CoreEvent) -> str | None:
             f"STREAM BACK ({event.stream}) after {event.down_for_s:.0f} s;"
             f" {event.recovered_fills} fill(s) recovered"
         )
+    if isinstance(event, AlertRaised):  # a machine's alert, worded as its outbox row is
+        return outbox_text(event.kind, "", event.payload)
     if isinstance(event, OrderRejected):
         code = f" (code {event.code})" if event.code is not None else ""
         return f"ORDER REJECTED {event.symbol}{_owner(event.owner)}: {event.reason}{code}"

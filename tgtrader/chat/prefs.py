@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tgtrader.chat import parse as p
 from tgtrader.chat.alerts import DAILY_SUMMARY, EVENTS, events_from_payload, events_payload
 from tgtrader.chat.render import Reply
-from tgtrader.core.events import CoreEvent, GridRoundTrip, GridStateChanged, OrderFilled, StopTriggered
+from tgtrader.core.events import AlertRaised, CoreEvent, GridRoundTrip, GridStateChanged, OrderFilled, StopTriggered
 from tgtrader.store.outbox import OutboxRow
 
 if TYPE_CHECKING:
@@ -105,6 +105,8 @@ class NotifyPrefs:
 
 
 def event_kind(event: CoreEvent) -> str:
+    if isinstance(event, AlertRaised):
+        return next(iter(alert_kinds(event.kind, event.payload)), "errors")
     if isinstance(event, OrderFilled):
         return "fills"
     if isinstance(event, GridRoundTrip):
@@ -126,10 +128,15 @@ def row_kinds(row: OutboxRow) -> set[str]:
             return set()
     if row.kind == DAILY_SUMMARY:
         return {"daily"}
+    return alert_kinds(row.kind, payload)
+
+
+def alert_kinds(kind: str, payload: Mapping[str, Any]) -> set[str]:
+    """The preference kind of a machine's alert (by its owner and kind); empty: always loud."""
     if "grid_id" in payload:
-        return {_GRID_KINDS.get(row.kind, "grids")}
+        return {_GRID_KINDS.get(kind, "grids")}
     if "stop_id" in payload:
-        return {"errors" if row.kind == "stop-failed" else "stops"}
+        return {"errors" if kind == "stop-failed" else "stops"}
     return set()
 
 

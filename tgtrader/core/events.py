@@ -112,9 +112,20 @@ class ErrorEvent:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class AlertRaised:
+    """A machine's alert (its kind and facts), published once its reaction committed. The outbox row written in that
+    transaction is the durable copy a chat front end delivers; this is for front ends that show alerts as they
+    happen (the console)."""
+
+    kind: str
+    payload: dict[str, Any]
+    ts_ms: int
+
+
 CoreEvent = (
     OrderFilled | GridRoundTrip | StopTriggered | GridStateChanged | StreamDown | StreamUp | OrderRejected | ErrorEvent
-    | SaleRealized
+    | SaleRealized | AlertRaised
 )
 Subscriber = Callable[[CoreEvent], None]
 

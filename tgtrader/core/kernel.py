@@ -28,6 +28,7 @@ from tgtrader.core.config import CoreConfig
 from tgtrader.core.events import (
     ALERTED_BY_CORE,
     EVENTS_ALERT,
+    AlertRaised,
     CoreEvent,
     ErrorEvent,
     EventBus,
@@ -442,6 +443,9 @@ class Kernel:
             raise
         for ev in events:
             self.bus.publish(ev)
+        for a in intents:
+            if isinstance(a, AlertIntent):
+                self.bus.publish(AlertRaised(a.kind, dict(a.payload), ts))
         await self.gateway.execute(intents)
         for read in intents:
             if isinstance(read, ReadBalance):

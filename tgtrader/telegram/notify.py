@@ -31,6 +31,7 @@ from tgtrader.chat.alerts import EVENTS, events_from_payload, events_payload, ou
 from tgtrader.chat.render import MAX_MESSAGE, clip, when
 from tgtrader.core.events import (
     ALERTED_BY_CORE,
+    AlertRaised,
     CoreEvent,
     EventBus,
     OrderRejected,
@@ -54,8 +55,8 @@ def covered_by_core(event: CoreEvent) -> bool:
     """Events not to alert from the bus: the core already wrote their alert to the outbox as an
     AlertIntent (in the same transaction as the state change), so rendering them again would alert
     twice; and a chase's rejections ("would match" re-pricing), which the /buy or /sell answer reports."""
-    if isinstance(event, (StopTriggered, *ALERTED_BY_CORE)):  # fills, round trips, grid states: issue 16 item 5
-        return True
+    if isinstance(event, (StopTriggered, AlertRaised, *ALERTED_BY_CORE)):  # fills, round trips, grid states: issue
+        return True                                                       # 16 item 5; machines' alerts: their rows
     return isinstance(event, OrderRejected) and event.owner.startswith(("grid:", "stop:", "chase:"))
 
 
@@ -136,7 +137,7 @@ class Notifier:
     def on_event(self, event: CoreEvent) -> None:
         """Bus subscriber. Stream outages are only reported once they last `stream_down_alert_s`."""
         if covered_by_core(event):
-            if isinstance(event, ALERTED_BY_CORE):  # the core wrote its alert with the reaction (this is published
+            if isinstance(event, (AlertRaised, *ALERTED_BY_CORE)):  # the core wrote its alert with the reaction (this is published
                 self._wake_soon()                    # after the commit): deliver it, a burst coalesced in one window
             return
         if isinstance(event, StreamDown):
