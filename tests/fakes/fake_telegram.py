@@ -57,6 +57,7 @@ class FakeTelegram:
         self._closing = False
         self._failures: dict[str, list[int]] = {}  # method -> retry_after per upcoming call
         self.chat_errors: dict[int, tuple[int, str, dict[str, Any]]] = {}  # chat -> (status, description, params)
+        self.deleted_topics: set[tuple[int, int]] = set()  # (chat, message_thread_id): sends there fail as Telegram's
         self.delays: dict[str, float] = {}  # method -> seconds the fake waits before answering
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -310,6 +311,11 @@ class FakeTelegram:
             if parameters:
                 body["parameters"] = parameters
             return web.json_response(body, status=status)
+        thread = _int(params.get("message_thread_id"))
+        if thread is not None and (_int(params.get("chat_id")) or 0, thread) in self.deleted_topics:
+            call.ok = False
+            return web.json_response({"ok": False, "error_code": 400, "description": "Bad Request: message thread "
+                                      "not found"}, status=400)
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found: method not found"},

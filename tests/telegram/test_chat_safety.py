@@ -379,3 +379,27 @@ async def test_a_large_buy_asks_for_confirmation_before_anything_is_placed(tmp_p
         assert await stack.paper.open_orders() == []
     finally:
         await close_stack(stack)
+
+
+async def test_alerts_go_to_the_forum_topic_chosen_with_notify_here(private: Stack) -> None:
+    """Issue 16 (Low): alerts landed in General; /notify here, sent in a topic, sends them there. A deleted topic sends
+    them back to General instead of losing them."""
+    stack, fake = private, private.fake
+    assert stack.bot.notifier is not None
+    stack.bot.access.chats = frozenset({*stack.bot.access.chats, GROUP})
+    fake.push_text(GROUP, "/notify here", user_id=ALICE, thread_id=77)
+    await fake.wait_for(lambda: any("now go to this topic" in t for t in fake.texts_to(GROUP)))
+    await stack.bot.notifier.enqueue_alert("events", {"events": [
+        {"type": "ErrorEvent", "where": "binance", "message": "first", "ts_ms": 1}]})
+    await fake.wait_for(lambda: any("first" in t for t in fake.texts_to(GROUP)))
+    sent = [c for c in fake.sent_to(GROUP) if "first" in str(c.params.get("text", ""))]
+    assert sent[0].params.get("message_thread_id") == 77
+    fake.deleted_topics.add((GROUP, 77))
+    await stack.bot.notifier.enqueue_alert("events", {"events": [
+        {"type": "ErrorEvent", "where": "binance", "message": "second", "ts_ms": 2}]})
+    await fake.wait_for(lambda: any("second" in str(c.params.get("text", "")) and c.ok for c in fake.sent_to(GROUP)))
+    delivered = [c for c in fake.sent_to(GROUP) if "second" in str(c.params.get("text", "")) and c.ok]
+    assert delivered[0].params.get("message_thread_id") is None
+    fake.push_text(GROUP, "/notify", user_id=ALICE)
+    await fake.wait_for(lambda: any(t.startswith("Notifications for this chat") for t in fake.texts_to(GROUP)))
+    assert not any("forum topic 77" in t for t in fake.texts_to(GROUP))

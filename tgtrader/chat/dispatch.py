@@ -22,6 +22,7 @@ from loguru import logger
 from tgtrader.chat import guided as guided_flow
 from tgtrader.chat import parse as p
 from tgtrader.chat.actions import BUTTON_ACTIONS
+from tgtrader.chat.asking import answering_in, done_answering
 from tgtrader.chat.commands import BY_NAME, help_handler
 from tgtrader.chat.render import CAPTION_LIMIT, Button, ButtonSpec, Reply, clip, split_lines
 from tgtrader.core.api import ApiError, TradingApi
@@ -80,15 +81,16 @@ class Dispatcher:
 
     # ------------------------------------------------------------ commands
 
-    async def dispatch(self, text: str, chat_id: int, user_id: int | None = None) -> Reply:
-        """Answer one message (from `user_id`, when the transport knows people). ParseError/ApiError/
-        ExchangeError become short answers; anything else propagates to the front end's error handler
-        (see `internal_error`)."""
-        token = _asker.set(user_id)
+    async def dispatch(self, text: str, chat_id: int, user_id: int | None = None, topic: int | None = None) -> Reply:
+        """Answer one message (from `user_id`, when the transport knows people; in forum `topic`, when it has
+        topics). ParseError/ApiError/ExchangeError become short answers; anything else propagates to the front
+        end's error handler (see `internal_error`)."""
+        token, topic_token = _asker.set(user_id), answering_in(topic)
         try:
             return await self._dispatch(text, chat_id)
         finally:
             _asker.reset(token)
+            done_answering(topic_token)
 
     async def _dispatch(self, text: str, chat_id: int) -> Reply:
         try:

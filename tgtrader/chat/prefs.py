@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tgtrader.chat import parse as p
 from tgtrader.chat.alerts import DAILY_SUMMARY, EVENTS, events_from_payload, events_payload
+from tgtrader.chat.asking import asked_in_topic
 from tgtrader.chat.render import Reply
 from tgtrader.core.events import AlertRaised, CoreEvent, GridRoundTrip, GridStateChanged, OrderFilled, StopTriggered
 from tgtrader.store.outbox import OutboxRow
@@ -35,8 +36,9 @@ KINDS: dict[str, str] = {  # name typed in /notify -> what it covers
 LEVELS = ("on", "silent", "off")
 DEFAULTS: dict[str, str] = {"fills": "silent", "trips": "silent", "grids": "on", "stops": "on", "errors": "on",
                             "daily": "on"}
-SYNTAX = "/notify [KIND on|silent|off]"
+SYNTAX = "/notify [KIND on|silent|off | here]"
 _KEY = "notify:"
+_TOPIC_KEY = "notify_topic:"  # per chat: the forum topic alerts go to (absent: the chat's General topic)
 _GRID_KINDS = {"exit-finished": "grids", "stop-loss": "stops", "take-profit": "stops", "order-rejected": "errors",
                "grid-start-failed": "errors", "grid-residue": "grids", "grid-trailed": "grids",
                "grid-trail-stopped": "grids"}
@@ -44,13 +46,15 @@ _GRID_KINDS = {"exit-finished": "grids", "stop-loss": "stops", "take-profit": "s
 
 @dataclass(frozen=True, slots=True)
 class Notify:
-    kind: str | None = None  # None: show the preferences; "all": every kind
+    kind: str | None = None  # None: show the preferences; "all": every kind; "here": alerts to this topic
     level: str | None = None
 
 
 def parse_notify(args: list[str], ctx: p.Context) -> Notify:
     if not args:
         return Notify()
+    if len(args) == 1 and args[0].lower() == "here":
+        return Notify("here")
     if len(args) != 2:
         raise p.ParseError("expected a kind and a level, e.g. /notify fills off", SYNTAX)
     kind, level = args[0].lower(), args[1].lower()
@@ -80,6 +84,7 @@ class NotifyPrefs:
     def __init__(self, kv: KvRepo | MemoryKv) -> None:
         self.kv = kv
         self._cache: dict[int, dict[str, str]] = {}
+        self._topics: dict[int, int | None] = {}
 
     async def of(self, chat_id: int) -> dict[str, str]:
         if chat_id not in self._cache:
@@ -91,6 +96,17 @@ class NotifyPrefs:
     def known(self, chat_id: int) -> dict[str, str]:
         """Without a read: what was last read or set for the chat (else the defaults); for sync callers."""
         return dict(self._cache.get(chat_id, DEFAULTS))
+
+    async def topic(self, chat_id: int) -> int | None:
+        """The forum topic this chat's alerts go to (None: General, or a chat without topics)."""
+        if chat_id not in self._topics:
+            raw = await self.kv.get(f"{_TOPIC_KEY}{chat_id}")
+            self._topics[chat_id] = int(raw) if raw else None
+        return self._topics[chat_id]
+
+    async def set_topic(self, chat_id: int, topic: int | None) -> None:
+        await self.kv.set(f"{_TOPIC_KEY}{chat_id}", "" if topic is None else str(int(topic)))
+        self._topics[chat_id] = topic
 
     async def set(self, chat_id: int, kind: str, level: str) -> dict[str, str]:
         prefs = await self.of(chat_id)
@@ -163,11 +179,14 @@ def loud(row: OutboxRow, prefs: Mapping[str, str]) -> bool:
 # ---------------------------------------------------------------- /notify
 
 
-def render(prefs: Mapping[str, str], title: str = "Notifications for this chat:") -> str:
+def render(prefs: Mapping[str, str], title: str = "Notifications for this chat:", topic: int | None = None) -> str:
     lines = [title]
     lines += [f"  {k}: {prefs[k]}{' (default)' if prefs[k] == DEFAULTS[k] else ''} - {KINDS[k]}" for k in KINDS]
     lines.append("silent = delivered without a sound; off = not sent. Panic and start-up notices always ring.")
-    lines.append(f"Change: {SYNTAX}, e.g. /notify fills off, /notify all on")
+    if topic is not None:
+        lines.append(f"Alerts go to forum topic {topic} (/notify here in General moves them back).")
+    lines.append(f"Change: {SYNTAX}, e.g. /notify fills off, /notify all on; in a forum topic, /notify here sends"
+                 " the alerts there")
     return "\n".join(lines)
 
 
@@ -176,7 +195,12 @@ async def notify(d: Dispatcher, chat_id: int, req: p.Request) -> Reply:
     store: NotifyPrefs | None = getattr(d, "prefs", None)
     if store is None:
         return Reply("Notification preferences are kept by the Telegram bot's database; not available here.")
+    if req.kind == "here":
+        topic = asked_in_topic()
+        await store.set_topic(chat_id, topic)
+        return Reply("Alerts for this chat now go to this topic." if topic is not None
+                     else "Alerts for this chat now go to its main thread (General).")
     if req.kind is None or req.level is None:
-        return Reply(render(await store.of(chat_id)))
+        return Reply(render(await store.of(chat_id), topic=await store.topic(chat_id)))
     prefs = await store.set(chat_id, req.kind, req.level)
-    return Reply(render(prefs, f"Saved: {req.kind} {req.level}."))
+    return Reply(render(prefs, f"Saved: {req.kind} {req.level}.", await store.topic(chat_id)))

@@ -386,12 +386,14 @@ class AlertSender:
         self.hidden = list(secrets_to_hide)
         self._ready = False
 
-    async def __call__(self, chat_id: int, text: str, silent: bool = False) -> object:
-        """`silent`: delivered without a sound (Telegram's disable_notification; /notify's 'silent')."""
+    async def __call__(self, chat_id: int, text: str, silent: bool = False, topic: int | None = None) -> object:
+        """`silent`: delivered without a sound (Telegram's disable_notification; /notify's 'silent'). `topic`: the
+        forum topic the chat chose for its alerts (/notify here)."""
         if not self._ready:
             await self.bot.initialize()  # getMe; raises like a send would (network, InvalidToken)
             self._ready = True
-        return await self.bot.send_message(chat_id, scrub(text, self.hidden), disable_notification=silent or None)
+        return await self.bot.send_message(chat_id, scrub(text, self.hidden), disable_notification=silent or None,
+                                           message_thread_id=topic)
 
     async def close(self) -> None:
         if self._ready:

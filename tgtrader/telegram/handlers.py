@@ -194,8 +194,9 @@ class TelegramHandlers:
         if message is None or chat is None or not message.text:
             return
         user = update.effective_user
-        reply = await self.dispatcher.dispatch(message.text, chat.id, user.id if user is not None else None)
-        await self.send(context, chat.id, reply, topic(message))
+        thread = topic(message)
+        reply = await self.dispatcher.dispatch(message.text, chat.id, user.id if user is not None else None, thread)
+        await self.send(context, chat.id, reply, thread)
 
     async def send(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, reply: Reply,
                    thread_id: int | None = None) -> Message:

@@ -347,8 +347,12 @@ class Notifier:
         return kept
 
     async def _send_batch(self, chat_id: int, batch: list[OutboxRow], text: str, silent: bool = False) -> bool:
+        topic = await self.prefs.topic(chat_id) if self.prefs is not None else None  # /notify here
+        extra: dict[str, object] = {"silent": True} if silent else {}
+        if topic is not None:
+            extra["topic"] = topic
         try:
-            await (self.send(chat_id, text, silent=True) if silent else self.send(chat_id, text))  # type: ignore[call-arg]
+            await self.send(chat_id, text, **extra)  # type: ignore[call-arg]
         except RetryAfter as exc:
             wait = retry_after_s(exc)
             until = self.clock_ms() + int((wait + 0.1) * 1000)
@@ -364,7 +368,16 @@ class Notifier:
             logger.critical("FATAL: Telegram rejected the bot token while sending alerts; they wait in the outbox")
             self.pause(self.token_pause_s)
             return False
-        except (Forbidden, BadRequest) as exc:  # blocked, chat not started yet, chat gone: this chat only
+        except BadRequest as exc:
+            if topic is not None and "thread not found" in str(exc).lower():  # the alert topic was deleted
+                assert self.prefs is not None
+                await self.prefs.set_topic(chat_id, None)
+                logger.warning("chat {}: the alert topic {} is gone; alerts go to General again", chat_id, topic)
+                self._wake.set()  # sent there on the next pass, rows still due
+                return False
+            await self._failed(batch, f"{type(exc).__name__}: {exc}", cap_s=max(self.backoff_cap_s, 600.0))
+            return False
+        except Forbidden as exc:  # blocked, chat not started yet, chat gone: this chat only
             await self._failed(batch, f"{type(exc).__name__}: {exc}", cap_s=max(self.backoff_cap_s, 600.0))
             return False
         except (TimeoutError, TelegramError, OSError) as exc:  # network, 5xx, timeouts
