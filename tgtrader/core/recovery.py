@@ -72,31 +72,16 @@ async def reconcile(
             open_now = await exchange.open_orders(symbol)
             orders.extend(open_now)
             open_ids = {o.client_order_id for o in open_now}
-            traded: dict[str, int | None] = {}
             for cid in sorted(expected - open_ids):
                 update = await exchange.get_order(symbol, cid)
                 if update is not None:
                     orders.append(update)
-                    if update.executed_qty > 0:
-                        traded[cid] = update.exchange_order_id
-            if traded and last is not None:
-                # An order that traded while we were not looking may have its trades BELOW `last`: the watermark
-                # moves past a stream gap when a later fill arrives another way (an order's REST answer). Fetch
-                # that order's trades (by order id where it is known), so they are not skipped forever.
-                have = {f.trade_id for f in fills}
-                candidates: list[Fill] = []
-                if all(oid is not None for oid in traded.values()):
-                    for cid, oid in sorted(traded.items()):
-                        assert oid is not None
-                        candidates += await exchange.order_trades(symbol, cid, oid)
-                else:
-                    candidates = await exchange.my_trades(symbol)
-                extra = [f for f in candidates
-                         if f.client_order_id in traded and f.trade_id not in have
-                         and not already_seen(f.symbol, f.trade_id)]
-                out.fills.extend(sorted(extra, key=lambda f: f.trade_id))
-            # Order states only when the symbol's fills are complete: a FILLED state without its fill would make
-            # the caller stop expecting the order, and the fill would never be looked for again.
+            # An order that traded while we were not looking may have trades BELOW `last` (the watermark moves past
+            # a stream gap when a later fill arrives another way): not fetched here. Its update says what it
+            # executed, so the core fetches its trades by order id (`Recovery.fetch_short_orders`, one mechanism for
+            # every leg whose executed quantity is ahead of its fills: at start-up, after this, and after any final
+            # update that arrived short).
+            # Order states only when every read of the symbol succeeded (an error drops them for this pass).
             out.orders.extend(orders)
         except ExchangeError as exc:
             logger.warning("reconcile {}: {}", symbol, exc)
