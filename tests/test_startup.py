@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.fake_binance import API_KEY, API_SECRET, FakeBinance
+from tests.fakes.fake_binance import ACCOUNT, API_KEY, API_SECRET, FakeBinance
 from tests.fakes.fake_telegram import TOKEN, FakeTelegram
 from tests.fakes.tcp_gate import TcpGate
+from tests.waiting import wait_for
 from tgtrader import health
 from tgtrader.config import Settings, load_settings
 from tgtrader.runner import serve
@@ -61,6 +62,10 @@ async def test_binance_unreachable_at_start_then_back(tmp_path: Path) -> None:
             await telegram.wait_for(lambda: telegram.buttons(CHAT), timeout=15)
             telegram.push_callback(CHAT, telegram.buttons(CHAT)[0]["callback_data"])
             await telegram.wait_for(lambda: any("started" in t for t in telegram.texts_to(CHAT)), timeout=15)
+            # "started" answers once the grid's orders are saved; they leave off the event loop, so wait until the
+            # exchange holds all four (two buys, two sells) before stopping: the test needs its buy at 49500 there
+            await wait_for(lambda: len(binance.venue.open_order_records(ACCOUNT, "BTCUSDT")) == 4, 15,
+                           "the grid's four orders resting on the exchange")
             stop.set()
             assert await asyncio.wait_for(bot, 30) == 0
             assert _verdict(settings)[0] == 1  # no bot, no heartbeat
