@@ -107,6 +107,7 @@ class Grid:
         self.trail_move: tuple[str, int] | None = None  # (direction, rung of the interval whose order is cancelled)
         self.trail_stalled: set[str] = set()  # directions whose stall was reported (once per stall)
         self.marks: list[tuple[int, str, Decimal]] = []  # (ts, kind, price): trailing moves and stop triggers
+        self.rungs: dict[int, Decimal] = {}  # ladder prices computed so far (trailing.rung); derived, not stored
 
     # ------------------------------------------------------------ small helpers
 
