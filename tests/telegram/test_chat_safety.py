@@ -7,7 +7,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -28,13 +28,9 @@ MALLORY, READER = 999, 333  # a group member nobody listed; a read-only user
 
 
 @pytest.fixture
-async def private(tmp_path: Path, fake: FakeTelegram) -> AsyncIterator[Stack]:
-    """Alice and Bob in their private chats, as in test_bot_e2e."""
-    s = await make_stack(tmp_path, fake)
-    try:
-        yield s
-    finally:
-        await close_stack(s)
+def private(stack: Stack) -> Stack:
+    """Alice and Bob in their private chats: conftest's `stack`."""
+    return stack
 
 
 @pytest.fixture
